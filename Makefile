@@ -1,0 +1,43 @@
+# The front door: `make demo` records a bundled workload and prints top and flame;
+# `make test` sets everything up and runs the whole suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CC ?= gcc
+
+.PHONY: demo test lint bench clean setup
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "error: stax needs Python >= 3.11 ($(PY) is older)"; exit 1; }
+	@$(PY) -m venv $(VENV) 2>/dev/null || { \
+		echo "python3-venv is missing; installing it (needs root)"; \
+		apt-get update -qq && apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+build/split: workloads/split.c
+	@mkdir -p build
+	$(CC) -O2 -g -fno-omit-frame-pointer -o $@ $<
+
+demo: $(STAMP) build/split
+	$(BIN)/stax record -- ./build/split 1500
+	$(BIN)/stax top
+	$(BIN)/stax flame
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q -ra
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf build .pytest_cache

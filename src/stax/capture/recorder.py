@@ -1,0 +1,225 @@
+"""Opens the sampling events for a target (launched or attached) and drains them into a sink.
+
+A library with no server imports: stax-server runs it in a thread, and the CLI can run it alone.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from stax.capture import perf
+from stax.capture import records as rec
+
+log = logging.getLogger("stax.capture")
+
+DEFAULT_FREQUENCY = 900
+MAX_FREQUENCY = 100_000
+
+
+class CaptureError(Exception):
+    """A target could not be recorded; the message is meant for the user."""
+
+
+@dataclass
+class CaptureInfo:
+    """How the events were opened, for status and diagnose."""
+
+    kernel_frames: bool = True
+    build_ids: bool = True
+    cpus: list[int] = field(default_factory=list)
+    event_fds: int = 0
+    buffer_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
+               buffer_bytes: int) -> perf.EventAttr:
+    flags = ["inherit", "mmap", "mmap2", "comm", "comm_exec", "task", "freq", "sample_id_all",
+             "use_clockid", "watermark"]
+    if launch:
+        flags += ["disabled", "enable_on_exec"]
+    if not kernel:
+        flags += ["exclude_kernel", "exclude_hv", "exclude_callchain_kernel"]
+    if build_id:
+        flags.append("build_id")
+    return perf.EventAttr(
+        type=perf.PERF_TYPE_SOFTWARE,
+        config=perf.PERF_COUNT_SW_CPU_CLOCK,
+        sample_period_or_freq=frequency,
+        sample_type=rec.SAMPLE_TYPE,
+        flags=tuple(flags),
+        wakeup=max(4096, buffer_bytes // 4),
+    )
+
+
+class Recorder:
+    """Per-thread, per-CPU cpu-clock events with inherit, one ring buffer per CPU."""
+
+    def __init__(self, sink: rec.Sink, ingest: Callable[[bytes], None], frequency: int,
+                 buffer_pages: int = 256) -> None:
+        self.sink = sink
+        self.ingest = ingest
+        self.frequency = frequency
+        self.buffer_pages = buffer_pages
+        self.fds: list[int] = []
+        self.buffers: list[perf.RingBuffer] = []
+        self.info = CaptureInfo()
+        self.opened_tids: set[int] = set()
+        self._kernel = True
+        self._build_id = True
+        self._launch = False
+        self.bytes_read = 0
+
+    # --- opening ------------------------------------------------------------------------------
+
+    def _open_one(self, tid: int, cpu: int) -> int:
+        while True:
+            attr = _base_attr(self.frequency, self._launch, self._kernel, self._build_id,
+                              self.buffer_pages * 4096)
+            try:
+                return perf.perf_event_open(attr, tid, cpu)
+            except perf.PerfError as e:
+                if e.errno in (errno.EACCES, errno.EPERM) and self._kernel:
+                    self._kernel = False
+                    self.info.kernel_frames = False
+                    self.info.notes.append(
+                        f"kernel frames unavailable (perf_event_paranoid="
+                        f"{perf.paranoid_level()}); run as root or through staxd "
+                        "(sudo stax setup) to get them")
+                    continue
+                if e.errno == errno.EINVAL and self._build_id:
+                    self._build_id = False
+                    self.info.build_ids = False
+                    self.info.notes.append("kernel does not report build-ids in mmap records;"
+                                           " reading them from the files instead")
+                    continue
+                raise
+
+    def _open_tid(self, tid: int) -> None:
+        cpus = self.info.cpus
+        for i, cpu in enumerate(cpus):
+            fd = self._open_one(tid, cpu)
+            self.fds.append(fd)
+            if len(self.buffers) < len(cpus):
+                self.buffers.append(perf.RingBuffer(fd, self.buffer_pages))
+            else:
+                perf.set_output(fd, self.buffers[i].fd)
+        self.opened_tids.add(tid)
+        self.info.event_fds = len(self.fds)
+
+    def _fail(self, e: OSError, pid: int) -> CaptureError:
+        if e.errno == errno.ESRCH:
+            return CaptureError(f"no process with pid {pid}")
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return CaptureError(
+                f"not allowed to sample pid {pid} (perf_event_paranoid="
+                f"{perf.paranoid_level()}): {e.strerror}")
+        if e.errno == errno.ENOENT or e.errno == errno.ENODEV:
+            return CaptureError(f"this kernel has no cpu-clock software event: {e.strerror}")
+        return CaptureError(f"perf_event_open failed for pid {pid}: {e.strerror}")
+
+    def open_launch(self, pid: int) -> None:
+        """Open disabled events on a forked child that has not exec'd yet; they enable at exec."""
+        self._launch = True
+        self.info.cpus = perf.online_cpus()
+        try:
+            self._open_tid(pid)
+        except OSError as e:
+            self.close()
+            raise self._fail(e, pid) from None
+        self.info.buffer_bytes = len(self.buffers) * self.buffer_pages * 4096
+
+    def open_attach(self, pid: int) -> None:
+        """Open events on every existing thread of ``pid``; threads created later inherit them."""
+        self._launch = False
+        self.info.cpus = perf.online_cpus()
+        if not os.path.exists(f"/proc/{pid}"):
+            raise CaptureError(f"no process with pid {pid}")
+        try:
+            for _ in range(20):
+                tids = self._list_tids(pid)
+                if not tids and not self.opened_tids:
+                    raise CaptureError(f"no process with pid {pid}")
+                new = [t for t in tids if t not in self.opened_tids]
+                if not new:
+                    break
+                for tid in new:
+                    try:
+                        self._open_tid(tid)
+                    except perf.PerfError as e:
+                        if e.errno == errno.ESRCH and tid != pid:
+                            continue  # the thread exited meanwhile
+                        raise
+        except OSError as e:
+            self.close()
+            raise self._fail(e, pid) from None
+        self.info.buffer_bytes = len(self.buffers) * self.buffer_pages * 4096
+
+    @staticmethod
+    def _list_tids(pid: int) -> list[int]:
+        try:
+            return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            return []
+
+    # --- draining -----------------------------------------------------------------------------
+
+    def drain(self) -> int:
+        n = 0
+        for rb in self.buffers:
+            data = rb.read()
+            if data:
+                n += len(data)
+                self.bytes_read += len(data)
+                self.ingest(data)
+        return n
+
+    def run(self, stop: threading.Event, pidfd: int | None, deadline: float | None,
+            interval: float = 0.05) -> str:
+        """Drain until ``stop`` is set, the target exits (pidfd readable) or the deadline passes.
+
+        Returns why it ended: "stopped", "exited" or "time-limit".
+        """
+        poller = select.poll()
+        for rb in self.buffers:
+            poller.register(rb.fd, select.POLLIN)
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        reason = "stopped"
+        while True:
+            if stop.is_set():
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                reason = "time-limit"
+                break
+            events = poller.poll(interval * 1000)
+            exited = pidfd is not None and any(fd == pidfd for fd, _ in events)
+            self.drain()
+            if exited:
+                reason = "exited"
+                break
+        for fd in self.fds:
+            try:
+                perf.ioctl(fd, perf.PERF_EVENT_IOC_DISABLE)
+            except OSError:
+                pass
+        self.drain()
+        return reason
+
+    def close(self) -> None:
+        for rb in self.buffers:
+            rb.close()
+        self.buffers = []
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []

@@ -1,0 +1,131 @@
+"""Decoding of PERF_RECORD_* byte streams into calls on a sink.
+
+Layouts follow include/uapi/linux/perf_event.h for the sample_type stax asks for.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Protocol
+
+from stax.capture import perf
+
+RECORD_MMAP = 1
+RECORD_LOST = 2
+RECORD_COMM = 3
+RECORD_EXIT = 4
+RECORD_THROTTLE = 5
+RECORD_UNTHROTTLE = 6
+RECORD_FORK = 7
+RECORD_SAMPLE = 9
+RECORD_MMAP2 = 10
+RECORD_LOST_SAMPLES = 13
+RECORD_SWITCH = 14
+RECORD_SWITCH_CPU_WIDE = 15
+
+MISC_CPUMODE_MASK = 7
+MISC_KERNEL = 1
+MISC_USER = 2
+MISC_COMM_EXEC = 1 << 13
+MISC_MMAP_BUILD_ID = 1 << 14
+MISC_SWITCH_OUT = 1 << 13
+
+# callchain context markers (as unsigned 64-bit)
+CONTEXT_MAX = (1 << 64) - 4095
+CONTEXT_KERNEL = (1 << 64) - 128
+CONTEXT_USER = (1 << 64) - 512
+
+SAMPLE_TYPE = (perf.SAMPLE_IP | perf.SAMPLE_TID | perf.SAMPLE_TIME | perf.SAMPLE_CPU
+               | perf.SAMPLE_PERIOD | perf.SAMPLE_CALLCHAIN)
+
+_hdr = struct.Struct("<IHH")
+_sample_fixed = struct.Struct("<QIIQIIQQ")  # ip, pid, tid, time, cpu, res, period, nr
+_u64 = struct.Struct("<Q")
+_u32x2 = struct.Struct("<II")
+_mmap2 = struct.Struct("<IIQQQ")  # pid, tid, addr, len, pgoff
+_fork = struct.Struct("<IIIIQ")  # pid, ppid, tid, ptid, time
+_lost = struct.Struct("<QQ")
+_throttle = struct.Struct("<QQQ")
+_id_tail = struct.Struct("<IIQII")  # sample_id: pid, tid, time, cpu, res
+
+
+class Sink(Protocol):
+    def on_sample(self, pid: int, tid: int, time: int, cpu: int, period: int,
+                  chain: tuple[int, ...]) -> None: ...
+    def on_mmap(self, pid: int, tid: int, addr: int, length: int, pgoff: int, prot: int,
+                build_id: str | None, filename: str, time: int) -> None: ...
+    def on_comm(self, pid: int, tid: int, comm: str, exec_: bool, time: int) -> None: ...
+    def on_fork(self, pid: int, ppid: int, tid: int, ptid: int, time: int) -> None: ...
+    def on_exit(self, pid: int, ppid: int, tid: int, ptid: int, time: int) -> None: ...
+    def on_lost(self, lost: int) -> None: ...
+    def on_throttle(self, throttled: bool, time: int) -> None: ...
+    def on_other(self, rtype: int) -> None: ...
+
+
+def _cstr(buf: bytes, off: int, end: int) -> str:
+    nul = buf.find(b"\0", off, end)
+    if nul < 0:
+        nul = end
+    return buf[off:nul].decode("utf-8", "replace")
+
+
+def decode(buf: bytes, sink: Sink) -> int:
+    """Decode every record in ``buf``; returns the number of records."""
+    off = 0
+    end = len(buf)
+    count = 0
+    hdr_unpack = _hdr.unpack_from
+    fixed_unpack = _sample_fixed.unpack_from
+    fixed_size = _sample_fixed.size
+    on_sample = sink.on_sample
+    while off + 8 <= end:
+        rtype, misc, size = hdr_unpack(buf, off)
+        if size < 8 or off + size > end:
+            break  # corrupt stream; the caller counts it
+        body = off + 8
+        if rtype == RECORD_SAMPLE:
+            ip, pid, tid, time, cpu, _res, period, nr = fixed_unpack(buf, body)
+            chain_off = body + fixed_size
+            if nr and chain_off + 8 * nr <= off + size:
+                chain = struct.unpack_from(f"<{nr}Q", buf, chain_off)
+            else:
+                chain = (ip,)
+            on_sample(pid, tid, time, cpu, period, chain)
+        elif rtype == RECORD_MMAP2:
+            pid, tid, addr, length, pgoff = _mmap2.unpack_from(buf, body)
+            p = body + _mmap2.size
+            build_id = None
+            if misc & MISC_MMAP_BUILD_ID:
+                bid_size = buf[p]
+                build_id = buf[p + 4: p + 4 + min(bid_size, 20)].hex()
+            p += 24
+            prot, _flags = _u32x2.unpack_from(buf, p)
+            p += 8
+            name = _cstr(buf, p, off + size - _id_tail.size)
+            time = _id_tail.unpack_from(buf, off + size - _id_tail.size)[2]
+            sink.on_mmap(pid, tid, addr, length, pgoff, prot, build_id, name, time)
+        elif rtype == RECORD_MMAP:
+            pid, tid, addr, length, pgoff = _mmap2.unpack_from(buf, body)
+            name = _cstr(buf, body + _mmap2.size, off + size - _id_tail.size)
+            time = _id_tail.unpack_from(buf, off + size - _id_tail.size)[2]
+            sink.on_mmap(pid, tid, addr, length, pgoff, 5, None, name, time)
+        elif rtype == RECORD_COMM:
+            pid, tid = _u32x2.unpack_from(buf, body)
+            comm = _cstr(buf, body + 8, off + size - _id_tail.size)
+            time = _id_tail.unpack_from(buf, off + size - _id_tail.size)[2]
+            sink.on_comm(pid, tid, comm, bool(misc & MISC_COMM_EXEC), time)
+        elif rtype == RECORD_FORK:
+            sink.on_fork(*_fork.unpack_from(buf, body))
+        elif rtype == RECORD_EXIT:
+            sink.on_exit(*_fork.unpack_from(buf, body))
+        elif rtype == RECORD_LOST:
+            sink.on_lost(_lost.unpack_from(buf, body)[1])
+        elif rtype == RECORD_LOST_SAMPLES:
+            sink.on_lost(_u64.unpack_from(buf, body)[0])
+        elif rtype in (RECORD_THROTTLE, RECORD_UNTHROTTLE):
+            sink.on_throttle(rtype == RECORD_THROTTLE, _throttle.unpack_from(buf, body)[0])
+        else:
+            sink.on_other(rtype)
+        off += size
+        count += 1
+    return count

@@ -1,0 +1,138 @@
+"""The ``stax`` command: argument parsing and dispatch to one module per family of subcommands.
+
+Bad arguments and failures print one ``error: …`` line and exit 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from stax import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see: {self.prog} --help)\n")
+        raise SystemExit(1)
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {v})")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="stax", description="A sampling profiler for native Linux programs.")
+    ap.add_argument("--version", action="version", version=f"stax {__version__}")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_)
+
+    def json_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    p = add("record", "record a command (after --) or a running process (--pid)")
+    p.add_argument("-F", "--frequency", type=int, default=900, metavar="HZ",
+                   help="samples per second per thread on CPU (default 900)")
+    p.add_argument("-l", "--time-limit", type=float, metavar="SECS",
+                   help="stop recording after SECS seconds")
+    p.add_argument("-p", "--pid", type=int, help="attach to a running process")
+    p.add_argument("--no-dwarf-unwind", action="store_true",
+                   help="use only the kernel's frame-pointer call chain")
+    p.add_argument("--daemon-socket", metavar="PATH", default="/var/run/staxd.sock",
+                   help="staxd broker socket (default /var/run/staxd.sock)")
+    json_flag(p)
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+
+    add("status", "the active run and the server")
+    json_flag(sub.choices["status"])
+    add("list", "every run the server has hosted")
+    json_flag(sub.choices["list"])
+
+    p = add("wait", "block until a condition holds (default: the active run stops)")
+    p.add_argument("--for-samples", type=int, metavar="N")
+    p.add_argument("--for-seconds", type=float, metavar="N")
+    p.add_argument("--until-symbol", metavar="S",
+                   help="until a sampled frame's name contains S (case-sensitive)")
+    p.add_argument("--timeout-ms", type=int, metavar="MS")
+    json_flag(p)
+
+    add("stop", "stop the active run")
+    json_flag(sub.choices["stop"])
+
+    p = add("select-run", "make a stopped run the current query state")
+    p.add_argument("id", type=int, metavar="ID")
+    json_flag(p)
+
+    p = add("top", "flat leaderboard of functions")
+    p.add_argument("-n", type=_nonneg_int, default=20, help="rows (0 = all; default 20)")
+    p.add_argument("--sort", choices=("self", "total"), default="self")
+    p.add_argument("--tid", type=int)
+    p.add_argument("--run", type=int, metavar="ID")
+    json_flag(p)
+
+    p = add("flame", "the call tree as an indented tree")
+    p.add_argument("-d", "--depth", type=int, default=12, help="print depth (default 12)")
+    p.add_argument("--threshold-pct", type=float, default=1.0,
+                   help="hide nodes under this share of samples (default 1.0; 0 = all)")
+    p.add_argument("--tid", type=int)
+    p.add_argument("--run", type=int, metavar="ID")
+    p.add_argument("--mode", choices=("cpu", "offcpu", "wall"), default="cpu")
+    json_flag(p)
+
+    p = add("threads", "one row per thread")
+    p.add_argument("-n", type=_nonneg_int, default=20, help="rows (0 = all; default 20)")
+    p.add_argument("--run", type=int, metavar="ID")
+    json_flag(p)
+
+    p = add("diagnose", "the server's own accounting for the current run")
+    p.add_argument("--run", type=int, metavar="ID")
+    json_flag(p)
+
+    add("dump", "ask stax-server to write a debug snapshot to its log")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.cmd is None:
+        ap.print_help()
+        return 0
+    from stax.cli.common import CLIError
+
+    try:
+        if args.cmd == "record":
+            from stax.cli.record import cmd_record
+
+            return cmd_record(args)
+        from stax.cli import query
+
+        handler = {
+            "status": query.cmd_status, "list": query.cmd_list, "wait": query.cmd_wait,
+            "stop": query.cmd_stop, "select-run": query.cmd_select_run, "top": query.cmd_top,
+            "flame": query.cmd_flame, "threads": query.cmd_threads,
+            "diagnose": query.cmd_diagnose, "dump": query.cmd_dump,
+        }[args.cmd]
+        return handler(args)
+    except CLIError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

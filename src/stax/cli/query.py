@@ -1,0 +1,229 @@
+"""Query and lifecycle subcommands: status, list, wait, stop, select-run, top, flame, threads,
+diagnose, dump. Thin: parse, call the server, print (or ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+from stax.cli.common import (
+    call,
+    die,
+    fmt_ms,
+    fmt_time,
+    no_samples_hint,
+    print_json,
+    run_line,
+)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    res = call("status")
+    if args.json:
+        print_json(res)
+        return 0
+    if res["active"]:
+        print("active run:")
+        print(f"  {run_line(res['active'])}")
+    else:
+        print("no active run")
+        if res["current"]:
+            print(f"current query state: {run_line(res['current'])}")
+    print(f"server up since {fmt_time(res['server_started_at'])} (pid {res['server_pid']})")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    res = call("list_runs")
+    if args.json:
+        print_json(res)
+        return 0
+    if not res["runs"]:
+        print("(no runs yet — start one with: stax record -- COMMAND)")
+    for r in res["runs"]:
+        mark = "*" if r["id"] == res["current"] else " "
+        print(f"{mark} {run_line(r)}")
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    conds = [c for c in (args.for_samples, args.for_seconds, args.until_symbol) if c is not None]
+    if len(conds) > 1:
+        die("--for-samples, --for-seconds and --until-symbol are mutually exclusive")
+    if args.timeout_ms is not None and args.timeout_ms < 0:
+        die("--timeout-ms must be >= 0")
+    if args.for_samples is not None and args.for_samples < 0:
+        die("--for-samples must be >= 0")
+    timeout = None if args.timeout_ms is None else args.timeout_ms / 1000 + 30
+    res = call("wait", timeout=timeout, for_samples=args.for_samples,
+               for_seconds=args.for_seconds, until_symbol=args.until_symbol,
+               timeout_ms=args.timeout_ms)
+    if args.json:
+        print_json(res)
+    elif res["status"] == "met":
+        print(f"condition met: {run_line(res['run'])}")
+    elif res["status"] == "stopped":
+        prefix = "run stopped" if conds else "condition met"
+        print(f"{prefix}: {run_line(res['run'])}")
+    else:
+        print(f"timed out: {run_line(res['run'])}")
+    return 1 if res["status"] == "timeout" else 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    res = call("stop", timeout=60)
+    if args.json:
+        print_json(res)
+    else:
+        print(f"stopped: {run_line(res)}")
+    return 0
+
+
+def cmd_select_run(args: argparse.Namespace) -> int:
+    res = call("select_run", run=args.id)
+    if args.json:
+        print_json(res)
+    else:
+        print(f"selected: {run_line(res)}")
+    return 0
+
+
+def _header(res: dict[str, Any], what: str) -> str:
+    run = res["run"]
+    return (f"run {run['id']} [{run['state']}] {run['command']}: {what}")
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    res = call("top", run=args.run, tid=args.tid, sort=args.sort, limit=args.n)
+    if args.json:
+        print_json(res)
+        return 0
+    if not res["total_samples"]:
+        print(no_samples_hint(res["run"]) if args.tid is None
+              else f"(no samples for tid {args.tid})")
+        return 0
+    key = args.sort
+    print(_header(res, f"{res['total_samples']} samples, {res['total_ns'] / 1e6:.1f} ms "
+                       f"on-CPU, by {key} time"))
+    print(f"{'on-CPU':>12} {'samples':>7} {'%':>6}  function  (binary)")
+    for r in res["rows"]:
+        print(f"{fmt_ms(r[key + '_ns'])}  {r[key + '_samples']:6d} {r[key + '_pct']:5.1f}%  "
+              f"{r['func']}  ({r['binary']})")
+    shown = len(res["rows"])
+    if res["functions"] > shown:
+        print(f"({res['functions'] - shown} more functions; -n 0 shows all)")
+    return 0
+
+
+def _print_tree(node: dict[str, Any], indent: int, out: list[str]) -> None:
+    pad = "  " * indent
+    out.append(f"{fmt_ms(node['ns'])} {node['samples']:6d} {node['pct']:5.1f}%  {pad}"
+               f"{node['func']}  ({node['binary']})")
+    if node.get("collapsed_frames"):
+        out.append(f"{'':30}{pad}  … {node['collapsed_frames']} more frames")
+    for child in node.get("children", []):
+        _print_tree(child, indent + 1, out)
+    hidden = node.get("hidden")
+    if hidden:
+        out.append(f"{'':30}{pad}  … {hidden['nodes']} more below the threshold "
+                   f"({hidden['ns'] / 1e6:.1f} ms)")
+
+
+def cmd_flame(args: argparse.Namespace) -> int:
+    if args.depth < 1:
+        die("-d/--depth must be >= 1")
+    if args.threshold_pct < 0 or args.threshold_pct > 100:
+        die("--threshold-pct must be between 0 and 100")
+    res = call("flamegraph", run=args.run, tid=args.tid, max_depth=args.depth,
+               threshold_pct=args.threshold_pct, mode=args.mode)
+    if args.json:
+        print_json(res)
+        return 0
+    if res.get("note"):
+        print(f"({res['note']})")
+        return 0
+    if not res["total_samples"]:
+        print(no_samples_hint(res["run"]) if args.tid is None
+              else f"(no samples for tid {args.tid})")
+        return 0
+    print(_header(res, f"on-CPU {res['oncpu_ns'] / 1e6:.1f} ms ({res['total_samples']} "
+                       f"samples), off-CPU {res['offcpu_ns'] / 1e6:.1f} ms"))
+    out: list[str] = []
+    for root in res["roots"]:
+        _print_tree(root, 0, out)
+    if res["hidden"]["nodes"]:
+        out.append(f"… {res['hidden']['nodes']} smaller roots below the threshold")
+    print("\n".join(out))
+    return 0
+
+
+def cmd_threads(args: argparse.Namespace) -> int:
+    res = call("threads", run=args.run, limit=args.n)
+    if args.json:
+        print_json(res)
+        return 0
+    if not res["rows"]:
+        print(no_samples_hint(res["run"]))
+        return 0
+    print(f"{'on-CPU ms':>10} {'off-CPU ms':>10} {'samples':>8} {'blocked':>8} {'pid':>7} "
+          f"{'tid':>7}  name")
+    for r in res["rows"]:
+        print(f"{r['oncpu_ns'] / 1e6:10.1f} {r['offcpu_ns'] / 1e6:10.1f} {r['samples']:8d} "
+              f"{r['blocked'] or '-':>8} {r['pid']:7d} {r['tid']:7d}  {r['name']}")
+    if res["threads"] > len(res["rows"]):
+        print(f"({res['threads'] - len(res['rows'])} more threads; -n 0 shows all)")
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    res = call("diagnostics", run=args.run)
+    if args.json:
+        print_json(res)
+        return 0
+    s = res["server"]
+    print(f"server: pid {s['pid']}, version {s['version']}, up {s['uptime_s']:.0f} s, "
+          f"{s['requests']} requests, rss {s['rss_bytes'] / 2**20:.1f} MiB, {s['runs']} runs")
+    sym = res["symbols"]
+    print("symbols: " + ", ".join(f"{k} {v}" for k, v in sym.items()))
+    run = res["run"]
+    if run is None:
+        print("run: none")
+        return 0
+    print(f"run: {run_line(run)}")
+    print(f"  state {run['state']}, end reason {run['end_reason'] or '-'}, "
+          f"elapsed {run['elapsed_ms'] / 1000:.2f} s, {run['samples_per_s']} samples/s")
+    cap = run["capture"]
+    print(f"  capture: {cap['mode']}, unwinding by {cap['unwinding']}, kernel frames "
+          f"{'yes' if cap['kernel_frames'] else 'no'}, build-ids from kernel "
+          f"{'yes' if cap['build_ids'] else 'no'}, {cap['event_fds']} event fds on cpus "
+          f"{cap['cpus']}, ring buffers {cap['ring_buffer_bytes'] // 1024} KiB, "
+          f"{cap['bytes_read']} bytes read")
+    rec = run["records"]
+    print("  records: " + ", ".join(f"{k} {v}" for k, v in rec.items()))
+    print(f"  lost records: {rec['lost']}   throttle events: {rec['throttled']}")
+    print(f"  tables: {run['stacks']} stacks, {run['frames']} frames, {run['funcs']} functions "
+          f"({run['unresolved_funcs']} unresolved), {run['binaries']} binaries, "
+          f"{run['table_bytes'] / 1024:.0f} KiB of columns")
+    print(f"  unwinding: {rec['empty_stacks']} empty stacks, {rec['unmapped_frames']} frames "
+          "outside any known mapping")
+    for note in run.get("notes") or []:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    res = call("hello")
+    pid = res["pid"]
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except OSError as e:
+        die(f"could not signal stax-server (pid {pid}): {e.strerror}")
+    from stax import paths
+
+    print(f"asked stax-server (pid {pid}) to write a debug snapshot to its log "
+          f"({paths.server_log()} when started by stax record)", file=sys.stdout)
+    return 0

@@ -1,0 +1,278 @@
+"""``stax record``: launch or attach, hand the target to stax-server, follow it, summarise.
+
+The recording lives in the server: killing this process loses nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from stax import paths
+from stax.cli.common import CLIError, die, isatty, print_json, run_line
+from stax.client import Client, RemoteError, ServerUnavailable
+
+MAX_FREQUENCY = 100_000
+
+
+def _max_sample_rate() -> int:
+    try:
+        with open("/proc/sys/kernel/perf_event_max_sample_rate") as f:
+            return min(MAX_FREQUENCY, int(f.read().strip()))
+    except (OSError, ValueError):
+        return MAX_FREQUENCY
+
+
+def validate(args: argparse.Namespace, command: list[str]) -> None:
+    if args.pid is not None and command:
+        die("specify either --pid or a command to launch, not both")
+    if args.pid is None and not command:
+        die("nothing to record: give a command after -- (stax record -- ./prog args) "
+            "or attach with --pid PID")
+    limit = _max_sample_rate()
+    if not 1 <= args.frequency <= limit:
+        die(f"-F/--frequency must be between 1 and {limit} Hz (got {args.frequency}; "
+            f"the kernel allows at most perf_event_max_sample_rate={limit})")
+    if args.time_limit is not None and args.time_limit <= 0:
+        die(f"-l/--time-limit must be a positive number of seconds (got {args.time_limit})")
+    if args.pid is not None and args.pid <= 0:
+        die(f"--pid must be a positive process id (got {args.pid})")
+
+
+def resolve_command(cmd: str) -> str:
+    """The executable the shell would run, or a clear error (before anything is started)."""
+    if "/" in cmd:
+        if not os.path.exists(cmd):
+            die(f"command not found: {cmd}")
+        if os.path.isdir(cmd):
+            die(f"cannot execute {cmd}: is a directory")
+        if not os.access(cmd, os.X_OK):
+            die(f"cannot execute {cmd}: permission denied")
+        return cmd
+    found = shutil.which(cmd)
+    if found is None:
+        die(f"command not found: {cmd}")
+    return found
+
+
+def ensure_server(quiet: bool = False) -> Client:
+    """Connect, starting a detached stax-server first when none answers."""
+    try:
+        return Client()
+    except ServerUnavailable:
+        pass
+    if os.environ.get("STAX_NO_AUTOSTART") == "1":
+        die(f"stax-server isn't running (no server on {paths.server_socket()}) and "
+            "STAX_NO_AUTOSTART=1; start it with `stax-server &`")
+    log_path = paths.server_log()
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    sock = paths.server_socket()
+    with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stax.server.main", "--socket", sock, "--log-file",
+             log_path],
+            stdin=devnull, stdout=logf, stderr=logf, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        try:
+            client = Client()
+        except ServerUnavailable:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+            continue
+        print(f"stax: started stax-server (pid {proc.pid}, socket {sock}, log {log_path})",
+              file=sys.stderr)
+        return client
+    die(f"could not start stax-server (socket {sock}); see its log: {log_path}")
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = False
+
+    def show(self, run: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        sys.stderr.write(f"\r\x1b[Kstax: recording run {run['id']}: {run['samples']} samples, "
+                         f"{run['elapsed_ms'] / 1000:.1f} s")
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def summary_text(run: dict[str, Any]) -> list[str]:
+    reason = {"exited": "target exited", "time-limit": "time limit reached",
+              "stopped": "stopped", "error": "capture error"}.get(run.get("end_reason") or "",
+                                                                   run.get("state", ""))
+    secs = run["elapsed_ms"] / 1000
+    rate = run["samples"] / secs if secs > 0 else 0.0
+    lines = [f"stax: run {run['id']} {run['state']} ({reason}): {run['samples']} samples in "
+             f"{secs:.2f} s ({rate:.0f}/s at -F {run['frequency_hz']}), "
+             f"{run['threads']} thread{'s' if run['threads'] != 1 else ''}, "
+             f"{run['lost_records']} lost records"]
+    if run.get("exit_status") is not None:
+        lines[0] += f", exit status {run['exit_status']}"
+    for note in run.get("notes") or []:
+        lines.append(f"stax: note: {note}")
+    if run.get("error"):
+        lines.append(f"stax: {run['error']}")
+    if run["lost_records"]:
+        lines.append(f"warning: the kernel dropped {run['lost_records']} records (ring buffer "
+                     "full); see stax diagnose")
+    if run["samples"]:
+        lines.append("stax: explore it with: stax top | stax flame | stax threads")
+    return lines
+
+
+def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Progress,
+            status: int) -> int:
+    try:
+        res = client.call("wait", timeout=None, run=run_id)
+        run = res["run"]
+    except (RemoteError, ServerUnavailable) as e:
+        progress.clear()
+        print(f"warning: could not read the run summary: {e}", file=sys.stderr)
+        return status
+    progress.clear()
+    if args.json:
+        print_json(run)
+    else:
+        for line in summary_text(run):
+            print(line, file=sys.stderr)
+    return status
+
+
+def launch(args: argparse.Namespace, command: list[str]) -> int:
+    exe = resolve_command(command[0])
+    client = ensure_server()
+    go_r, go_w = os.pipe()
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # the target: wait for the go-ahead, then exec
+        try:
+            os.close(go_w)
+            os.close(err_r)
+            if os.read(go_r, 1) != b"g":
+                os._exit(127)
+            os.close(go_r)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.execv(exe, command)
+        except OSError as e:
+            os.write(err_w, f"{e.errno}:{e.strerror}".encode())
+        finally:
+            os._exit(127)
+    os.close(go_r)
+    os.close(err_w)
+    try:
+        run = client.call("start_launch", pid=pid, argv=command, frequency=args.frequency,
+                          time_limit_s=args.time_limit)
+    except (RemoteError, ServerUnavailable) as e:
+        os.close(go_w)
+        os.waitpid(pid, 0)
+        die(e.message if isinstance(e, RemoteError) else f"stax-server failed: {e}")
+    # Ctrl-C belongs to the target (it is in our process group); we outlive it to report.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.write(go_w, b"g")
+    os.close(go_w)
+    failure = os.read(err_r, 4096)
+    os.close(err_r)
+    if failure:
+        os.waitpid(pid, 0)
+        client.call("wait", timeout=10, run=run["id"])
+        msg = failure.decode(errors="replace").split(":", 1)[-1]
+        die(f"cannot execute {command[0]}: {msg}")
+    progress = _Progress(isatty(sys.stderr) and not args.json)
+    status = None
+    last = 0.0
+    while status is None:
+        wpid, wstatus = os.waitpid(pid, os.WNOHANG)
+        if wpid:
+            status = os.waitstatus_to_exitcode(wstatus)
+            if status < 0:
+                status = 128 - status  # killed by a signal, as a shell reports it
+            break
+        now = time.monotonic()
+        if progress.enabled and now - last >= 0.25:
+            last = now
+            try:
+                cur = client.call("status")["active"]
+            except (RemoteError, ServerUnavailable):
+                cur = None
+            if cur and cur["id"] == run["id"]:
+                progress.show(cur)
+        time.sleep(0.02)
+    try:
+        client.call("target_exited", run=run["id"], status=status)
+    except (RemoteError, ServerUnavailable):
+        pass
+    return _finish(client, run["id"], args, progress, status)
+
+
+def attach(args: argparse.Namespace) -> int:
+    pid = args.pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        die(f"no process with pid {pid}")
+    except PermissionError:
+        pass  # it exists; the server decides whether it may sample it
+    client = ensure_server()
+    try:
+        run = client.call("start_attach", pid=pid, frequency=args.frequency,
+                          time_limit_s=args.time_limit)
+    except RemoteError as e:
+        die(e.message)
+    except ServerUnavailable as e:
+        die(f"stax-server failed: {e}")
+    interrupted = False
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    signal.signal(signal.SIGINT, on_sigint)
+    progress = _Progress(isatty(sys.stderr) and not args.json)
+    while True:
+        if interrupted:
+            try:
+                client.call("stop", run=run["id"])
+            except RemoteError:
+                pass  # it ended by itself meanwhile
+            break
+        try:
+            res = client.call("wait", timeout=5, run=run["id"], timeout_ms=250)
+        except RemoteError as e:
+            raise CLIError(e.message) from None
+        except ServerUnavailable as e:
+            if interrupted:
+                continue
+            raise CLIError(f"lost the connection to stax-server: {e}") from None
+        if res["status"] == "stopped":
+            break
+        progress.show(res["run"])
+    return _finish(client, run["id"], args, progress, 0)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    command = args.command or []
+    if command and command[0] == "--":
+        command = command[1:]
+    if os.environ.get("STAX_DWARF_UNWIND") == "0":
+        args.no_dwarf_unwind = True
+    validate(args, command)
+    if args.pid is not None:
+        return attach(args)
+    return launch(args, command)

@@ -1,0 +1,68 @@
+"""The RPC client the CLI uses: one Unix-socket connection, JSON lines; stdlib only.
+
+Raises ServerUnavailable when no server answers, RemoteError when the server refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from stax import paths
+
+
+class ServerUnavailable(Exception):
+    pass
+
+
+class RemoteError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Client:
+    def __init__(self, path: str | None = None, timeout: float | None = 30.0) -> None:
+        self.path = path or paths.server_socket()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(self.path)
+        except OSError as e:
+            self.sock.close()
+            raise ServerUnavailable(str(e)) from None
+        self._buf = b""
+        self._next = 0
+
+    def call(self, method: str, timeout: float | None = 30.0, **params: Any) -> Any:
+        self._next += 1
+        req = {"id": self._next, "method": method, "params": params}
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall((json.dumps(req) + "\n").encode())
+            while b"\n" not in self._buf:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    raise ServerUnavailable("stax-server closed the connection")
+                self._buf += chunk
+        except (TimeoutError, socket.timeout):
+            raise ServerUnavailable("stax-server did not answer in time") from None
+        except OSError as e:
+            raise ServerUnavailable(str(e)) from None
+        line, self._buf = self._buf.split(b"\n", 1)
+        resp = json.loads(line)
+        if "error" in resp:
+            err = resp["error"]
+            raise RemoteError(err.get("code", "error"), err.get("message", "unknown error"))
+        return resp.get("result")
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,347 @@
+"""The interned profile tables every view reads: binaries, funcs, frames, stacks, samples, threads.
+
+Samples are columns in ``array``s and a whole call stack is one integer (a prefix tree), so a
+long recording costs a few bytes per sample, not a Python object per sample.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+from array import array
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from stax.capture import records as rec
+
+if TYPE_CHECKING:
+    from stax.symbols import Symbolizer
+
+KERNEL_BINARY = 0  # binary id reserved for kernel addresses
+UNKNOWN_BINARY = 1  # user addresses outside every known mapping
+
+
+@dataclass(slots=True)
+class Binary:
+    path: str
+    build_id: str | None
+    pid: int  # a process that mapped it, for /proc/PID/root lookups
+
+    @property
+    def name(self) -> str:
+        if self.path.startswith("["):
+            return self.path
+        return self.path.rsplit("/", 1)[-1] or self.path
+
+
+@dataclass(slots=True)
+class Mapping:
+    start: int
+    end: int
+    pgoff: int
+    binary: int
+
+
+@dataclass(slots=True)
+class Process:
+    pid: int
+    starts: list[int] = field(default_factory=list)
+    maps: list[Mapping] = field(default_factory=list)
+
+    def add(self, m: Mapping) -> None:
+        # a new mapping replaces whatever it overlaps (mmap over an existing range)
+        keep = [x for x in self.maps if x.end <= m.start or x.start >= m.end]
+        keep.append(m)
+        keep.sort(key=lambda x: x.start)
+        self.maps = keep
+        self.starts = [x.start for x in keep]
+
+    def find(self, addr: int) -> Mapping | None:
+        i = bisect.bisect_right(self.starts, addr) - 1
+        if i >= 0:
+            m = self.maps[i]
+            if addr < m.end:
+                return m
+        return None
+
+    def copy(self, pid: int) -> Process:
+        return Process(pid, list(self.starts), list(self.maps))
+
+
+@dataclass(slots=True)
+class Thread:
+    pid: int
+    tid: int
+    names: list[tuple[int, str]] = field(default_factory=list)  # (time_ns, name)
+    start_ns: int = 0
+    end_ns: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.names[-1][1] if self.names else ""
+
+
+@dataclass(slots=True)
+class Func:
+    name: str
+    binary: str
+    path: str
+    addr: int  # function start (ELF vaddr for user code, absolute for kernel); 0 if unknown
+    size: int
+    resolved: bool
+
+
+class Profile:
+    """All tables of one run. The capture thread appends; query threads read.
+
+    Appends happen under ``lock``; readers take a consistent sample count under the lock and then
+    read the append-only columns without it.
+    """
+
+    def __init__(self, symbolizer: Symbolizer | None = None) -> None:
+        self.lock = threading.RLock()
+        self.sym_lock = threading.Lock()
+        self.symbolizer = symbolizer
+        self.binaries: list[Binary] = [Binary("[kernel.kallsyms]", None, 0),
+                                       Binary("[unknown]", None, 0)]
+        self._binary_ids: dict[tuple[str, str | None], int] = {}
+        self.frame_binary = array("i")
+        self.frame_offset = array("Q")
+        self.frame_func = array("i")  # -1 until symbolised
+        self._frame_ids: dict[tuple[int, int], int] = {}
+        self.funcs: list[Func] = []
+        self._func_ids: dict[tuple[str, str, int], int] = {}
+        self.stack_parent = array("i")
+        self.stack_frame = array("i")
+        self._stack_ids: dict[tuple[int, int], int] = {}
+        self.s_time = array("q")
+        self.s_tid = array("i")
+        self.s_stack = array("i")
+        self.s_weight = array("q")
+        self.s_cpu = array("h")
+        self.threads: dict[int, Thread] = {}
+        self.processes: dict[int, Process] = {}
+        self._chain_cache: dict[tuple[int, tuple[int, ...]], int] = {}
+        self.counts: dict[str, int] = {
+            "records": 0, "samples": 0, "lost": 0, "throttled": 0, "mmap": 0, "comm": 0,
+            "fork": 0, "exit": 0, "other": 0, "empty_stacks": 0, "unmapped_frames": 0,
+            "decode_errors": 0,
+        }
+        self.first_time = 0
+        self.last_time = 0
+
+    # --- interning --------------------------------------------------------------------------
+
+    def binary_id(self, path: str, build_id: str | None, pid: int) -> int:
+        key = (path, build_id)
+        bid = self._binary_ids.get(key)
+        if bid is None:
+            bid = len(self.binaries)
+            self.binaries.append(Binary(path, build_id, pid))
+            self._binary_ids[key] = bid
+        return bid
+
+    def frame_id(self, binary: int, offset: int) -> int:
+        key = (binary, offset)
+        fid = self._frame_ids.get(key)
+        if fid is None:
+            fid = len(self.frame_binary)
+            self.frame_binary.append(binary)
+            self.frame_offset.append(offset)
+            self.frame_func.append(-1)
+            self._frame_ids[key] = fid
+        return fid
+
+    def stack_id(self, parent: int, frame: int) -> int:
+        key = (parent, frame)
+        sid = self._stack_ids.get(key)
+        if sid is None:
+            sid = len(self.stack_parent)
+            self.stack_parent.append(parent)
+            self.stack_frame.append(frame)
+            self._stack_ids[key] = sid
+        return sid
+
+    def intern_chain(self, pid: int, chain: tuple[int, ...]) -> int:
+        """Turn a kernel callchain (leaf first, with context markers) into a stack id."""
+        frames: list[int] = []
+        context = rec.CONTEXT_USER
+        first_in_context = True
+        proc = self.processes.get(pid)
+        for ip in chain:
+            if ip >= rec.CONTEXT_MAX:
+                context = ip
+                first_in_context = True
+                continue
+            # callers are return addresses: look them up at ip - 1 (inside the call instruction)
+            addr = ip if first_in_context else ip - 1
+            first_in_context = False
+            if context == rec.CONTEXT_KERNEL:
+                frames.append(self.frame_id(KERNEL_BINARY, addr))
+                continue
+            m = proc.find(addr) if proc is not None else None
+            if m is None:
+                self.counts["unmapped_frames"] += 1
+                frames.append(self.frame_id(UNKNOWN_BINARY, addr))
+            else:
+                frames.append(self.frame_id(m.binary, addr - m.start + m.pgoff))
+        sid = -1
+        for fid in reversed(frames):
+            sid = self.stack_id(sid, fid)
+        return sid
+
+    # --- the record sink (called by the capture loop under self.lock) ------------------------
+
+    def on_sample(self, pid: int, tid: int, time: int, cpu: int, period: int,
+                  chain: tuple[int, ...]) -> None:
+        key = (pid, chain)
+        sid = self._chain_cache.get(key)
+        if sid is None:
+            sid = self.intern_chain(pid, chain)
+            if len(self._chain_cache) > 500_000:
+                self._chain_cache.clear()
+            self._chain_cache[key] = sid
+        if sid < 0:
+            self.counts["empty_stacks"] += 1
+        self.s_time.append(time)
+        self.s_tid.append(tid)
+        self.s_stack.append(sid)
+        self.s_weight.append(period)
+        self.s_cpu.append(cpu)
+        self.counts["samples"] += 1
+        if not self.first_time:
+            self.first_time = time
+        self.last_time = time
+        if tid not in self.threads:
+            self.threads[tid] = Thread(pid, tid, start_ns=time)
+        self.threads[tid].end_ns = time
+
+    def on_mmap(self, pid: int, tid: int, addr: int, length: int, pgoff: int, prot: int,
+                build_id: str | None, filename: str, time: int) -> None:
+        self.counts["mmap"] += 1
+        if not prot & 4:  # PROT_EXEC: only code matters for stacks
+            return
+        proc = self.processes.get(pid)
+        if proc is None:
+            proc = self.processes[pid] = Process(pid)
+        if filename.startswith("[") or not filename or filename.startswith("//anon"):
+            pgoff = 0 if filename != "[vdso]" else pgoff
+        bid = self.binary_id(filename or "[anon]", build_id, pid)
+        proc.add(Mapping(addr, addr + length, pgoff, bid))
+        self._chain_cache.clear()
+
+    def on_comm(self, pid: int, tid: int, comm: str, exec_: bool, time: int) -> None:
+        self.counts["comm"] += 1
+        th = self.threads.get(tid)
+        if th is None:
+            th = self.threads[tid] = Thread(pid, tid, start_ns=time)
+        th.names.append((time, comm))
+        if exec_ and pid == tid:
+            # a new program image: the old mappings are gone
+            self.processes[pid] = Process(pid)
+            self._chain_cache.clear()
+
+    def on_fork(self, pid: int, ppid: int, tid: int, ptid: int, time: int) -> None:
+        self.counts["fork"] += 1
+        parent = self.threads.get(ptid)
+        th = Thread(pid, tid, start_ns=time)
+        if parent is not None and parent.names:
+            th.names.append((time, parent.name))
+        self.threads[tid] = th
+        if pid != ppid and pid not in self.processes and ppid in self.processes:
+            self.processes[pid] = self.processes[ppid].copy(pid)
+
+    def on_exit(self, pid: int, ppid: int, tid: int, ptid: int, time: int) -> None:
+        self.counts["exit"] += 1
+        th = self.threads.get(tid)
+        if th is not None:
+            th.end_ns = time
+
+    def on_lost(self, lost: int) -> None:
+        self.counts["lost"] += lost
+
+    def on_throttle(self, throttled: bool, time: int) -> None:
+        if throttled:
+            self.counts["throttled"] += 1
+
+    def on_other(self, rtype: int) -> None:
+        self.counts["other"] += 1
+
+    def ingest(self, buf: bytes) -> None:
+        with self.lock:
+            self.counts["records"] += rec.decode(buf, self)
+
+    # --- seeding from /proc (attach) -------------------------------------------------------
+
+    def seed_from_proc(self, pid: int, time: int) -> None:
+        """Mappings and thread names of an already-running process, read from /proc."""
+        from stax.symbols import read_build_id
+
+        with self.lock:
+            proc = self.processes[pid] = Process(pid)
+            try:
+                with open(f"/proc/{pid}/maps") as f:
+                    lines = f.readlines()
+            except OSError:
+                lines = []
+            build_ids: dict[str, str | None] = {}
+            for line in lines:
+                parts = line.split(None, 5)
+                if len(parts) < 5 or "x" not in parts[1]:
+                    continue
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                path = parts[5].strip() if len(parts) > 5 else ""
+                pgoff = int(parts[2], 16)
+                if path.startswith("/") and path not in build_ids:
+                    build_ids[path] = read_build_id(path)
+                bid = self.binary_id(path or "[anon]", build_ids.get(path), pid)
+                proc.add(Mapping(lo, hi, pgoff, bid))
+            try:
+                tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            except OSError:
+                tids = []
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                        name = f.read().strip()
+                except OSError:
+                    continue
+                th = self.threads.setdefault(tid, Thread(pid, tid, start_ns=time))
+                th.names.append((time, name))
+            self._chain_cache.clear()
+
+    # --- symbolisation --------------------------------------------------------------------
+
+    def func_of_frame(self, fid: int) -> int:
+        func = self.frame_func[fid]
+        if func >= 0:
+            return func
+        with self.sym_lock:
+            return self._resolve_frame(fid)
+
+    def _resolve_frame(self, fid: int) -> int:
+        func = self.frame_func[fid]
+        if func >= 0:
+            return func
+        binary = self.binaries[self.frame_binary[fid]]
+        offset = self.frame_offset[fid]
+        bin_id = self.frame_binary[fid]
+        if self.symbolizer is None:
+            f = Func(f"{binary.name}+0x{offset:x}", binary.name, binary.path, 0, 0, False)
+        elif bin_id == KERNEL_BINARY:
+            r = self.symbolizer.resolve_kernel(offset)
+            f = Func(r.name, r.binary, r.path, r.func_addr, r.func_size, r.resolved)
+        elif bin_id == UNKNOWN_BINARY:
+            f = Func(f"[unknown]+0x{offset:x}", "[unknown]", "", 0, 0, False)
+        else:
+            r = self.symbolizer.resolve_user(binary.path, binary.build_id, offset, binary.pid)
+            f = Func(r.name, r.binary, r.path, r.func_addr, r.func_size, r.resolved)
+        key = (f.name, f.binary, f.addr if f.resolved else offset)
+        func = self._func_ids.get(key)
+        if func is None:
+            func = len(self.funcs)
+            self.funcs.append(f)
+            self._func_ids[key] = func
+        self.frame_func[fid] = func
+        return func

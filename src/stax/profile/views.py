@@ -1,0 +1,261 @@
+"""Views over the profile tables: top, flame tree, threads, time buckets.
+
+Each view is a pure function of the tables plus a filter (thread, time range); results are plain
+JSON-ready dicts so the server can send them as they are.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from stax.profile.tables import Profile
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    tid: int | None = None
+    start_ns: int | None = None  # relative to the run's first sample
+    end_ns: int | None = None
+    exclude: tuple[str, ...] = ()  # function names dropped from stacks
+
+
+def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, int]:
+    """Samples grouped by stack id: {stack: [samples, weight_ns]}, plus totals."""
+    with p.lock:
+        n = len(p.s_stack)
+        base = p.first_time
+    stacks = p.s_stack
+    weights = p.s_weight
+    out: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    total_n = 0
+    total_w = 0
+    if flt.tid is None and flt.start_ns is None and flt.end_ns is None:
+        for i in range(n):
+            e = out[stacks[i]]
+            e[0] += 1
+            e[1] += weights[i]
+        total_n = n
+        total_w = sum(weights[:n])
+        return out, total_n, total_w
+    tids = p.s_tid
+    times = p.s_time
+    lo = base + flt.start_ns if flt.start_ns is not None else None
+    hi = base + flt.end_ns if flt.end_ns is not None else None
+    for i in range(n):
+        if flt.tid is not None and tids[i] != flt.tid:
+            continue
+        t = times[i]
+        if lo is not None and t < lo:
+            continue
+        if hi is not None and t >= hi:
+            continue
+        e = out[stacks[i]]
+        e[0] += 1
+        w = weights[i]
+        e[1] += w
+        total_n += 1
+        total_w += w
+    return out, total_n, total_w
+
+
+class _Paths:
+    """Function paths (root first) of stack ids, memoised per query."""
+
+    def __init__(self, p: Profile, exclude: tuple[str, ...]) -> None:
+        self.p = p
+        self.memo: dict[int, tuple[int, ...]] = {-1: ()}
+        self.excluded: set[int] | None = None
+        if exclude:
+            self.excluded = set()
+            self.exclude = exclude
+
+    def _skip(self, func: int) -> bool:
+        if self.excluded is None:
+            return False
+        name = self.p.funcs[func].name
+        return any(x in name for x in self.exclude)
+
+    def get(self, sid: int) -> tuple[int, ...]:
+        memo = self.memo
+        path = memo.get(sid)
+        if path is not None:
+            return path
+        # walk up to the nearest memoised ancestor, then build down
+        chain = []
+        s = sid
+        while s not in memo:
+            chain.append(s)
+            s = self.p.stack_parent[s]
+        path = memo[s]
+        p = self.p
+        for s in reversed(chain):
+            func = p.func_of_frame(p.stack_frame[s])
+            if not self._skip(func):
+                path = path + (func,)
+            memo[s] = path
+        return path
+
+
+def func_row(p: Profile, func: int) -> dict:
+    f = p.funcs[func]
+    return {"func": f.name, "binary": f.binary}
+
+
+def top(p: Profile, flt: Filter, sort: str = "self", limit: int = 20) -> dict:
+    groups, total_n, total_w = _stack_weights(p, flt)
+    paths = _Paths(p, flt.exclude)
+    self_n: dict[int, int] = defaultdict(int)
+    self_w: dict[int, int] = defaultdict(int)
+    tot_n: dict[int, int] = defaultdict(int)
+    tot_w: dict[int, int] = defaultdict(int)
+    for sid, (n, w) in groups.items():
+        path = paths.get(sid)
+        if not path:
+            continue
+        leaf = path[-1]
+        self_n[leaf] += n
+        self_w[leaf] += w
+        for func in set(path):
+            tot_n[func] += n
+            tot_w[func] += w
+    key = self_w if sort == "self" else tot_w
+    candidates = self_n if sort == "self" else tot_n
+    order = sorted(candidates, key=lambda f: (-key.get(f, 0), -tot_w[f], p.funcs[f].name))
+    if limit > 0:
+        order = order[:limit]
+    rows = []
+    for func in order:
+        row = func_row(p, func)
+        row.update({
+            "self_samples": self_n.get(func, 0),
+            "self_ns": self_w.get(func, 0),
+            "self_pct": 100.0 * self_n.get(func, 0) / total_n if total_n else 0.0,
+            "total_samples": tot_n[func],
+            "total_ns": tot_w[func],
+            "total_pct": 100.0 * tot_n[func] / total_n if total_n else 0.0,
+        })
+        rows.append(row)
+    return {"sort": sort, "total_samples": total_n, "total_ns": total_w,
+            "functions": len(candidates), "rows": rows}
+
+
+def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.0) -> dict:
+    """The merged call tree, roots at the top. ``max_depth``/``threshold_pct`` prune what is
+    returned (0 = everything); pruned subtrees are summarised, never silently dropped."""
+    groups, total_n, total_w = _stack_weights(p, flt)
+    paths = _Paths(p, flt.exclude)
+    # node: [samples, weight, children dict]
+    root: list = [0, 0, {}]
+    for sid, (n, w) in groups.items():
+        node = root
+        node[0] += n
+        node[1] += w
+        for func in paths.get(sid):
+            child = node[2].get(func)
+            if child is None:
+                child = node[2][func] = [0, 0, {}]
+            child[0] += n
+            child[1] += w
+            node = child
+    min_n = total_n * threshold_pct / 100.0
+
+    def depth_of(node: list) -> int:
+        best = 0
+        stack = [(node, 0)]
+        while stack:
+            nd, d = stack.pop()
+            best = max(best, d)
+            stack.extend((c, d + 1) for c in nd[2].values())
+        return best
+
+    def emit(func: int, node: list, depth: int) -> dict:
+        out = func_row(p, func)
+        out.update({"samples": node[0], "ns": node[1],
+                    "pct": 100.0 * node[0] / total_n if total_n else 0.0})
+        kids = sorted(node[2].items(), key=lambda kv: (-kv[1][1], -kv[1][0]))
+        if max_depth and depth >= max_depth:
+            if kids:
+                out["children"] = []
+                out["collapsed_frames"] = depth_of(node)
+            else:
+                out["children"] = []
+            return out
+        children = []
+        hidden_n = hidden_w = hidden_nodes = 0
+        for f, c in kids:
+            if c[0] < min_n:
+                hidden_n += c[0]
+                hidden_w += c[1]
+                hidden_nodes += 1
+                continue
+            children.append(emit(f, c, depth + 1))
+        out["children"] = children
+        if hidden_nodes:
+            out["hidden"] = {"nodes": hidden_nodes, "samples": hidden_n, "ns": hidden_w}
+        return out
+
+    top_nodes = sorted(root[2].items(), key=lambda kv: (-kv[1][1], -kv[1][0]))
+    roots = []
+    hidden = {"nodes": 0, "samples": 0, "ns": 0}
+    for f, c in top_nodes:
+        if c[0] < min_n:
+            hidden["nodes"] += 1
+            hidden["samples"] += c[0]
+            hidden["ns"] += c[1]
+            continue
+        roots.append(emit(f, c, 1))
+    return {"total_samples": total_n, "oncpu_ns": total_w, "offcpu_ns": 0, "mode": "cpu",
+            "roots": roots, "hidden": hidden}
+
+
+def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
+    with p.lock:
+        n = len(p.s_tid)
+        infos = {tid: (th.pid, th.name, th.start_ns, th.end_ns) for tid, th in p.threads.items()}
+    tids = p.s_tid
+    weights = p.s_weight
+    cnt: dict[int, int] = defaultdict(int)
+    wsum: dict[int, int] = defaultdict(int)
+    for i in range(n):
+        t = tids[i]
+        cnt[t] += 1
+        wsum[t] += weights[i]
+    rows = []
+    for tid, (pid, name, _s, _e) in infos.items():
+        rows.append({"pid": pid, "tid": tid, "name": name, "samples": cnt.get(tid, 0),
+                     "oncpu_ns": wsum.get(tid, 0), "offcpu_ns": 0, "blocked": None})
+    rows.sort(key=lambda r: (-(r["oncpu_ns"] + r["offcpu_ns"]), r["tid"]))
+    total = len(rows)
+    if limit > 0:
+        rows = rows[:limit]
+    return {"threads": total, "rows": rows}
+
+
+def timeline(p: Profile, flt: Filter, buckets: int = 100) -> dict:
+    """Samples per time bucket over the run, per thread if asked."""
+    with p.lock:
+        n = len(p.s_time)
+        t0, t1 = p.first_time, p.last_time
+    span = max(1, t1 - t0)
+    width = max(1, -(-span // buckets))
+    counts = [0] * buckets
+    times = p.s_time
+    tids = p.s_tid
+    for i in range(n):
+        if flt.tid is not None and tids[i] != flt.tid:
+            continue
+        b = min(buckets - 1, (times[i] - t0) // width)
+        counts[b] += 1
+    return {"start_ns": 0, "bucket_ns": width, "counts": counts}
+
+
+def find_symbol(p: Profile, needle: str, start: int = 0) -> tuple[str | None, int]:
+    """The first sampled function (from frame ``start`` on) whose name contains ``needle``
+    (case-sensitive), and the frame index to resume from next time."""
+    n = len(p.frame_func)
+    for fid in range(start, n):
+        name = p.funcs[p.func_of_frame(fid)].name
+        if needle in name:
+            return name, fid + 1
+    return None, n

@@ -1,0 +1,423 @@
+"""stax-server's asyncio core: the Unix socket, request dispatch, and every RPC handler.
+
+Handlers are transport-agnostic (params dict in, JSON-ready result out) so other transports can
+reuse them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from stax import __version__
+from stax.capture.recorder import MAX_FREQUENCY
+from stax.profile import views
+from stax.protocol import (
+    E_BAD_REQUEST,
+    E_INTERNAL,
+    E_NO_RUN,
+    E_UNKNOWN_METHOD,
+    PROTOCOL_VERSION,
+    RPCError,
+    decode,
+    encode,
+)
+from stax.server.runs import Registry, Run
+
+log = logging.getLogger("stax.server")
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def _int(params: dict[str, Any], name: str, default: int | None = None,
+         lo: int | None = None) -> int | None:
+    v = params.get(name, default)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise RPCError(E_BAD_REQUEST, f"{name} must be an integer")
+    if lo is not None and v < lo:
+        raise RPCError(E_BAD_REQUEST, f"{name} must be >= {lo}")
+    return v
+
+
+def _num(params: dict[str, Any], name: str) -> float | None:
+    v = params.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise RPCError(E_BAD_REQUEST, f"{name} must be a number")
+    return float(v)
+
+
+def _filter(params: dict[str, Any]) -> views.Filter:
+    exclude = params.get("exclude") or ()
+    if not isinstance(exclude, list | tuple) or not all(isinstance(x, str) for x in exclude):
+        raise RPCError(E_BAD_REQUEST, "exclude must be a list of strings")
+    return views.Filter(tid=_int(params, "tid"), start_ns=_int(params, "start_ns"),
+                        end_ns=_int(params, "end_ns"), exclude=tuple(exclude))
+
+
+class Server:
+    def __init__(self, socket_path: str) -> None:
+        from stax.symbols import Symbolizer
+
+        self.socket_path = socket_path
+        self.started = time.time()
+        self.symbolizer = Symbolizer()
+        self.registry = Registry(self.symbolizer)
+        self.requests = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._stopping: asyncio.Event | None = None
+        self.handlers: dict[str, Handler] = {
+            "hello": self.h_hello,
+            "status": self.h_status,
+            "list_runs": self.h_list_runs,
+            "start_launch": self.h_start_launch,
+            "start_attach": self.h_start_attach,
+            "target_exited": self.h_target_exited,
+            "wait": self.h_wait,
+            "stop": self.h_stop,
+            "select_run": self.h_select_run,
+            "diagnostics": self.h_diagnostics,
+            "dump": self.h_dump,
+            "shutdown": self.h_shutdown,
+            "top": self.h_top,
+            "flamegraph": self.h_flamegraph,
+            "threads": self.h_threads,
+            "timeline": self.h_timeline,
+        }
+
+    # --- transport ----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        self._stopping = asyncio.Event()
+        path = self.socket_path
+        if os.path.exists(path):
+            if _socket_alive(path):
+                raise SystemExit(f"error: a stax-server is already listening on {path}")
+            os.unlink(path)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._client, path=path,
+                                                           limit=1 << 24)
+        finally:
+            os.umask(old)
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.dump_state)
+        log.info("stax-server %s listening on %s (pid %d)", __version__, path, os.getpid())
+        try:
+            await self._stopping.wait()
+        finally:
+            log.info("stax-server shutting down")
+            self._server.close()
+            await asyncio.to_thread(self.registry.stop_all)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    writer.write(encode({"id": None, "error": {
+                        "code": E_BAD_REQUEST, "message": "request line too long"}}))
+                    break
+                if not line:
+                    break
+                resp = await self.handle_line(line)
+                writer.write(encode(resp))
+                await writer.drain()
+        except (ConnectionError, BrokenPipeError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def handle_line(self, line: bytes) -> dict[str, Any]:
+        try:
+            req = decode(line)
+        except ValueError:
+            return {"id": None, "error": {"code": E_BAD_REQUEST, "message": "invalid JSON"}}
+        if not isinstance(req, dict):
+            return {"id": None, "error": {"code": E_BAD_REQUEST,
+                                          "message": "request must be a JSON object"}}
+        return await self.handle(req)
+
+    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        rid = req.get("id")
+        method = req.get("method")
+        params = req.get("params") or {}
+        self.requests += 1
+        if not isinstance(params, dict):
+            return {"id": rid, "error": {"code": E_BAD_REQUEST,
+                                         "message": "params must be an object"}}
+        handler = self.handlers.get(method) if isinstance(method, str) else None
+        if handler is None:
+            return {"id": rid, "error": {"code": E_UNKNOWN_METHOD,
+                                         "message": f"unknown method {method!r}"}}
+        try:
+            return {"id": rid, "result": await handler(params)}
+        except RPCError as e:
+            return {"id": rid, "error": {"code": e.code, "message": e.message}}
+        except Exception as e:  # never let a request kill the server
+            log.exception("internal error in %s", method)
+            return {"id": rid, "error": {"code": E_INTERNAL, "message": f"internal error: {e}"}}
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def h_hello(self, params: dict[str, Any]) -> Any:
+        return {"server": "stax-server", "version": __version__, "protocol": PROTOCOL_VERSION,
+                "pid": os.getpid()}
+
+    async def h_status(self, params: dict[str, Any]) -> Any:
+        act = self.registry.active
+        cur = self.registry.current()
+        return {
+            "server_pid": os.getpid(),
+            "version": __version__,
+            "server_started_at": self.started,
+            "socket": self.socket_path,
+            "active": act.summary() if act else None,
+            "current": cur.summary() if cur else None,
+        }
+
+    async def h_list_runs(self, params: dict[str, Any]) -> Any:
+        return {"runs": [r.summary() for r in self.registry.runs.values()],
+                "current": (c.id if (c := self.registry.current()) else None)}
+
+    def _start_params(self, params: dict[str, Any]) -> tuple[int, int, float | None]:
+        pid = _int(params, "pid", lo=1)
+        if pid is None:
+            raise RPCError(E_BAD_REQUEST, "pid is required")
+        freq = _int(params, "frequency", 900, lo=1)
+        assert freq is not None
+        if freq > MAX_FREQUENCY:
+            raise RPCError(E_BAD_REQUEST, f"frequency must be at most {MAX_FREQUENCY} Hz")
+        limit = _num(params, "time_limit_s")
+        if limit is not None and limit <= 0:
+            raise RPCError(E_BAD_REQUEST, "time_limit_s must be positive")
+        return pid, freq, limit
+
+    async def h_start_launch(self, params: dict[str, Any]) -> Any:
+        pid, freq, limit = self._start_params(params)
+        argv = params.get("argv") or []
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise RPCError(E_BAD_REQUEST, "argv must be a list of strings")
+        run = await asyncio.to_thread(self.registry.start, "launch", pid, argv, freq, limit)
+        return run.summary()
+
+    async def h_start_attach(self, params: dict[str, Any]) -> Any:
+        pid, freq, limit = self._start_params(params)
+        run = await asyncio.to_thread(self.registry.start, "attach", pid, [], freq, limit)
+        return run.summary()
+
+    async def h_target_exited(self, params: dict[str, Any]) -> Any:
+        run = self.registry.get(_int(params, "run"))
+        status = _int(params, "status")
+        run.exit_status = status
+        return run.summary()
+
+    async def h_wait(self, params: dict[str, Any]) -> Any:
+        for_samples = _int(params, "for_samples", lo=0)
+        for_seconds = _num(params, "for_seconds")
+        until_symbol = params.get("until_symbol")
+        if until_symbol is not None and not isinstance(until_symbol, str):
+            raise RPCError(E_BAD_REQUEST, "until_symbol must be a string")
+        conds = [c for c in (for_samples, for_seconds, until_symbol) if c is not None]
+        if len(conds) > 1:
+            raise RPCError(E_BAD_REQUEST, "--for-samples, --for-seconds and --until-symbol "
+                                          "are mutually exclusive")
+        timeout_ms = _int(params, "timeout_ms", lo=0)
+        run_id = _int(params, "run")
+        run = self.registry.runs.get(run_id) if run_id is not None else self.registry.active
+        if run is None or run.state != "recording":
+            if run_id is not None and run is not None:
+                return {"status": "stopped", "run": run.summary()}
+            raise RPCError(E_NO_RUN, "no active run to wait for")
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
+        next_frame = 0
+        while True:
+            if for_samples is not None and len(run.profile.s_stack) >= for_samples:
+                return {"status": "met", "run": run.summary()}
+            if for_seconds is not None and run.elapsed_s() >= for_seconds:
+                return {"status": "met", "run": run.summary()}
+            if until_symbol is not None:
+                found, next_frame = await asyncio.to_thread(
+                    views.find_symbol, run.profile, until_symbol, next_frame)
+                if found:
+                    return {"status": "met", "run": run.summary(), "symbol": found}
+            if run.state != "recording":
+                return {"status": "stopped", "run": run.summary()}
+            if deadline is not None and time.monotonic() >= deadline:
+                return {"status": "timeout", "run": run.summary()}
+            await asyncio.sleep(0.05)
+
+    async def h_stop(self, params: dict[str, Any]) -> Any:
+        run_id = _int(params, "run")
+        run = self.registry.runs.get(run_id) if run_id is not None else self.registry.active
+        if run is None or run.state != "recording":
+            raise RPCError(E_NO_RUN, "no active run to stop")
+        await asyncio.to_thread(self.registry.stop, run)
+        return run.summary()
+
+    async def h_select_run(self, params: dict[str, Any]) -> Any:
+        run_id = _int(params, "run")
+        if run_id is None:
+            raise RPCError(E_BAD_REQUEST, "run is required")
+        run = self.registry.get(run_id)
+        act = self.registry.active
+        if act is not None and act.id != run.id:
+            raise RPCError(E_BAD_REQUEST, f"run {act.id} is recording; queries follow the "
+                                          "active run until it stops (use --run ID meanwhile)")
+        self.registry.selected = run.id
+        return run.summary()
+
+    async def h_diagnostics(self, params: dict[str, Any]) -> Any:
+        run = self._maybe_run(params)
+        out: dict[str, Any] = {
+            "server": {"pid": os.getpid(), "version": __version__, "uptime_s":
+                       round(time.time() - self.started, 3), "requests": self.requests,
+                       "rss_bytes": _rss_bytes(), "runs": len(self.registry.runs)},
+            "symbols": self.symbolizer.stats(),
+            "run": None,
+        }
+        if run is not None:
+            p = run.profile
+            with p.lock:
+                counts = dict(p.counts)
+                samples = len(p.s_stack)
+                mem = sum(a.itemsize * len(a) for a in (
+                    p.s_time, p.s_tid, p.s_stack, p.s_weight, p.s_cpu, p.stack_parent,
+                    p.stack_frame, p.frame_binary, p.frame_offset, p.frame_func))
+                unresolved = sum(1 for f in p.funcs if not f.resolved)
+                info = run.recorder.info
+                bytes_read = run.recorder.bytes_read
+            elapsed = max(run.elapsed_s(), 1e-9)
+            out["run"] = {
+                **run.summary(),
+                "records": counts,
+                "samples_per_s": round(samples / elapsed, 1),
+                "stacks": len(p.stack_parent),
+                "frames": len(p.frame_binary),
+                "funcs": len(p.funcs),
+                "unresolved_funcs": unresolved,
+                "binaries": len(p.binaries) - 2,
+                "table_bytes": mem,
+                "capture": {"kernel_frames": info.kernel_frames, "build_ids": info.build_ids,
+                            "cpus": info.cpus, "event_fds": info.event_fds,
+                            "ring_buffer_bytes": info.buffer_bytes,
+                            "bytes_read": bytes_read, "mode": "in-process",
+                            "unwinding": "frame pointers (kernel call chain)"},
+            }
+        return out
+
+    async def h_dump(self, params: dict[str, Any]) -> Any:
+        self.dump_state()
+        return {"pid": os.getpid()}
+
+    async def h_shutdown(self, params: dict[str, Any]) -> Any:
+        assert self._stopping is not None
+        asyncio.get_running_loop().call_later(0.05, self._stopping.set)
+        return {"pid": os.getpid()}
+
+    def dump_state(self) -> None:
+        log.warning("debug snapshot: pid %d, %d runs, current %s, symbols %s, rss %d",
+                    os.getpid(), len(self.registry.runs),
+                    (c.id if (c := self.registry.current()) else None),
+                    self.symbolizer.stats(), _rss_bytes())
+        for run in self.registry.runs.values():
+            log.warning("  run %s", run.summary())
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def _maybe_run(self, params: dict[str, Any]) -> Run | None:
+        run_id = _int(params, "run")
+        if run_id is None:
+            return self.registry.current()
+        return self.registry.get(run_id)
+
+    async def _query(self, params: dict[str, Any], fn: Callable[..., dict[str, Any]],
+                     *args: Any) -> Any:
+        run = self._maybe_run(params)
+        if run is None:
+            raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
+        flt = _filter(params)
+        result = await asyncio.to_thread(fn, run.profile, flt, *args)
+        result["run"] = run.summary()
+        return result
+
+    async def h_top(self, params: dict[str, Any]) -> Any:
+        sort = params.get("sort", "self")
+        if sort not in ("self", "total"):
+            raise RPCError(E_BAD_REQUEST, "sort must be 'self' or 'total'")
+        limit = _int(params, "limit", 20, lo=0)
+        return await self._query(params, views.top, sort, limit)
+
+    async def h_flamegraph(self, params: dict[str, Any]) -> Any:
+        depth = _int(params, "max_depth", 0, lo=0)
+        threshold = _num(params, "threshold_pct") or 0.0
+        mode = params.get("mode", "cpu")
+        if mode not in ("cpu", "offcpu", "wall"):
+            raise RPCError(E_BAD_REQUEST, "mode must be cpu, offcpu or wall")
+        res = await self._query(params, views.flame, depth, threshold)
+        res["mode"] = mode
+        if mode == "offcpu":
+            res["roots"] = []
+            res["note"] = "off-CPU intervals are not recorded by this version of stax"
+        return res
+
+    async def h_threads(self, params: dict[str, Any]) -> Any:
+        limit = _int(params, "limit", 20, lo=0)
+        return await self._query(params, views.threads, limit)
+
+    async def h_timeline(self, params: dict[str, Any]) -> Any:
+        buckets = _int(params, "buckets", 100, lo=1)
+        return await self._query(params, views.timeline, min(buckets or 100, 10_000))
+
+
+def _socket_alive(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_server(socket_path: str) -> int:
+    server = Server(socket_path)
+    try:
+        asyncio.run(server.serve())
+    except SystemExit as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,379 @@
+"""ELF reading for symbolization: build-id notes, PT_LOAD offset->vaddr mapping, and
+lazily-built function tables from .symtab/.dynsym (plus MiniDebugInfo and build-id debug files)."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import struct
+import threading
+from io import BytesIO
+from typing import BinaryIO
+
+from elftools.elf.elffile import ELFFile
+
+from .table import SymbolRow, SymbolTable
+
+__all__ = [
+    "ElfImage",
+    "ElfLoadError",
+    "build_id_from_stream",
+    "normalize_build_id",
+    "read_build_id",
+    "same_build_id",
+]
+
+_PT_LOAD = 1
+_PT_NOTE = 4
+_SHT_NOTE = 7
+_NT_GNU_BUILD_ID = 3
+_SHF_EXECINSTR = 0x4
+_SHN_LORESERVE = 0xFF00
+_STT_NOTYPE = 0
+_STT_FUNC = 2
+_STT_GNU_IFUNC = 10
+_BIND_RANK = {1: 3, 10: 3, 2: 2, 0: 1}  # GLOBAL, GNU_UNIQUE > WEAK > LOCAL
+_MAX_NOTE_BYTES = 1 << 20
+_MAX_HEADERS = 1 << 16
+_PAGE = 4096
+DEBUG_ROOT = "/usr/lib/debug/.build-id"
+
+
+class ElfLoadError(Exception):
+    """The file is not a usable ELF image (not ELF, truncated, unreadable)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Build-id: a tiny hand-rolled header walk so that only the ELF header, program headers and
+# note payloads are read.
+
+
+def normalize_build_id(build_id: str | bytes | None) -> str | None:
+    if build_id is None:
+        return None
+    if isinstance(build_id, bytes | bytearray):
+        build_id = bytes(build_id).hex()
+    bid = build_id.strip().lower()
+    if not bid or not bid.strip("0"):
+        return None
+    return bid
+
+
+def same_build_id(a: str, b: str) -> bool:
+    """Compare normalized build-ids, tolerating zero padding to 20 bytes (perf records)."""
+    if a == b:
+        return True
+    if len(a) != len(b):
+        return a.rstrip("0") == b.rstrip("0")
+    return False
+
+
+def _note_build_id(buf: bytes, endian: str, align: int) -> str | None:
+    pos = 0
+    n = len(buf)
+    fmt = endian + "III"
+    while pos + 12 <= n:
+        namesz, descsz, ntype = struct.unpack_from(fmt, buf, pos)
+        pos += 12
+        name = buf[pos : pos + namesz]
+        pos += (namesz + align - 1) & ~(align - 1)
+        desc = buf[pos : pos + descsz]
+        pos += (descsz + align - 1) & ~(align - 1)
+        if ntype == _NT_GNU_BUILD_ID and name.rstrip(b"\0") == b"GNU":
+            if descsz and len(desc) == descsz:
+                return desc.hex()
+            return None
+    return None
+
+
+def build_id_from_stream(f: BinaryIO) -> str | None:
+    """Return the NT_GNU_BUILD_ID of the ELF in `f` as lowercase hex, or None."""
+    f.seek(0)
+    hdr = f.read(64)
+    if len(hdr) < 52 or hdr[:4] != b"\x7fELF":
+        return None
+    endian = {1: "<", 2: ">"}.get(hdr[5])
+    if endian is None:
+        return None
+    if hdr[4] == 2:
+        if len(hdr) < 64:
+            return None
+        phoff, shoff = struct.unpack_from(endian + "QQ", hdr, 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(endian + "HHHH", hdr, 54)
+        ph_fmt, ph_min = endian + "IIQQQQQQ", 56
+        sh_fmt, sh_min = endian + "IIQQQQIIQQ", 64
+    elif hdr[4] == 1:
+        phoff, shoff = struct.unpack_from(endian + "II", hdr, 28)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(endian + "HHHH", hdr, 42)
+        ph_fmt, ph_min = endian + "IIIIIIII", 32
+        sh_fmt, sh_min = endian + "IIIIIIIIII", 40
+    else:
+        return None
+
+    regions: list[tuple[int, int, int]] = []  # (offset, size, align)
+    if phoff and 0 < phnum < _MAX_HEADERS and phentsize >= ph_min:
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+        for i in range(len(table) // phentsize):
+            fields = struct.unpack_from(ph_fmt, table, i * phentsize)
+            if hdr[4] == 2:
+                p_type, _flags, p_offset, _va, _pa, p_filesz, _msz, p_align = fields
+            else:
+                p_type, p_offset, _va, _pa, p_filesz, _msz, _flags, p_align = fields
+            if p_type == _PT_NOTE:
+                regions.append((p_offset, p_filesz, p_align))
+    for offset, size, align in regions:
+        bid = _read_notes(f, offset, size, align, endian)
+        if bid:
+            return bid
+    # No PT_NOTE carried it (relocatable objects, odd links): fall back to SHT_NOTE sections.
+    if shoff and 0 < shnum < _MAX_HEADERS and shentsize >= sh_min:
+        f.seek(shoff)
+        table = f.read(shentsize * shnum)
+        for i in range(len(table) // shentsize):
+            fields = struct.unpack_from(sh_fmt, table, i * shentsize)
+            if fields[1] == _SHT_NOTE:
+                bid = _read_notes(f, fields[4], fields[5], fields[8], endian)
+                if bid:
+                    return bid
+    return None
+
+
+def _read_notes(f: BinaryIO, offset: int, size: int, align: int, endian: str) -> str | None:
+    if size <= 0 or size > _MAX_NOTE_BYTES:
+        return None
+    f.seek(offset)
+    buf = f.read(size)
+    return _note_build_id(buf, endian, 8 if align == 8 else 4)
+
+
+def read_build_id(path: str) -> str | None:
+    """Hex NT_GNU_BUILD_ID of the ELF file at `path`; None if absent or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return build_id_from_stream(f)
+    except (OSError, struct.error, ValueError, OverflowError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Symbol tables.
+
+
+def _collect_symbols(elf: ELFFile, funcs: list[SymbolRow], notype: list[SymbolRow]) -> bool:
+    """Append function rows from every SHT_SYMTAB/SHT_DYNSYM of `elf`; True if a .symtab was
+    present. Individual broken sections are skipped."""
+    exec_ends: dict[int, int] = {}
+    symtabs = []
+    for idx, sec in enumerate(elf.iter_sections()):
+        if sec["sh_flags"] & _SHF_EXECINSTR:
+            exec_ends[idx] = sec["sh_addr"] + sec["sh_size"]
+        if sec["sh_type"] in ("SHT_SYMTAB", "SHT_DYNSYM"):
+            symtabs.append(sec)
+    has_symtab = False
+    thumb = elf["e_machine"] == "EM_ARM"
+    endian = "<" if elf.little_endian else ">"
+    is64 = elf.elfclass == 64
+    fmt = endian + ("IBBHQQ" if is64 else "IIIBBH")
+    entsize = struct.calcsize(fmt)
+    for sec in symtabs:
+        try:
+            data = sec.data()
+            strtab = elf.get_section(sec["sh_link"]).data()
+        except Exception:
+            continue
+        if sec["sh_type"] == "SHT_SYMTAB":
+            has_symtab = True
+        if sec["sh_entsize"] not in (0, entsize):
+            continue
+        data = data[: len(data) - len(data) % entsize]
+        for entry in struct.iter_unpack(fmt, data):
+            if is64:
+                st_name, st_info, _other, shndx, value, size = entry
+            else:
+                st_name, value, size, st_info, _other, shndx = entry
+            if shndx == 0 or shndx >= _SHN_LORESERVE:
+                continue
+            typ = st_info & 0xF
+            if typ == _STT_FUNC or typ == _STT_GNU_IFUNC:
+                target = funcs
+            elif typ == _STT_NOTYPE and shndx in exec_ends:
+                target = notype
+            else:
+                continue
+            end = strtab.find(b"\0", st_name)
+            raw = strtab[st_name:end] if end >= 0 else strtab[st_name:]
+            if not raw:
+                continue
+            if target is notype and (raw[:1] == b"$" or raw[:2] == b".L"):
+                continue  # ARM/AArch64 mapping symbols and assembler-local labels
+            name = raw.decode("utf-8", "replace")
+            versioned = "@" in name
+            if versioned:
+                name = name.split("@", 1)[0]
+                if not name:
+                    continue
+            if thumb:
+                value &= ~1
+            rank = _BIND_RANK.get(st_info >> 4, 0) * 4 + (0 if versioned else 2) + (size > 0)
+            target.append((value, rank, size, name, exec_ends.get(shndx, 0)))
+    return has_symtab
+
+
+def _collect_minidebuginfo(elf: ELFFile, funcs: list[SymbolRow], notype: list[SymbolRow]) -> bool:
+    sec = elf.get_section_by_name(".gnu_debugdata")
+    if sec is None:
+        return False
+    try:
+        inner = ELFFile(BytesIO(lzma.decompress(sec.data())))
+        return _collect_symbols(inner, funcs, notype)
+    except Exception:
+        return False
+
+
+def debug_file_for(build_id: str | None) -> str | None:
+    if not build_id or len(build_id) < 3:
+        return None
+    path = os.path.join(DEBUG_ROOT, build_id[:2], build_id[2:] + ".debug")
+    return path if os.path.isfile(path) else None
+
+
+def _collect_debug_file(
+    build_id: str | None, funcs: list[SymbolRow], notype: list[SymbolRow]
+) -> bool:
+    path = debug_file_for(build_id)
+    if path is None or build_id is None:
+        return False
+    try:
+        with open(path, "rb") as f:
+            bid = build_id_from_stream(f)
+            if bid is None or not same_build_id(bid, build_id):
+                return False
+            return _collect_symbols(ELFFile(f), funcs, notype)
+    except Exception:
+        return False
+
+
+class ElfImage:
+    """One ELF binary: PT_LOAD segments (read at open) and function tables (read on demand)."""
+
+    __slots__ = (
+        "path",
+        "build_id",
+        "segments",
+        "load_error",
+        "_data",
+        "_lock",
+        "_funcs",
+        "_notype",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        build_id: str | None,
+        segments: list[tuple[int, int, int, int]],
+        data: bytes | None = None,
+    ) -> None:
+        self.path = path
+        self.build_id = build_id
+        # (p_offset, p_filesz, p_vaddr, page_lo) sorted by offset
+        self.segments = segments
+        self.load_error: str | None = None
+        self._data = data
+        self._lock = threading.Lock()
+        self._funcs: SymbolTable | None = None
+        self._notype: SymbolTable | None = None
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str, build_id: str | None, data: bytes | None = None) -> ElfImage:
+        """Parse the ELF header and program headers only. Raises ElfLoadError."""
+        try:
+            stream: BinaryIO = BytesIO(data) if data is not None else open(path, "rb")
+        except OSError as exc:
+            raise ElfLoadError(f"{path}: {exc.strerror or exc}") from exc
+        try:
+            with stream:
+                elf = ELFFile(stream)
+                segments = []
+                for seg in elf.iter_segments():
+                    if seg["p_type"] != "PT_LOAD":
+                        continue
+                    off = seg["p_offset"]
+                    segments.append((off, seg["p_filesz"], seg["p_vaddr"], off & ~(_PAGE - 1)))
+        except Exception as exc:  # pyelftools raises a variety of errors on bad input
+            raise ElfLoadError(f"{path}: {exc}") from exc
+        segments.sort()
+        return cls(path, build_id, segments, data)
+
+    # -- queries -----------------------------------------------------------------------------
+    def offset_to_vaddr(self, file_offset: int) -> int | None:
+        for off, filesz, vaddr, _lo in self.segments:
+            if off <= file_offset < off + filesz:
+                return file_offset - off + vaddr
+        # Page-granular slack: the kernel maps whole pages, so bytes just before/after a
+        # segment's file range can be executed through the same mapping.
+        for off, filesz, vaddr, lo in self.segments:
+            hi = (off + filesz + _PAGE - 1) & ~(_PAGE - 1)
+            if lo <= file_offset < hi:
+                return file_offset - off + vaddr
+        return None
+
+    def tables(self) -> tuple[SymbolTable, SymbolTable]:
+        funcs, notype = self._funcs, self._notype
+        if funcs is not None and notype is not None:
+            return funcs, notype
+        with self._lock:
+            if self._funcs is None or self._notype is None:
+                self._funcs, self._notype = self._load_tables()
+            return self._funcs, self._notype
+
+    @property
+    def symbols_loaded(self) -> bool:
+        return self._funcs is not None
+
+    def symbol_count(self) -> int:
+        funcs, notype = self._funcs, self._notype
+        return (len(funcs) if funcs else 0) + (len(notype) if notype else 0)
+
+    def lookup(self, vaddr: int) -> tuple[str, int, int] | None:
+        """(raw name, start vaddr, size) of the function containing `vaddr`."""
+        funcs, notype = self.tables()
+        i = funcs.lookup(vaddr)
+        if i >= 0:
+            return funcs.names[i], funcs.starts[i], funcs.sizes[i]
+        i = notype.lookup(vaddr)
+        if i >= 0:
+            return notype.names[i], notype.starts[i], notype.sizes[i]
+        return None
+
+    # -- loading -----------------------------------------------------------------------------
+    def _load_tables(self) -> tuple[SymbolTable, SymbolTable]:
+        funcs: list[SymbolRow] = []
+        notype: list[SymbolRow] = []
+        try:
+            stream: BinaryIO = (
+                BytesIO(self._data) if self._data is not None else open(self.path, "rb")
+            )
+        except OSError as exc:
+            self.load_error = f"{self.path}: {exc.strerror or exc}"
+            return SymbolTable(), SymbolTable()
+        try:
+            with stream:
+                if self._data is None:
+                    # The file may have been replaced since the headers were read.
+                    current = build_id_from_stream(stream)
+                    if (current or self.build_id) and not (
+                        current and self.build_id and same_build_id(current, self.build_id)
+                    ):
+                        self.load_error = f"{self.path}: build-id changed on disk"
+                        return SymbolTable(), SymbolTable()
+                elf = ELFFile(stream)
+                has_symtab = _collect_symbols(elf, funcs, notype)
+                if not has_symtab and not _collect_debug_file(self.build_id, funcs, notype):
+                    _collect_minidebuginfo(elf, funcs, notype)
+        except Exception as exc:
+            # Keep whatever was collected before the damage was hit.
+            self.load_error = f"{self.path}: {exc}"
+        return SymbolTable.build(funcs), SymbolTable.build(notype)

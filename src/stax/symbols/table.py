@@ -1,0 +1,104 @@
+"""Compact address -> symbol table: sorted starts/ends/sizes arrays plus a names list.
+Owns alias selection (global over local, unversioned over versioned) and range lookup."""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+
+__all__ = ["SymbolTable", "SymbolRow"]
+
+_MAX_ADDR = (1 << 64) - 1
+_BACKSCAN = 16  # how many preceding symbols to try when the nearest one does not cover addr
+
+# (start, rank, size, name, section_end): rank orders aliases (higher wins); section_end bounds
+# size-0 symbols (0 when unknown).
+SymbolRow = tuple[int, int, int, str, int]
+
+
+def _alias_key(row: SymbolRow) -> tuple[int, int, int, int, str]:
+    start, rank, _size, name, _end = row
+    leading = len(name) - len(name.lstrip("_"))
+    return (start, -rank, leading, len(name), name)
+
+
+class SymbolTable:
+    """Immutable, sorted, de-duplicated function table; lookups are a bisect."""
+
+    __slots__ = ("starts", "ends", "sizes", "names", "_maxend")
+
+    def __init__(self) -> None:
+        self.starts: array[int] = array("Q")
+        self.ends: array[int] = array("Q")
+        self.sizes: array[int] = array("Q")
+        self.names: list[str] = []
+        self._maxend: array[int] = array("Q")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def build(cls, rows: list[SymbolRow]) -> SymbolTable:
+        table = cls()
+        if not rows:
+            return table
+        rows.sort(key=_alias_key)
+        starts: list[int] = []
+        sizes: list[int] = []
+        names: list[str] = []
+        sec_ends: list[int] = []
+        prev = -1
+        for start, _rank, size, name, sec_end in rows:
+            if start == prev:
+                # alias at the same address: the first (best-ranked) keeps its name, but a
+                # known size from any alias is better than none.
+                if sizes[-1] == 0 and size > 0:
+                    sizes[-1] = size
+                if sec_ends[-1] == 0 and sec_end > 0:
+                    sec_ends[-1] = sec_end
+                continue
+            prev = start
+            starts.append(start)
+            sizes.append(size)
+            names.append(name)
+            sec_ends.append(sec_end)
+        n = len(starts)
+        ends: list[int] = []
+        maxend: list[int] = []
+        running = 0
+        for i in range(n):
+            start = starts[i]
+            if sizes[i] > 0:
+                end = min(start + sizes[i], _MAX_ADDR)
+            else:
+                end = starts[i + 1] if i + 1 < n else _MAX_ADDR
+                if sec_ends[i] > start:
+                    end = min(end, sec_ends[i])
+            ends.append(end)
+            running = max(running, end)
+            maxend.append(running)
+        table.starts = array("Q", starts)
+        table.ends = array("Q", ends)
+        table.sizes = array("Q", sizes)
+        table.names = names
+        table._maxend = array("Q", maxend)
+        return table
+
+    def lookup(self, addr: int) -> int:
+        """Index of the symbol covering `addr`, or -1."""
+        starts = self.starts
+        if not starts or addr < starts[0] or addr > _MAX_ADDR:
+            return -1
+        i = bisect_right(starts, addr) - 1
+        if addr < self.ends[i]:
+            return i
+        # The nearest symbol ended before addr; an earlier, larger one may still enclose it.
+        ends = self.ends
+        maxend = self._maxend
+        j = i - 1
+        stop = max(-1, i - 1 - _BACKSCAN)
+        while j > stop and maxend[j] > addr:
+            if addr < ends[j]:
+                return j
+            j -= 1
+        return -1
