@@ -70,6 +70,19 @@ class Stax:
         return subprocess.Popen([self.exe, *args], env=self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
+    def record_bg(self, *args: str, samples: int = 10) -> subprocess.Popen[str]:
+        """Start ``stax record ARGS`` in the background; return once it has ``samples``."""
+        proc = self.popen("record", *args)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            st = self("status", "--json")
+            if st.code == 0 and st.json()["active"]:  # type: ignore[index]
+                break
+            assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+            time.sleep(0.05)
+        self("wait", "--for-samples", str(samples), "--timeout-ms", "15000", check=True)
+        return proc
+
 
 def isolated_env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)

@@ -47,7 +47,7 @@ class Client:
                 if not chunk:
                     raise ServerUnavailable("stax-server closed the connection")
                 self._buf += chunk
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise ServerUnavailable("stax-server did not answer in time") from None
         except OSError as e:
             raise ServerUnavailable(str(e)) from None

@@ -11,7 +11,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from stax.capture import perf
@@ -62,10 +62,11 @@ def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
 class Recorder:
     """Per-thread, per-CPU cpu-clock events with inherit, one ring buffer per CPU."""
 
-    def __init__(self, sink: rec.Sink, ingest: Callable[[bytes], None], frequency: int,
+    def __init__(self, sink: rec.Sink, lock: AbstractContextManager[object], frequency: int,
                  buffer_pages: int = 256) -> None:
         self.sink = sink
-        self.ingest = ingest
+        self.lock = lock
+        self.orderer = rec.Orderer(sink)
         self.frequency = frequency
         self.buffer_pages = buffer_pages
         self.fds: list[int] = []
@@ -171,14 +172,18 @@ class Recorder:
 
     # --- draining -----------------------------------------------------------------------------
 
-    def drain(self) -> int:
+    def drain(self, final: bool = False) -> int:
+        """Read every buffer and apply, in time order, the records that are safe to apply."""
+        started = time.monotonic_ns()
         n = 0
         for rb in self.buffers:
             data = rb.read()
             if data:
                 n += len(data)
-                self.bytes_read += len(data)
-                self.ingest(data)
+                self.orderer.add(data)
+        self.bytes_read += n
+        with self.lock:
+            self.orderer.flush(None if final else started)
         return n
 
     def run(self, stop: threading.Event, pidfd: int | None, deadline: float | None,
@@ -210,7 +215,7 @@ class Recorder:
                 perf.ioctl(fd, perf.PERF_EVENT_IOC_DISABLE)
             except OSError:
                 pass
-        self.drain()
+        self.drain(final=True)
         return reason
 
     def close(self) -> None:

@@ -69,63 +69,137 @@ def _cstr(buf: bytes, off: int, end: int) -> str:
     return buf[off:nul].decode("utf-8", "replace")
 
 
-def decode(buf: bytes, sink: Sink) -> int:
-    """Decode every record in ``buf``; returns the number of records."""
+def index(buf: bytes) -> list[tuple[int, int]]:
+    """(timestamp, offset) of every complete record in ``buf``, in stream order.
+
+    Samples carry the time at body+16; every other record ends with the sample_id trailer
+    (pid, tid, time, cpu, res) because sample_id_all is set.
+    """
+    out: list[tuple[int, int]] = []
     off = 0
     end = len(buf)
-    count = 0
     hdr_unpack = _hdr.unpack_from
-    fixed_unpack = _sample_fixed.unpack_from
-    fixed_size = _sample_fixed.size
-    on_sample = sink.on_sample
+    u64 = _u64.unpack_from
     while off + 8 <= end:
-        rtype, misc, size = hdr_unpack(buf, off)
+        rtype, _misc, size = hdr_unpack(buf, off)
         if size < 8 or off + size > end:
-            break  # corrupt stream; the caller counts it
-        body = off + 8
+            break
         if rtype == RECORD_SAMPLE:
-            ip, pid, tid, time, cpu, _res, period, nr = fixed_unpack(buf, body)
-            chain_off = body + fixed_size
-            if nr and chain_off + 8 * nr <= off + size:
-                chain = struct.unpack_from(f"<{nr}Q", buf, chain_off)
-            else:
-                chain = (ip,)
-            on_sample(pid, tid, time, cpu, period, chain)
-        elif rtype == RECORD_MMAP2:
-            pid, tid, addr, length, pgoff = _mmap2.unpack_from(buf, body)
-            p = body + _mmap2.size
-            build_id = None
-            if misc & MISC_MMAP_BUILD_ID:
-                bid_size = buf[p]
-                build_id = buf[p + 4: p + 4 + min(bid_size, 20)].hex()
-            p += 24
-            prot, _flags = _u32x2.unpack_from(buf, p)
-            p += 8
-            name = _cstr(buf, p, off + size - _id_tail.size)
-            time = _id_tail.unpack_from(buf, off + size - _id_tail.size)[2]
-            sink.on_mmap(pid, tid, addr, length, pgoff, prot, build_id, name, time)
-        elif rtype == RECORD_MMAP:
-            pid, tid, addr, length, pgoff = _mmap2.unpack_from(buf, body)
-            name = _cstr(buf, body + _mmap2.size, off + size - _id_tail.size)
-            time = _id_tail.unpack_from(buf, off + size - _id_tail.size)[2]
-            sink.on_mmap(pid, tid, addr, length, pgoff, 5, None, name, time)
-        elif rtype == RECORD_COMM:
-            pid, tid = _u32x2.unpack_from(buf, body)
-            comm = _cstr(buf, body + 8, off + size - _id_tail.size)
-            time = _id_tail.unpack_from(buf, off + size - _id_tail.size)[2]
-            sink.on_comm(pid, tid, comm, bool(misc & MISC_COMM_EXEC), time)
-        elif rtype == RECORD_FORK:
-            sink.on_fork(*_fork.unpack_from(buf, body))
-        elif rtype == RECORD_EXIT:
-            sink.on_exit(*_fork.unpack_from(buf, body))
-        elif rtype == RECORD_LOST:
-            sink.on_lost(_lost.unpack_from(buf, body)[1])
-        elif rtype == RECORD_LOST_SAMPLES:
-            sink.on_lost(_u64.unpack_from(buf, body)[0])
-        elif rtype in (RECORD_THROTTLE, RECORD_UNTHROTTLE):
-            sink.on_throttle(rtype == RECORD_THROTTLE, _throttle.unpack_from(buf, body)[0])
+            t = u64(buf, off + 24)[0]
+        elif size >= 8 + _id_tail.size:
+            t = u64(buf, off + size - 16)[0]
         else:
-            sink.on_other(rtype)
+            t = 0
+        out.append((t, off))
         off += size
-        count += 1
-    return count
+    return out
+
+
+def decode(buf: bytes, sink: Sink) -> int:
+    """Decode every record in ``buf`` in stream order; returns the number of records."""
+    return sum(1 for _t, off in index(buf) if decode_at(buf, off, sink))
+
+
+def decode_at(buf: bytes, off: int, sink: Sink) -> bool:
+    """Decode the one record at ``off``; False if it is malformed."""
+    rtype, misc, size = _hdr.unpack_from(buf, off)
+    if size < 8 or off + size > len(buf):
+        return False
+    body = off + 8
+    if rtype == RECORD_SAMPLE:
+        ip, pid, tid, time, cpu, _res, period, nr = _sample_fixed.unpack_from(buf, body)
+        chain_off = body + _sample_fixed.size
+        if nr and chain_off + 8 * nr <= off + size:
+            chain = struct.unpack_from(f"<{nr}Q", buf, chain_off)
+        else:
+            chain = (ip,)
+        sink.on_sample(pid, tid, time, cpu, period, chain)
+        return True
+    tail = off + size - _id_tail.size
+    if rtype == RECORD_MMAP2:
+        pid, tid, addr, length, pgoff = _mmap2.unpack_from(buf, body)
+        p = body + _mmap2.size
+        build_id = None
+        if misc & MISC_MMAP_BUILD_ID:
+            bid_size = buf[p]
+            build_id = buf[p + 4: p + 4 + min(bid_size, 20)].hex()
+        p += 24
+        prot, _flags = _u32x2.unpack_from(buf, p)
+        p += 8
+        name = _cstr(buf, p, tail)
+        sink.on_mmap(pid, tid, addr, length, pgoff, prot, build_id, name,
+                     _id_tail.unpack_from(buf, tail)[2])
+    elif rtype == RECORD_MMAP:
+        pid, tid, addr, length, pgoff = _mmap2.unpack_from(buf, body)
+        name = _cstr(buf, body + _mmap2.size, tail)
+        sink.on_mmap(pid, tid, addr, length, pgoff, 5, None, name,
+                     _id_tail.unpack_from(buf, tail)[2])
+    elif rtype == RECORD_COMM:
+        pid, tid = _u32x2.unpack_from(buf, body)
+        comm = _cstr(buf, body + 8, tail)
+        sink.on_comm(pid, tid, comm, bool(misc & MISC_COMM_EXEC),
+                     _id_tail.unpack_from(buf, tail)[2])
+    elif rtype == RECORD_FORK:
+        sink.on_fork(*_fork.unpack_from(buf, body))
+    elif rtype == RECORD_EXIT:
+        sink.on_exit(*_fork.unpack_from(buf, body))
+    elif rtype == RECORD_LOST:
+        sink.on_lost(_lost.unpack_from(buf, body)[1])
+    elif rtype == RECORD_LOST_SAMPLES:
+        sink.on_lost(_u64.unpack_from(buf, body)[0])
+    elif rtype in (RECORD_THROTTLE, RECORD_UNTHROTTLE):
+        sink.on_throttle(rtype == RECORD_THROTTLE, _throttle.unpack_from(buf, body)[0])
+    else:
+        sink.on_other(rtype)
+    return True
+
+
+class Orderer:
+    """Merges the per-CPU streams into one time-ordered stream.
+
+    Each CPU's buffer is in time order, but buffers are read one after another, so a thread's
+    COMM or MMAP on one CPU could otherwise be applied after its samples on another. Records are
+    held until their timestamp is older than the moment the read round began minus a small
+    margin: by then every record with an earlier timestamp has been written (the kernel writes a
+    record microseconds after stamping it; stax stamps with CLOCK_MONOTONIC).
+    """
+
+    MARGIN_NS = 20_000_000
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.pending: list[tuple[int, int, bytes, int]] = []
+        self.seq = 0
+        self.records = 0
+        self.malformed = 0
+
+    def add(self, buf: bytes) -> None:
+        seq = self.seq
+        pending = self.pending
+        for t, off in index(buf):
+            pending.append((t, seq, buf, off))
+            seq += 1
+        self.seq = seq
+
+    def flush(self, before_ns: int | None) -> int:
+        """Decode every held record stamped before ``before_ns`` (all of them when None)."""
+        if not self.pending:
+            return 0
+        self.pending.sort(key=lambda r: (r[0], r[1]))
+        if before_ns is None:
+            ready, self.pending = self.pending, []
+        else:
+            cut = before_ns - self.MARGIN_NS
+            n = 0
+            for n, r in enumerate(self.pending):  # noqa: B007
+                if r[0] >= cut:
+                    break
+            else:
+                n = len(self.pending)
+            ready, self.pending = self.pending[:n], self.pending[n:]
+        sink = self.sink
+        for _t, _seq, buf, off in ready:
+            if not decode_at(buf, off, sink):
+                self.malformed += 1
+        self.records += len(ready)
+        return len(ready)

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from stax import paths
-from stax.cli.common import CLIError, die, isatty, print_json, run_line
+from stax.cli.common import CLIError, die, isatty, print_json
 from stax.client import Client, RemoteError, ServerUnavailable
 
 MAX_FREQUENCY = 100_000

@@ -244,11 +244,12 @@ class Profile:
 
     def on_fork(self, pid: int, ppid: int, tid: int, ptid: int, time: int) -> None:
         self.counts["fork"] += 1
+        th = self.threads.get(tid)
+        if th is None:
+            th = self.threads[tid] = Thread(pid, tid, start_ns=time)
         parent = self.threads.get(ptid)
-        th = Thread(pid, tid, start_ns=time)
-        if parent is not None and parent.names:
+        if parent is not None and parent.names and not th.names:
             th.names.append((time, parent.name))
-        self.threads[tid] = th
         if pid != ppid and pid not in self.processes and ppid in self.processes:
             self.processes[pid] = self.processes[ppid].copy(pid)
 
@@ -269,6 +270,7 @@ class Profile:
         self.counts["other"] += 1
 
     def ingest(self, buf: bytes) -> None:
+        """Decode a stream of records in stream order (tests and offline input)."""
         with self.lock:
             self.counts["records"] += rec.decode(buf, self)
 

@@ -300,6 +300,8 @@ class Server:
             p = run.profile
             with p.lock:
                 counts = dict(p.counts)
+                counts["records"] = run.recorder.orderer.records
+                counts["decode_errors"] = run.recorder.orderer.malformed
                 samples = len(p.s_stack)
                 mem = sum(a.itemsize * len(a) for a in (
                     p.s_time, p.s_tid, p.s_stack, p.s_weight, p.s_cpu, p.stack_parent,

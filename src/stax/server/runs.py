@@ -136,7 +136,7 @@ class Registry:
                 raise RPCError(E_BUSY, f"another run is already active (run {act.id}, pid "
                                        f"{act.pid}); stax wait or stax stop")
             profile = Profile(self.symbolizer)
-            recorder = Recorder(profile, profile.ingest, frequency)
+            recorder = Recorder(profile, profile.lock, frequency)
             try:
                 if mode == "launch":
                     recorder.open_launch(pid)

@@ -376,4 +376,7 @@ class ElfImage:
         except Exception as exc:
             # Keep whatever was collected before the damage was hit.
             self.load_error = f"{self.path}: {exc}"
-        return SymbolTable.build(funcs), SymbolTable.build(notype)
+        func_starts = sorted({row[0] for row in funcs})
+        label_starts = sorted({row[0] for row in notype})
+        # Size-0 functions end at the next label and vice versa.
+        return SymbolTable.build(funcs, label_starts), SymbolTable.build(notype, func_starts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
+from collections.abc import Sequence
 
 __all__ = ["SymbolTable", "SymbolRow"]
 
@@ -38,7 +39,9 @@ class SymbolTable:
         return len(self.names)
 
     @classmethod
-    def build(cls, rows: list[SymbolRow]) -> SymbolTable:
+    def build(cls, rows: list[SymbolRow], boundaries: Sequence[int] = ()) -> SymbolTable:
+        """Build from rows (sorted in place). `boundaries` are extra sorted addresses (e.g. the
+        starts of another symbol class) that also terminate size-0 symbols."""
         table = cls()
         if not rows:
             return table
@@ -74,6 +77,10 @@ class SymbolTable:
                 end = starts[i + 1] if i + 1 < n else _MAX_ADDR
                 if sec_ends[i] > start:
                     end = min(end, sec_ends[i])
+                if boundaries:
+                    k = bisect_right(boundaries, start)
+                    if k < len(boundaries):
+                        end = min(end, boundaries[k])
             ends.append(end)
             running = max(running, end)
             maxend.append(running)
