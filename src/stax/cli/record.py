@@ -195,29 +195,40 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
         msg = failure.decode(errors="replace").split(":", 1)[-1]
         die(f"cannot execute {command[0]}: {msg}")
     progress = _Progress(isatty(sys.stderr) and not args.json)
+    poll_status = progress.enabled or args.time_limit is not None
     status = None
+    summarised = False
     last = 0.0
     while status is None:
-        wpid, wstatus = os.waitpid(pid, os.WNOHANG)
+        wpid, wstatus = os.waitpid(pid, 0 if summarised else os.WNOHANG)
         if wpid:
             status = os.waitstatus_to_exitcode(wstatus)
             if status < 0:
                 status = 128 - status  # killed by a signal, as a shell reports it
             break
         now = time.monotonic()
-        if progress.enabled and now - last >= 0.25:
+        if poll_status and now - last >= 0.25:
             last = now
             try:
-                cur = client.call("status")["active"]
+                cur = client.call("status")["current"]
             except (RemoteError, ServerUnavailable):
                 cur = None
             if cur and cur["id"] == run["id"]:
-                progress.show(cur)
+                if cur["state"] == "recording":
+                    progress.show(cur)
+                else:  # the time limit ended the recording; the target is the user's
+                    _finish(client, run["id"], args, progress, 0)
+                    print(f"stax: recording stopped; pid {pid} is still running, waiting for "
+                          "it to exit", file=sys.stderr)
+                    summarised = True
+                    continue
         time.sleep(0.02)
     try:
         client.call("target_exited", run=run["id"], status=status)
     except (RemoteError, ServerUnavailable):
         pass
+    if summarised:
+        return status
     return _finish(client, run["id"], args, progress, status)
 
 

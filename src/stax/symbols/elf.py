@@ -25,7 +25,9 @@ __all__ = [
 
 _PT_LOAD = 1
 _PT_NOTE = 4
+_SHT_SYMTAB = 2
 _SHT_NOTE = 7
+_SHT_DYNSYM = 11
 _NT_GNU_BUILD_ID = 3
 _SHF_EXECINSTR = 0x4
 _SHN_LORESERVE = 0xFF00
@@ -35,6 +37,7 @@ _STT_GNU_IFUNC = 10
 _BIND_RANK = {1: 3, 10: 3, 2: 2, 0: 1}  # GLOBAL, GNU_UNIQUE > WEAK > LOCAL
 _MAX_NOTE_BYTES = 1 << 20
 _MAX_HEADERS = 1 << 16
+_MAX_SECTIONS = 1 << 20
 _PAGE = 4096
 DEBUG_ROOT = "/usr/lib/debug/.build-id"
 
@@ -160,31 +163,67 @@ def read_build_id(path: str) -> str | None:
 # Symbol tables.
 
 
+def _section_headers(elf: ELFFile) -> list[tuple[int, int, int, int, int]]:
+    """(sh_name, sh_type, sh_flags, sh_addr, sh_size) of every section. Read with struct from
+    the raw header table: pyelftools would also parse e.g. the GNU hash table of each section."""
+    shoff = elf["e_shoff"]
+    count = elf.num_sections()
+    entsize = elf["e_shentsize"]
+    endian = "<" if elf.little_endian else ">"
+    fmt = endian + ("IIQQQQIIQQ" if elf.elfclass == 64 else "IIIIIIIIII")
+    if not shoff or count <= 0 or count > _MAX_SECTIONS or entsize < struct.calcsize(fmt):
+        return []
+    elf.stream.seek(shoff)
+    table = elf.stream.read(entsize * count)
+    out = []
+    for i in range(len(table) // entsize):
+        f = struct.unpack_from(fmt, table, i * entsize)
+        out.append((f[0], f[1], f[2], f[3], f[5]))
+    return out
+
+
+def _find_section(
+    elf: ELFFile, headers: list[tuple[int, int, int, int, int]], name: str
+) -> int | None:
+    try:
+        shstrtab = elf.get_section(elf.get_shstrndx()).data()
+    except Exception:
+        return None
+    wanted = name.encode() + b"\0"
+    for idx, (name_off, *_rest) in enumerate(headers):
+        if shstrtab[name_off : name_off + len(wanted)] == wanted:
+            return idx
+    return None
+
+
 def _collect_symbols(elf: ELFFile, funcs: list[SymbolRow], notype: list[SymbolRow]) -> bool:
     """Append function rows from every SHT_SYMTAB/SHT_DYNSYM of `elf`; True if a .symtab was
     present. Individual broken sections are skipped."""
+    headers = _section_headers(elf)
     exec_ends: dict[int, int] = {}
-    symtabs = []
-    for idx, sec in enumerate(elf.iter_sections()):
-        if sec["sh_flags"] & _SHF_EXECINSTR:
-            exec_ends[idx] = sec["sh_addr"] + sec["sh_size"]
-        if sec["sh_type"] in ("SHT_SYMTAB", "SHT_DYNSYM"):
-            symtabs.append(sec)
+    symtabs: list[int] = []
+    for idx, (_name, sh_type, sh_flags, sh_addr, sh_size) in enumerate(headers):
+        if sh_flags & _SHF_EXECINSTR:
+            exec_ends[idx] = sh_addr + sh_size
+        if sh_type == _SHT_SYMTAB or sh_type == _SHT_DYNSYM:
+            symtabs.append(idx)
     has_symtab = False
     thumb = elf["e_machine"] == "EM_ARM"
     endian = "<" if elf.little_endian else ">"
     is64 = elf.elfclass == 64
     fmt = endian + ("IBBHQQ" if is64 else "IIIBBH")
     entsize = struct.calcsize(fmt)
-    for sec in symtabs:
+    bind_rank = _BIND_RANK
+    for idx in symtabs:
+        if headers[idx][1] == _SHT_SYMTAB:
+            has_symtab = True
         try:
+            sec = elf.get_section(idx)
+            if sec["sh_entsize"] not in (0, entsize):
+                continue
             data = sec.data()
             strtab = elf.get_section(sec["sh_link"]).data()
         except Exception:
-            continue
-        if sec["sh_type"] == "SHT_SYMTAB":
-            has_symtab = True
-        if sec["sh_entsize"] not in (0, entsize):
             continue
         data = data[: len(data) - len(data) % entsize]
         for entry in struct.iter_unpack(fmt, data):
@@ -215,17 +254,24 @@ def _collect_symbols(elf: ELFFile, funcs: list[SymbolRow], notype: list[SymbolRo
                     continue
             if thumb:
                 value &= ~1
-            rank = _BIND_RANK.get(st_info >> 4, 0) * 4 + (0 if versioned else 2) + (size > 0)
-            target.append((value, rank, size, name, exec_ends.get(shndx, 0)))
+            # Alias preference, lower sorts first: binding, unversioned, sized, fewer leading
+            # underscores, shorter name.
+            rank = bind_rank.get(st_info >> 4, 0) * 4 + (0 if versioned else 2) + (size > 0)
+            length = len(name)
+            leading = length - len(name.lstrip("_")) if name[0] == "_" else 0
+            pref = ((15 - rank) << 16) | (leading << 8 if leading < 256 else 0xFF00)
+            pref |= length if length < 256 else 255
+            target.append((value, pref, size, name, exec_ends.get(shndx, 0)))
     return has_symtab
 
 
 def _collect_minidebuginfo(elf: ELFFile, funcs: list[SymbolRow], notype: list[SymbolRow]) -> bool:
-    sec = elf.get_section_by_name(".gnu_debugdata")
-    if sec is None:
-        return False
+    """Fedora-style MiniDebugInfo: an xz-compressed ELF with a .symtab in .gnu_debugdata."""
     try:
-        inner = ELFFile(BytesIO(lzma.decompress(sec.data())))
+        idx = _find_section(elf, _section_headers(elf), ".gnu_debugdata")
+        if idx is None:
+            return False
+        inner = ELFFile(BytesIO(lzma.decompress(elf.get_section(idx).data())))
         return _collect_symbols(inner, funcs, notype)
     except Exception:
         return False

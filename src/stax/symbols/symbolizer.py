@@ -30,7 +30,8 @@ _ANON_NAMES = frozenset({"", "//anon", "/anon_hugepage", "[anon]"})
 _DELETED = " (deleted)"
 _DEFAULT_MAX_BINARIES = 256
 _NEGATIVE_TTL = 5.0  # seconds before re-trying a file that was missing / mismatched / broken
-_REVALIDATE_TTL = 1.0  # seconds between stat() checks of a binary cached by path+mtime+size
+_REVALIDATE_TTL = 1.0  # seconds between re-checks of a path resolved without a build-id
+_VERIFIED_TTL = 3600.0  # path entries whose build-id was checked against the caller's
 _MAX_PATH_ENTRIES = 65536
 
 # _paths cache key: (path, build_id, pid or None) -> _PathEntry
@@ -281,7 +282,7 @@ class Symbolizer:
             return None
         if file_bid is not None:
             key: _ImageKey = ("bid", file_bid)
-            ttl = _NEGATIVE_TTL if bid is None else 3600.0
+            ttl = _REVALIDATE_TTL if bid is None else _VERIFIED_TTL
         else:
             key = ("file", fs_path, st.st_mtime_ns, st.st_size, st.st_ino)
             ttl = _REVALIDATE_TTL

@@ -12,15 +12,9 @@ __all__ = ["SymbolTable", "SymbolRow"]
 _MAX_ADDR = (1 << 64) - 1
 _BACKSCAN = 16  # how many preceding symbols to try when the nearest one does not cover addr
 
-# (start, rank, size, name, section_end): rank orders aliases (higher wins); section_end bounds
-# size-0 symbols (0 when unknown).
+# (start, pref, size, name, section_end). Rows sort naturally: among aliases at one address
+# the lowest `pref` wins. section_end bounds size-0 symbols (0 when unknown).
 SymbolRow = tuple[int, int, int, str, int]
-
-
-def _alias_key(row: SymbolRow) -> tuple[int, int, int, int, str]:
-    start, rank, _size, name, _end = row
-    leading = len(name) - len(name.lstrip("_"))
-    return (start, -rank, leading, len(name), name)
 
 
 class SymbolTable:
@@ -45,13 +39,13 @@ class SymbolTable:
         table = cls()
         if not rows:
             return table
-        rows.sort(key=_alias_key)
+        rows.sort()
         starts: list[int] = []
         sizes: list[int] = []
         names: list[str] = []
         sec_ends: list[int] = []
         prev = -1
-        for start, _rank, size, name, sec_end in rows:
+        for start, _pref, size, name, sec_end in rows:
             if start == prev:
                 # alias at the same address: the first (best-ranked) keeps its name, but a
                 # known size from any alias is better than none.
@@ -69,20 +63,26 @@ class SymbolTable:
         ends: list[int] = []
         maxend: list[int] = []
         running = 0
+        nb = len(boundaries)
         for i in range(n):
             start = starts[i]
-            if sizes[i] > 0:
-                end = min(start + sizes[i], _MAX_ADDR)
+            size = sizes[i]
+            if size > 0:
+                end = start + size
+                if end > _MAX_ADDR:
+                    end = _MAX_ADDR
             else:
                 end = starts[i + 1] if i + 1 < n else _MAX_ADDR
-                if sec_ends[i] > start:
-                    end = min(end, sec_ends[i])
-                if boundaries:
+                sec_end = sec_ends[i]
+                if start < sec_end < end:
+                    end = sec_end
+                if nb:
                     k = bisect_right(boundaries, start)
-                    if k < len(boundaries):
-                        end = min(end, boundaries[k])
+                    if k < nb and boundaries[k] < end:
+                        end = boundaries[k]
             ends.append(end)
-            running = max(running, end)
+            if end > running:
+                running = end
             maxend.append(running)
         table.starts = array("Q", starts)
         table.ends = array("Q", ends)
