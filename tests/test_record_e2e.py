@@ -312,3 +312,43 @@ def test_no_autostart_is_respected(stax_noserver: Stax) -> None:
     p = subprocess.run([stax_noserver.exe, "record", "--", "true"], env=env,
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "STAX_NO_AUTOSTART=1" in p.stderr
+
+
+def test_progress_is_shown_on_a_terminal(stax: Stax, workloads: dict[str, Path]) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([stax.exe, "record", "--", str(workloads["spin"]), "1.2"],
+                            env=stax.env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(20)
+    os.close(master)
+    text = b"".join(chunks).decode(errors="replace")
+    assert "stax: recording run 1:" in text and " samples, " in text
+    assert "run 1 stopped (target exited)" in text
+
+
+def test_progress_is_quiet_when_not_a_terminal(stax: Stax, workloads: dict[str, Path]) -> None:
+    r = stax("record", "--", str(workloads["spin"]), "0.6", check=True)
+    assert "recording run" not in r.err
+    assert "run 1 stopped" in r.err
+
+
+def test_time_limit_in_launch_mode_leaves_the_target_running(stax: Stax,
+                                                            workloads: dict[str, Path]) -> None:
+    t0 = time.monotonic()
+    r = stax("record", "-l", "0.5", "--json", "--", str(workloads["spin"]), "1.5", check=True)
+    assert time.monotonic() - t0 > 1.4  # stax record waits for its target, like time(1)
+    run = r.json()
+    assert run["end_reason"] == "time-limit"
+    assert 350 <= run["samples"] <= 550
+    assert "still running" in r.err

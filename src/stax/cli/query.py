@@ -33,7 +33,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no active run")
         if res["current"]:
             print(f"current query state: {run_line(res['current'])}")
-    print(f"server up since {fmt_time(res['server_started_at'])} (pid {res['server_pid']})")
+    since = fmt_time(res["server_started_unix_ms"] / 1000)
+    print(f"server up since {since} (pid {res['server_pid']})")
     return 0
 
 
@@ -121,7 +122,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 def _print_tree(node: dict[str, Any], indent: int, out: list[str]) -> None:
     pad = "  " * indent
-    out.append(f"{fmt_ms(node['ns'])} {node['samples']:6d} {node['pct']:5.1f}%  {pad}"
+    out.append(f"{fmt_ms(node['time_ns'])} {node['samples']:6d} {node['pct']:5.1f}%  {pad}"
                f"{node['func']}  ({node['binary']})")
     if node.get("collapsed_frames"):
         out.append(f"{'':30}{pad}  … {node['collapsed_frames']} more frames")
@@ -130,7 +131,7 @@ def _print_tree(node: dict[str, Any], indent: int, out: list[str]) -> None:
     hidden = node.get("hidden")
     if hidden:
         out.append(f"{'':30}{pad}  … {hidden['nodes']} more below the threshold "
-                   f"({hidden['ns'] / 1e6:.1f} ms)")
+                   f"({hidden['time_ns'] / 1e6:.1f} ms)")
 
 
 def cmd_flame(args: argparse.Namespace) -> int:

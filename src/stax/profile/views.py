@@ -171,7 +171,7 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
 
     def emit(func: int, node: list, depth: int) -> dict:
         out = func_row(p, func)
-        out.update({"samples": node[0], "ns": node[1],
+        out.update({"samples": node[0], "time_ns": node[1],
                     "pct": 100.0 * node[0] / total_n if total_n else 0.0})
         kids = sorted(node[2].items(), key=lambda kv: (-kv[1][1], -kv[1][0]))
         if max_depth and depth >= max_depth:
@@ -192,17 +192,17 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
             children.append(emit(f, c, depth + 1))
         out["children"] = children
         if hidden_nodes:
-            out["hidden"] = {"nodes": hidden_nodes, "samples": hidden_n, "ns": hidden_w}
+            out["hidden"] = {"nodes": hidden_nodes, "samples": hidden_n, "time_ns": hidden_w}
         return out
 
     top_nodes = sorted(root[2].items(), key=lambda kv: (-kv[1][1], -kv[1][0]))
     roots = []
-    hidden = {"nodes": 0, "samples": 0, "ns": 0}
+    hidden = {"nodes": 0, "samples": 0, "time_ns": 0}
     for f, c in top_nodes:
         if c[0] < min_n:
             hidden["nodes"] += 1
             hidden["samples"] += c[0]
-            hidden["ns"] += c[1]
+            hidden["time_ns"] += c[1]
             continue
         roots.append(emit(f, c, 1))
     return {"total_samples": total_n, "oncpu_ns": total_w, "offcpu_ns": 0, "mode": "cpu",

@@ -190,7 +190,7 @@ class Server:
         return {
             "server_pid": os.getpid(),
             "version": __version__,
-            "server_started_at": self.started,
+            "server_started_unix_ms": int(self.started * 1000),
             "socket": self.socket_path,
             "active": act.summary() if act else None,
             "current": cur.summary() if cur else None,
@@ -208,10 +208,10 @@ class Server:
         assert freq is not None
         if freq > MAX_FREQUENCY:
             raise RPCError(E_BAD_REQUEST, f"frequency must be at most {MAX_FREQUENCY} Hz")
-        limit = _num(params, "time_limit_s")
+        limit = _num(params, "time_limit_ms")
         if limit is not None and limit <= 0:
-            raise RPCError(E_BAD_REQUEST, "time_limit_s must be positive")
-        return pid, freq, limit
+            raise RPCError(E_BAD_REQUEST, "time_limit_ms must be positive")
+        return pid, freq, (limit / 1000.0 if limit is not None else None)
 
     async def h_start_launch(self, params: dict[str, Any]) -> Any:
         pid, freq, limit = self._start_params(params)

@@ -1,0 +1,210 @@
+"""Helpers shared by the stax benchmarks: workloads, an isolated stax-server, timing, output.
+
+Every benchmark runs against its own server (``STAX_SERVER_SOCKET`` and ``XDG_STATE_HOME`` point
+into a temporary directory) and stops it when done, so it never touches a user's server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+WORKLOADS = {
+    "split": ROOT / "workloads" / "split.c",
+    "spin": ROOT / "tests" / "workloads" / "spin.c",
+}
+_ELAPSED = re.compile(r"elapsed_s=([0-9.]+)")
+
+
+def tool(name: str) -> str:
+    """A console script of the stax venv (falls back to the one next to this interpreter)."""
+    for d in (VENV_BIN, Path(sys.executable).parent):
+        p = d / name
+        if p.exists():
+            return str(p)
+    found = shutil.which(name)
+    if found is None:
+        raise SystemExit(f"error: {name} not found (is stax installed in {VENV_BIN}?)")
+    return found
+
+
+def script_interpreter(script: str) -> str:
+    """The interpreter named on a console script's ``#!`` line (else this one)."""
+    try:
+        with open(script, "rb") as f:
+            first = f.readline().decode(errors="replace").strip()
+    except OSError:
+        return sys.executable
+    if first.startswith("#!"):
+        parts = first[2:].split()
+        if parts and os.path.exists(parts[0]) and not parts[0].endswith("/env"):
+            return parts[0]
+    return sys.executable
+
+
+def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--quick", action="store_true", help="a fast smoke run (fewer repetitions)")
+    ap.add_argument("--json", action="store_true", help="print one JSON document of the numbers")
+    return ap.parse_args(argv)
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def log(msg: str) -> None:
+    """Progress on stderr, so ``--json`` keeps stdout to the one document."""
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def emit(args: argparse.Namespace, doc: dict[str, Any], lines: list[str]) -> None:
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=False))
+    else:
+        print("\n".join(lines))
+
+
+def elapsed_from(stderr: str) -> float:
+    """The ``elapsed_s=`` a workload printed (the last one, if several)."""
+    found = _ELAPSED.findall(stderr)
+    if not found:
+        raise RuntimeError(f"workload printed no elapsed_s= line; stderr was:\n{stderr[-2000:]}")
+    return float(found[-1])
+
+
+def compile_workloads(dest: Path) -> dict[str, Path]:
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        raise SystemExit("error: no C compiler (gcc) found")
+    out: dict[str, Path] = {}
+    for name, src in WORKLOADS.items():
+        exe = dest / name
+        subprocess.run([cc, "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", str(exe),
+                        str(src)], check=True)
+        out[name] = exe
+    return out
+
+
+@dataclass
+class Proc:
+    code: int
+    out: str
+    err: str
+    wall: float
+
+
+class Env:
+    """A temp dir with compiled workloads and an isolated stax-server environment."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.bin = compile_workloads(tmp)
+        self.stax_exe = tool("stax")
+        self.server_exe = tool("stax-server")
+        env = dict(os.environ)
+        env["STAX_SERVER_SOCKET"] = str(tmp / "stax.sock")
+        env["XDG_STATE_HOME"] = str(tmp / "state")
+        env["XDG_CACHE_HOME"] = str(tmp / "cache")
+        env.pop("XDG_RUNTIME_DIR", None)
+        env.pop("STAX_NO_AUTOSTART", None)
+        self.env = env
+        self.server_pid: int | None = None
+
+    def run(self, argv: Sequence[str], timeout: float = 300, check: bool = True) -> Proc:
+        t0 = time.perf_counter()
+        p = subprocess.run(list(argv), env=self.env, capture_output=True, text=True,
+                           timeout=timeout)
+        wall = time.perf_counter() - t0
+        if check and p.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}:\n{p.stderr[-3000:]}")
+        return Proc(p.returncode, p.stdout, p.stderr, wall)
+
+    def stax(self, *args: str, timeout: float = 300, check: bool = True) -> Proc:
+        return self.run([self.stax_exe, *args], timeout=timeout, check=check)
+
+    def stax_json(self, cmd: str, *args: str, timeout: float = 300) -> Any:
+        """``stax CMD --json ARGS...`` (``--json`` before ARGS, so it never lands after ``--``)."""
+        return json.loads(self.stax(cmd, "--json", *args, timeout=timeout).out)
+
+    def start_server(self) -> int:
+        """Start stax-server on the isolated socket (as ``stax record`` would); its pid."""
+        sock = self.env["STAX_SERVER_SOCKET"]
+        logf = self.tmp / "state" / "stax" / "stax-server.log"
+        logf.parent.mkdir(parents=True, exist_ok=True)
+        with open(os.devnull, "rb") as devnull, open(logf, "ab") as lf:
+            proc = subprocess.Popen([self.server_exe, "--socket", sock, "--log-file", str(logf)],
+                                    env=self.env, stdin=devnull, stdout=lf, stderr=lf,
+                                    start_new_session=True)
+        deadline = time.monotonic() + 15
+        while True:
+            if os.path.exists(sock):
+                st = self.stax("status", "--json", check=False)
+                if st.code == 0:
+                    self.server_pid = int(json.loads(st.out)["server_pid"])
+                    return self.server_pid
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"stax-server did not start; log:\n{logf.read_text()}")
+            time.sleep(0.05)
+
+    def stop_server(self) -> None:
+        """SIGTERM the server this environment's socket answers on (found via status)."""
+        pid = self.server_pid
+        st = self.stax("status", "--json", check=False, timeout=15)
+        if st.code == 0:
+            pid = int(json.loads(st.out)["server_pid"])
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 15
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            try:  # reap it if it is our child (we started it)
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        self.server_pid = None
+
+
+@contextmanager
+def bench_env(prefix: str) -> Iterator[Env]:
+    """Compiled workloads and an isolated server environment; the server is stopped at exit."""
+    with tempfile.TemporaryDirectory(prefix=f"stax-bench-{prefix}-") as d:
+        env = Env(Path(d))
+        try:
+            yield env
+        finally:
+            env.stop_server()
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
