@@ -352,3 +352,51 @@ def test_time_limit_in_launch_mode_leaves_the_target_running(stax: Stax,
     assert run["end_reason"] == "time-limit"
     assert 350 <= run["samples"] <= 550
     assert "still running" in r.err
+
+
+def test_ctrl_c_ends_an_attach_and_leaves_the_target(stax: Stax,
+                                                    workloads: dict[str, Path]) -> None:
+    target = subprocess.Popen([str(workloads["spin"]), "30"])
+    try:
+        rec = stax.record_bg("-p", str(target.pid), samples=100)
+        rec.send_signal(signal.SIGINT)
+        assert rec.wait(15) == 0
+        err = rec.stderr.read()  # type: ignore[union-attr]
+        assert "run 1 stopped (stopped)" in err and "Traceback" not in err
+        assert target.poll() is None
+        run = stax("list", "--json", check=True).json()["runs"][0]  # type: ignore[index]
+        assert run["state"] == "stopped" and run["samples"] >= 100
+    finally:
+        target.kill()
+        target.wait()
+
+
+def test_target_exiting_during_attach_is_clean(stax: Stax) -> None:
+    for _ in range(5):
+        target = subprocess.Popen(["sleep", "0.05"])
+        r = stax("record", "-p", str(target.pid), "--json")
+        target.wait()
+        assert r.code in (0, 1)
+        if r.code == 1:
+            assert r.err.startswith("error: no process with pid"), r.err
+        else:
+            assert r.json()["end_reason"] == "exited"  # type: ignore[index]
+
+
+def test_server_survives_garbage_and_answers_after(stax: Stax) -> None:
+    import socket
+
+    for payload in (b"not json\n", b"[1,2]\n", b'{"method": 5}\n', b'{"method":"nope"}\n',
+                    b'{"method":"top","params":{"limit":"x"}}\n', b"\xff\xfe\n",
+                    b'{"method":"start_attach","params":{"pid":-4}}\n'):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(stax.env["STAX_SERVER_SOCKET"])
+        s.sendall(payload)
+        resp = json.loads(s.makefile().readline())
+        assert "error" in resp and resp["error"]["message"]
+        s.close()
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(stax.env["STAX_SERVER_SOCKET"])
+    s.sendall(b"\x00" * 1000)
+    s.close()
+    assert stax("status", check=True).code == 0

@@ -72,12 +72,13 @@ def ensure_server(quiet: bool = False) -> Client:
             "STAX_NO_AUTOSTART=1; start it with `stax-server &`")
     log_path = paths.server_log()
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    sock = paths.server_socket()
+    sock = os.path.abspath(paths.server_socket())
     with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "stax.server.main", "--socket", sock, "--log-file",
              log_path],
-            stdin=devnull, stdout=logf, stderr=logf, start_new_session=True, close_fds=True)
+            stdin=devnull, stdout=logf, stderr=logf, start_new_session=True, close_fds=True,
+            cwd="/")
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
         try:
@@ -144,7 +145,8 @@ def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Pr
         run = res["run"]
     except (RemoteError, ServerUnavailable) as e:
         progress.clear()
-        print(f"warning: could not read the run summary: {e}", file=sys.stderr)
+        print(f"warning: lost contact with stax-server before the run summary ({e}); "
+              f"its log may say why: {paths.server_log()}", file=sys.stderr)
         return status
     progress.clear()
     if args.json:
