@@ -109,11 +109,26 @@ class Recorder:
             fd = self._open_one(tid, cpu)
             self.fds.append(fd)
             if len(self.buffers) < len(cpus):
-                self.buffers.append(perf.RingBuffer(fd, self.buffer_pages))
+                self.buffers.append(self._map(fd))
             else:
                 perf.set_output(fd, self.buffers[i].fd)
         self.opened_tids.add(tid)
         self.info.event_fds = len(self.fds)
+
+    def _map(self, fd: int) -> perf.RingBuffer:
+        """Map a ring buffer, halving its size while the locked-memory limit refuses it
+        (unprivileged users get perf_event_mlock_kb, 516 KiB by default, for all buffers)."""
+        while True:
+            try:
+                return perf.RingBuffer(fd, self.buffer_pages)
+            except PermissionError:
+                if self.buffer_pages <= 8:
+                    raise
+                self.buffer_pages //= 2
+                note = (f"ring buffers reduced to {self.buffer_pages * 4} KiB per CPU by the "
+                        "locked-memory limit (perf_event_mlock_kb); samples may be lost")
+                self.info.notes = [n for n in self.info.notes if "ring buffers" not in n]
+                self.info.notes.append(note)
 
     def _fail(self, e: OSError, pid: int) -> CaptureError:
         if e.errno == errno.ESRCH:

@@ -106,11 +106,13 @@ class Server:
             if _socket_alive(path):
                 raise SystemExit(f"error: a stax-server is already listening on {path}")
             os.unlink(path)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         old = os.umask(0o177)
         try:
+            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
             self._server = await asyncio.start_unix_server(self._client, path=path,
                                                            limit=1 << 24)
+        except OSError as e:
+            raise SystemExit(f"error: cannot listen on {path}: {e.strerror or e}") from None
         finally:
             os.umask(old)
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
@@ -415,7 +417,20 @@ def _rss_bytes() -> int:
     return 0
 
 
+def _raise_fd_limit() -> None:
+    """Attaching to a process with many threads takes (threads x CPUs) descriptors."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def run_server(socket_path: str) -> int:
+    _raise_fd_limit()
     server = Server(socket_path)
     try:
         asyncio.run(server.serve())
