@@ -253,6 +253,19 @@ def test_every_data_command_speaks_json(stax: Stax, workloads: dict[str, Path]) 
     diag = stax("diagnose", "--json", check=True).json()
     assert diag["run"]["records"]["lost"] == 0
     assert diag["run"]["records"]["samples"] == rec["samples"]
+    # frame-pointer split: every stack walks back to the thread's entry point
+    assert diag["run"]["stacks_health"]["reaching_root_pct"] > 99
+    assert diag["symbols"]["binaries_loaded"] >= 1
+
+
+def test_diagnose_shows_where_frame_pointer_walks_stop(stax: Stax,
+                                                       workloads: dict[str, Path]) -> None:
+    stax("record", "--", str(workloads["qsortcb_nofp"]), "5", check=True)
+    health = stax("diagnose", "--json", check=True).json()["run"]["stacks_health"]
+    assert health["reaching_root_pct"] < 50
+    assert any("slow_cmp" in s["frame"] for s in health["stopped_at"])
+    text = stax("diagnose", check=True).out
+    assert "walk stopped at slow_cmp" in text
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -203,6 +203,12 @@ class RingBuffer:
         self.bytes_read += length
         return data
 
+    def unread(self) -> int:
+        try:
+            return struct.unpack_from("<Q", self.map, _HEAD_OFF)[0] - self.tail
+        except ValueError:  # unmapped meanwhile
+            return 0
+
     def close(self) -> None:
         try:
             self.map.close()

@@ -233,6 +233,10 @@ class Recorder:
         self.drain(final=True)
         return reason
 
+    def unread_bytes(self) -> int:
+        """Bytes the kernel has written that the capture loop has not read yet."""
+        return sum(rb.unread() for rb in list(self.buffers))
+
     def close(self) -> None:
         for rb in self.buffers:
             rb.close()

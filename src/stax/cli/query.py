@@ -209,8 +209,18 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     print(f"  tables: {run['stacks']} stacks, {run['frames']} frames, {run['funcs']} functions "
           f"({run['unresolved_funcs']} unresolved), {run['binaries']} binaries, "
           f"{run['table_bytes'] / 1024:.0f} KiB of columns")
-    print(f"  unwinding: {rec['empty_stacks']} empty stacks, {rec['unmapped_frames']} frames "
-          "outside any known mapping")
+    h = run["stacks_health"]
+    print(f"  stacks: {h['reaching_root']} of {h['samples']} samples "
+          f"({h['reaching_root_pct']:.1f}%) reach a thread entry point (_start, start_thread, "
+          f"clone…); {rec['truncated_chains']} cut at the kernel's depth limit; "
+          f"{rec['empty_stacks']} empty; {rec['unmapped_frames']} frames outside any mapping; "
+          f"{h['samples_with_unresolved_frames']} samples with unresolved frames")
+    for s in h["stopped_at"]:
+        print(f"    walk stopped at {s['frame']}: {s['samples']} samples")
+    ing = run["ingest"]
+    lag = "-" if ing["last_sample_age_ms"] is None else f"{ing['last_sample_age_ms']} ms"
+    print(f"  ingest: {ing['pending_records']} records waiting for time order, "
+          f"{ing['unread_ring_bytes']} bytes unread in ring buffers, last sample age {lag}")
     for note in run.get("notes") or []:
         print(f"  note: {note}")
     return 0

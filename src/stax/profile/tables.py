@@ -22,6 +22,15 @@ KERNEL_BINARY = 0  # binary id reserved for kernel addresses
 UNKNOWN_BINARY = 1  # user addresses outside every known mapping
 
 
+def _max_stack() -> int:
+    """Frames at which the kernel cuts a call chain (kernel.perf_event_max_stack)."""
+    try:
+        with open("/proc/sys/kernel/perf_event_max_stack") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 127
+
+
 @dataclass(slots=True)
 class Binary:
     path: str
@@ -126,8 +135,9 @@ class Profile:
         self.counts: dict[str, int] = {
             "records": 0, "samples": 0, "lost": 0, "throttled": 0, "mmap": 0, "comm": 0,
             "fork": 0, "exit": 0, "other": 0, "empty_stacks": 0, "unmapped_frames": 0,
-            "decode_errors": 0,
+            "decode_errors": 0, "truncated_chains": 0,
         }
+        self.max_chain = _max_stack()
         self.first_time = 0
         self.last_time = 0
 
@@ -204,6 +214,8 @@ class Profile:
             self._chain_cache[key] = sid
         if sid < 0:
             self.counts["empty_stacks"] += 1
+        if len(chain) >= self.max_chain:
+            self.counts["truncated_chains"] += 1
         self.s_time.append(time)
         self.s_tid.append(tid)
         self.s_stack.append(sid)

@@ -259,3 +259,47 @@ def find_symbol(p: Profile, needle: str, start: int = 0) -> tuple[str | None, in
         if needle in name:
             return name, fid + 1
     return None, n
+
+
+# Functions a complete user stack starts from (the outermost frame of a thread).
+ROOT_FUNCS = frozenset({
+    "_start", "__libc_start_main", "__libc_start_call_main", "start_thread", "clone", "clone3",
+    "__clone", "__clone3", "__clone_internal", "_dl_start_user", "_dl_start", "thread_start",
+})
+
+
+def stack_health(p: Profile) -> dict:
+    """How complete the stacks are: samples whose outermost frame is a thread entry point,
+    and, for the rest, which binary the walk stopped in."""
+    groups, total_n, _ = _stack_weights(p, Filter())
+    reached = 0
+    stopped: dict[str, int] = defaultdict(int)
+    unresolved_samples = 0
+    for sid, (n, _w) in groups.items():
+        if sid < 0:
+            stopped["(empty stack)"] += n
+            continue
+        root = sid
+        any_unresolved = False
+        s = sid
+        while s >= 0:
+            func = p.funcs[p.func_of_frame(p.stack_frame[s])]
+            if not func.resolved:
+                any_unresolved = True
+            root = s
+            s = p.stack_parent[s]
+        if any_unresolved:
+            unresolved_samples += n
+        f = p.funcs[p.func_of_frame(p.stack_frame[root])]
+        if f.name in ROOT_FUNCS or p.frame_binary[p.stack_frame[root]] == 0:
+            reached += n
+        else:
+            stopped[f"{f.name} ({f.binary})"] += n
+    worst = sorted(stopped.items(), key=lambda kv: -kv[1])[:10]
+    return {
+        "samples": total_n,
+        "reaching_root": reached,
+        "reaching_root_pct": 100.0 * reached / total_n if total_n else 0.0,
+        "stopped_at": [{"frame": k, "samples": v} for k, v in worst],
+        "samples_with_unresolved_frames": unresolved_samples,
+    }

@@ -311,7 +311,13 @@ class Server:
                 unresolved = sum(1 for f in p.funcs if not f.resolved)
                 info = run.recorder.info
                 bytes_read = run.recorder.bytes_read
+                pending = len(run.recorder.orderer.pending)
+                last_sample = p.last_time
             elapsed = max(run.elapsed_s(), 1e-9)
+            health = await asyncio.to_thread(views.stack_health, p)
+            lag_ms = None
+            if run.state == "recording" and last_sample:
+                lag_ms = round((time.monotonic_ns() - last_sample) / 1e6, 1)
             out["run"] = {
                 **run.summary(),
                 "records": counts,
@@ -322,12 +328,16 @@ class Server:
                 "unresolved_funcs": unresolved,
                 "binaries": len(p.binaries) - 2,
                 "table_bytes": mem,
+                "stacks_health": health,
+                "ingest": {"pending_records": pending, "last_sample_age_ms": lag_ms,
+                           "unread_ring_bytes": run.recorder.unread_bytes()},
                 "capture": {"kernel_frames": info.kernel_frames, "build_ids": info.build_ids,
                             "cpus": info.cpus, "event_fds": info.event_fds,
                             "ring_buffer_bytes": info.buffer_bytes,
                             "bytes_read": bytes_read, "mode": "in-process",
                             "unwinding": "frame pointers (kernel call chain)"},
             }
+        out["symbols"] = self.symbolizer.stats()  # after the stack walk above symbolised
         return out
 
     async def h_dump(self, params: dict[str, Any]) -> Any:
