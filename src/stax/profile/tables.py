@@ -132,6 +132,7 @@ class Profile:
         self.threads: dict[int, Thread] = {}
         self.processes: dict[int, Process] = {}
         self._chain_cache: dict[tuple[int, tuple[int, ...]], int] = {}
+        self.path_cache: dict[int, tuple[int, ...]] = {-1: ()}  # stack -> func ids (views)
         self.counts: dict[str, int] = {
             "records": 0, "samples": 0, "lost": 0, "throttled": 0, "mmap": 0, "comm": 0,
             "fork": 0, "exit": 0, "other": 0, "empty_stacks": 0, "unmapped_frames": 0,

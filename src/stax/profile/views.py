@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from stax.profile.tables import Profile
 
@@ -20,43 +21,51 @@ class Filter:
     exclude: tuple[str, ...] = ()  # function names dropped from stacks
 
 
-def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, int]:
-    """Samples grouped by stack id: {stack: [samples, weight_ns]}, plus totals."""
+def _columns(p: Profile) -> tuple[int, int, Any, Any, Any, Any]:
+    """A consistent snapshot of the sample columns as NumPy arrays (copies: the capture thread
+    may grow the arrays meanwhile, and a live buffer export would block that)."""
+    import numpy as np
+
     with p.lock:
         n = len(p.s_stack)
         base = p.first_time
-    stacks = p.s_stack
-    weights = p.s_weight
-    out: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    total_n = 0
-    total_w = 0
+        stacks = np.frombuffer(p.s_stack[:n], dtype=np.int32) if n else np.zeros(0, np.int32)
+        weights = np.frombuffer(p.s_weight[:n], dtype=np.int64) if n else np.zeros(0, np.int64)
+        tids = np.frombuffer(p.s_tid[:n], dtype=np.int32) if n else np.zeros(0, np.int32)
+        times = np.frombuffer(p.s_time[:n], dtype=np.int64) if n else np.zeros(0, np.int64)
+    return n, base, stacks, weights, tids, times
+
+
+def _selected(p: Profile, flt: Filter) -> tuple[Any, Any]:
+    """Stack ids and weights of the samples the filter keeps."""
+    n, base, stacks, weights, tids, times = _columns(p)
     if flt.tid is None and flt.start_ns is None and flt.end_ns is None:
-        for i in range(n):
-            e = out[stacks[i]]
-            e[0] += 1
-            e[1] += weights[i]
-        total_n = n
-        total_w = sum(weights[:n])
-        return out, total_n, total_w
-    tids = p.s_tid
-    times = p.s_time
-    lo = base + flt.start_ns if flt.start_ns is not None else None
-    hi = base + flt.end_ns if flt.end_ns is not None else None
-    for i in range(n):
-        if flt.tid is not None and tids[i] != flt.tid:
-            continue
-        t = times[i]
-        if lo is not None and t < lo:
-            continue
-        if hi is not None and t >= hi:
-            continue
-        e = out[stacks[i]]
-        e[0] += 1
-        w = weights[i]
-        e[1] += w
-        total_n += 1
-        total_w += w
-    return out, total_n, total_w
+        return stacks, weights
+    import numpy as np
+
+    keep = np.ones(n, dtype=bool)
+    if flt.tid is not None:
+        keep &= tids == flt.tid
+    if flt.start_ns is not None:
+        keep &= times >= base + flt.start_ns
+    if flt.end_ns is not None:
+        keep &= times < base + flt.end_ns
+    return stacks[keep], weights[keep]
+
+
+def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, int]:
+    """Samples grouped by stack id: {stack: [samples, weight_ns]}, plus totals."""
+    import numpy as np
+
+    stacks, weights = _selected(p, flt)
+    if not len(stacks):
+        return {}, 0, 0
+    # stack id -1 (an empty call chain) is shifted to bin 0
+    counts = np.bincount(stacks + 1)
+    sums = np.bincount(stacks + 1, weights=weights)
+    ids = np.nonzero(counts)[0]
+    out = {int(i) - 1: [int(counts[i]), int(round(sums[i]))] for i in ids}
+    return out, int(len(stacks)), int(weights.sum())
 
 
 class _Paths:
@@ -64,7 +73,8 @@ class _Paths:
 
     def __init__(self, p: Profile, exclude: tuple[str, ...]) -> None:
         self.p = p
-        self.memo: dict[int, tuple[int, ...]] = {-1: ()}
+        # without exclusions a stack's path never changes: share the memo across queries
+        self.memo: dict[int, tuple[int, ...]] = p.path_cache if not exclude else {-1: ()}
         self.excluded: set[int] | None = None
         if exclude:
             self.excluded = set()
@@ -210,19 +220,22 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
 
 
 def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
+    import numpy as np
+
     with p.lock:
-        n = len(p.s_tid)
-        infos = {tid: (th.pid, th.name, th.start_ns, th.end_ns) for tid, th in p.threads.items()}
-    tids = p.s_tid
-    weights = p.s_weight
-    cnt: dict[int, int] = defaultdict(int)
-    wsum: dict[int, int] = defaultdict(int)
-    for i in range(n):
-        t = tids[i]
-        cnt[t] += 1
-        wsum[t] += weights[i]
+        infos = {tid: (th.pid, th.name) for tid, th in p.threads.items()}
+    _n, _base, _stacks, weights, tids, _times = _columns(p)
+    cnt: dict[int, int] = {}
+    wsum: dict[int, int] = {}
+    if len(tids):
+        uniq, inverse = np.unique(tids, return_inverse=True)
+        c = np.bincount(inverse)
+        w = np.bincount(inverse, weights=weights)
+        for i, tid in enumerate(uniq.tolist()):
+            cnt[tid] = int(c[i])
+            wsum[tid] = int(round(w[i]))
     rows = []
-    for tid, (pid, name, _s, _e) in infos.items():
+    for tid, (pid, name) in infos.items():
         rows.append({"pid": pid, "tid": tid, "name": name, "samples": cnt.get(tid, 0),
                      "oncpu_ns": wsum.get(tid, 0), "offcpu_ns": 0, "blocked": None})
     rows.sort(key=lambda r: (-(r["oncpu_ns"] + r["offcpu_ns"]), r["tid"]))
@@ -233,21 +246,20 @@ def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
 
 
 def timeline(p: Profile, flt: Filter, buckets: int = 100) -> dict:
-    """Samples per time bucket over the run, per thread if asked."""
+    """Samples per time bucket over the run (of one thread if the filter names one)."""
+    import numpy as np
+
+    n, base, _stacks, _weights, tids, times = _columns(p)
     with p.lock:
-        n = len(p.s_time)
-        t0, t1 = p.first_time, p.last_time
-    span = max(1, t1 - t0)
+        t1 = p.last_time
+    span = max(1, t1 - base)
     width = max(1, -(-span // buckets))
-    counts = [0] * buckets
-    times = p.s_time
-    tids = p.s_tid
-    for i in range(n):
-        if flt.tid is not None and tids[i] != flt.tid:
-            continue
-        b = min(buckets - 1, (times[i] - t0) // width)
-        counts[b] += 1
-    return {"start_ns": 0, "bucket_ns": width, "counts": counts}
+    if flt.tid is not None:
+        times = times[tids == flt.tid]
+    idx = np.minimum((times - base) // width, buckets - 1) if n else times
+    counts = np.bincount(idx.astype(np.int64), minlength=buckets)[:buckets] if n else \
+        np.zeros(buckets, dtype=np.int64)
+    return {"start_ns": 0, "bucket_ns": int(width), "counts": [int(c) for c in counts]}
 
 
 def find_symbol(p: Profile, needle: str, start: int = 0) -> tuple[str | None, int]:
