@@ -42,6 +42,28 @@ def call(method: str, timeout: float | None = 30.0, **params: Any) -> Any:
             die(f"lost the connection to stax-server: {e}")
 
 
+NO_RUNS = "(no runs yet — start one with: stax record -- COMMAND)"
+
+
+def query(method: str, as_json: bool, **params: Any) -> Any:
+    """Call a query method; when the server has no run at all (and none was named), say so
+    plainly and return None: an empty state is an answer, not an error."""
+    params = {k: v for k, v in params.items() if v is not None}
+    with connect() as c:
+        try:
+            return c.call(method, **params)
+        except RemoteError as e:
+            if e.code == "no_run" and params.get("run") is None:
+                if as_json:
+                    print_json({"run": None, "message": NO_RUNS})
+                else:
+                    print(NO_RUNS)
+                return None
+            die(e.message)
+        except ServerUnavailable as e:
+            die(f"lost the connection to stax-server: {e}")
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 

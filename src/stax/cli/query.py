@@ -17,6 +17,7 @@ from stax.cli.common import (
     fmt_time,
     no_samples_hint,
     print_json,
+    query,
     run_line,
 )
 
@@ -99,7 +100,9 @@ def _header(res: dict[str, Any], what: str) -> str:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    res = call("top", run=args.run, tid=args.tid, sort=args.sort, limit=args.n)
+    res = query("top", args.json, run=args.run, tid=args.tid, sort=args.sort, limit=args.n)
+    if res is None:
+        return 0
     if args.json:
         print_json(res)
         return 0
@@ -139,8 +142,10 @@ def cmd_flame(args: argparse.Namespace) -> int:
         die("-d/--depth must be >= 1")
     if args.threshold_pct < 0 or args.threshold_pct > 100:
         die("--threshold-pct must be between 0 and 100")
-    res = call("flamegraph", run=args.run, tid=args.tid, max_depth=args.depth,
-               threshold_pct=args.threshold_pct, mode=args.mode)
+    res = query("flamegraph", args.json, run=args.run, tid=args.tid, max_depth=args.depth,
+                threshold_pct=args.threshold_pct, mode=args.mode)
+    if res is None:
+        return 0
     if args.json:
         print_json(res)
         return 0
@@ -163,7 +168,9 @@ def cmd_flame(args: argparse.Namespace) -> int:
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
-    res = call("threads", run=args.run, limit=args.n)
+    res = query("threads", args.json, run=args.run, limit=args.n)
+    if res is None:
+        return 0
     if args.json:
         print_json(res)
         return 0
