@@ -13,6 +13,8 @@ import os
 import struct
 from dataclasses import dataclass
 
+from stax import sysctl
+
 # --- constants from include/uapi/linux/perf_event.h -------------------------------------------
 
 PERF_TYPE_SOFTWARE = 1
@@ -151,11 +153,7 @@ def online_cpus() -> list[int]:
 
 
 def paranoid_level() -> int:
-    try:
-        with open("/proc/sys/kernel/perf_event_paranoid") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return 2
+    return sysctl.read_int("kernel.perf_event_paranoid", 2)
 
 
 _HEAD_OFF = 1024  # perf_event_mmap_page.data_head

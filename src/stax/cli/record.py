@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from stax import paths
+from stax import paths, sysctl
 from stax.cli.common import CLIError, die, isatty, print_json
 from stax.client import Client, RemoteError, ServerUnavailable
 
@@ -22,11 +22,8 @@ MAX_FREQUENCY = 100_000
 
 
 def _max_sample_rate() -> int:
-    try:
-        with open("/proc/sys/kernel/perf_event_max_sample_rate") as f:
-            return min(MAX_FREQUENCY, int(f.read().strip()))
-    except (OSError, ValueError):
-        return MAX_FREQUENCY
+    return min(MAX_FREQUENCY, sysctl.read_int("kernel.perf_event_max_sample_rate",
+                                              MAX_FREQUENCY))
 
 
 def validate(args: argparse.Namespace, command: list[str]) -> None:

@@ -13,6 +13,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from stax import sysctl
 from stax.capture import records as rec
 
 if TYPE_CHECKING:
@@ -20,15 +21,6 @@ if TYPE_CHECKING:
 
 KERNEL_BINARY = 0  # binary id reserved for kernel addresses
 UNKNOWN_BINARY = 1  # user addresses outside every known mapping
-
-
-def _max_stack() -> int:
-    """Frames at which the kernel cuts a call chain (kernel.perf_event_max_stack)."""
-    try:
-        with open("/proc/sys/kernel/perf_event_max_stack") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return 127
 
 
 @dataclass(slots=True)
@@ -138,7 +130,7 @@ class Profile:
             "fork": 0, "exit": 0, "other": 0, "empty_stacks": 0, "unmapped_frames": 0,
             "decode_errors": 0, "truncated_chains": 0,
         }
-        self.max_chain = _max_stack()
+        self.max_chain = sysctl.read_int("kernel.perf_event_max_stack", 127)
         self.first_time = 0
         self.last_time = 0
 

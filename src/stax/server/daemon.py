@@ -163,7 +163,9 @@ class Server:
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         rid = req.get("id")
         method = req.get("method")
-        params = req.get("params") or {}
+        params = req.get("params")
+        if params is None:
+            params = {}
         self.requests += 1
         if not isinstance(params, dict):
             return {"id": rid, "error": {"code": E_BAD_REQUEST,
@@ -367,10 +369,10 @@ class Server:
 
     async def _query(self, params: dict[str, Any], fn: Callable[..., dict[str, Any]],
                      *args: Any) -> Any:
+        flt = _filter(params)
         run = self._maybe_run(params)
         if run is None:
             raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
-        flt = _filter(params)
         result = await asyncio.to_thread(fn, run.profile, flt, *args)
         result["run"] = run.summary()
         return result

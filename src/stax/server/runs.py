@@ -9,7 +9,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,13 +93,12 @@ class Run:
 
 
 class Registry:
-    def __init__(self, symbolizer: Any, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, symbolizer: Any) -> None:
         self.symbolizer = symbolizer
         self.runs: dict[int, Run] = {}
         self.next_id = 1
         self.selected: int | None = None
         self.lock = threading.Lock()
-        self.on_change = on_change
 
     @property
     def active(self) -> Run | None:
@@ -182,8 +180,6 @@ class Registry:
             s = run.summary()
             log.info("run %d stopped (%s): %d samples, %d lost", run.id, run.end_reason,
                      s["samples"], s["lost_records"])
-            if self.on_change:
-                self.on_change()
 
     def stop(self, run: Run, timeout: float = 10.0) -> None:
         run.stop_event.set()
