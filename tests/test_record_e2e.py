@@ -415,3 +415,12 @@ def test_server_survives_garbage_and_answers_after(stax: Stax) -> None:
     s.sendall(b"\x00" * 1000)
     s.close()
     assert stax("status", check=True).code == 0
+
+
+def test_target_gets_default_signal_dispositions(stax: Stax) -> None:
+    r = stax("record", "--", "sh", "-c", "grep -E '^Sig(Ign|Cgt)' /proc/self/status")
+    assert r.code == 0
+    ignored = int(r.out.split("SigIgn:")[1].split()[0], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)), r.out
+    r = stax("record", "--", "sh", "-c", "yes | head -1")
+    assert r.code == 0 and r.out == "y\n"

@@ -167,7 +167,10 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
             if os.read(go_r, 1) != b"g":
                 os._exit(127)
             os.close(go_r)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            # Python ignores SIGPIPE and SIGXFSZ; an ignored signal survives exec, so give the
+            # target the default dispositions it would get from a shell
+            for sig in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
             os.execv(exe, command)
         except OSError as e:
             os.write(err_w, f"{e.errno}:{e.strerror}".encode())
