@@ -64,7 +64,6 @@ class Recorder:
 
     def __init__(self, sink: rec.Sink, lock: AbstractContextManager[object], frequency: int,
                  buffer_pages: int = 256) -> None:
-        self.sink = sink
         self.lock = lock
         self.orderer = rec.Orderer(sink)
         self.frequency = frequency

@@ -5,6 +5,7 @@ Layouts follow include/uapi/linux/perf_event.h for the sample_type stax asks for
 
 from __future__ import annotations
 
+import bisect
 import struct
 from typing import Protocol
 
@@ -189,13 +190,8 @@ class Orderer:
         if before_ns is None:
             ready, self.pending = self.pending, []
         else:
-            cut = before_ns - self.MARGIN_NS
-            n = 0
-            for n, r in enumerate(self.pending):  # noqa: B007
-                if r[0] >= cut:
-                    break
-            else:
-                n = len(self.pending)
+            n = bisect.bisect_left(self.pending, before_ns - self.MARGIN_NS,
+                                   key=lambda r: r[0])
             ready, self.pending = self.pending[:n], self.pending[n:]
         sink = self.sink
         for _t, _seq, buf, off in ready:

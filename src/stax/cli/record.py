@@ -58,7 +58,7 @@ def resolve_command(cmd: str) -> str:
     return found
 
 
-def ensure_server(quiet: bool = False) -> Client:
+def ensure_server() -> Client:
     """Connect, starting a detached stax-server first when none answers."""
     try:
         return Client()

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from stax.profile.tables import Profile
+from stax.profile.tables import KERNEL_BINARY, Profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,16 +249,15 @@ def timeline(p: Profile, flt: Filter, buckets: int = 100) -> dict:
     """Samples per time bucket over the run (of one thread if the filter names one)."""
     import numpy as np
 
-    n, base, _stacks, _weights, tids, times = _columns(p)
+    _n, base, _stacks, _weights, tids, times = _columns(p)
     with p.lock:
         t1 = p.last_time
     span = max(1, t1 - base)
     width = max(1, -(-span // buckets))
     if flt.tid is not None:
         times = times[tids == flt.tid]
-    idx = np.minimum((times - base) // width, buckets - 1) if n else times
-    counts = np.bincount(idx.astype(np.int64), minlength=buckets)[:buckets] if n else \
-        np.zeros(buckets, dtype=np.int64)
+    idx = np.minimum((times - base) // width, buckets - 1)
+    counts = np.bincount(idx, minlength=buckets)
     return {"start_ns": 0, "bucket_ns": int(width), "counts": [int(c) for c in counts]}
 
 
@@ -284,6 +283,7 @@ def stack_health(p: Profile) -> dict:
     """How complete the stacks are: samples whose outermost frame is a thread entry point,
     and, for the rest, which binary the walk stopped in."""
     groups, total_n, _ = _stack_weights(p, Filter())
+    paths = _Paths(p, ())
     reached = 0
     stopped: dict[str, int] = defaultdict(int)
     unresolved_samples = 0
@@ -291,19 +291,14 @@ def stack_health(p: Profile) -> dict:
         if sid < 0:
             stopped["(empty stack)"] += n
             continue
-        root = sid
-        any_unresolved = False
-        s = sid
-        while s >= 0:
-            func = p.funcs[p.func_of_frame(p.stack_frame[s])]
-            if not func.resolved:
-                any_unresolved = True
-            root = s
-            s = p.stack_parent[s]
-        if any_unresolved:
+        path = paths.get(sid)
+        if any(not p.funcs[func].resolved for func in path):
             unresolved_samples += n
-        f = p.funcs[p.func_of_frame(p.stack_frame[root])]
-        if f.name in ROOT_FUNCS or p.frame_binary[p.stack_frame[root]] == 0:
+        root = sid
+        while p.stack_parent[root] >= 0:
+            root = p.stack_parent[root]
+        f = p.funcs[path[0]]
+        if f.name in ROOT_FUNCS or p.frame_binary[p.stack_frame[root]] == KERNEL_BINARY:
             reached += n
         else:
             stopped[f"{f.name} ({f.binary})"] += n
