@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CC ?= gcc
 
-.PHONY: demo test lint bench clean setup
+.PHONY: demo test lint bench clean setup sysdeps
 
 setup: $(STAMP)
 
@@ -29,7 +29,10 @@ demo: $(STAMP) build/split
 	$(BIN)/stax top
 	$(BIN)/stax flame
 
-test: $(STAMP)
+sysdeps:
+	@scripts/sysdeps.sh
+
+test: $(STAMP) sysdeps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q -ra
 
