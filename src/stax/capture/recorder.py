@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from stax.capture import perf
 from stax.capture import records as rec
+from stax.capture.events import EventSpec, LocalOpener, Opener
 
 log = logging.getLogger("stax.capture")
 
@@ -37,6 +38,8 @@ class CaptureInfo:
     event_fds: int = 0
     buffer_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    mode: str = "in-process"  # who opened the events: "in-process" or "staxd"
+    daemon_socket: str | None = None  # the staxd socket, when mode is "staxd"
 
 
 def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
@@ -63,14 +66,17 @@ class Recorder:
     """Per-thread, per-CPU cpu-clock events with inherit, one ring buffer per CPU."""
 
     def __init__(self, sink: rec.Sink, lock: AbstractContextManager[object], frequency: int,
-                 buffer_pages: int = 256) -> None:
+                 buffer_pages: int = 256, opener: Opener | None = None) -> None:
+        self.opener: Opener = opener if opener is not None else LocalOpener()
+        self.target_pid = 0
         self.lock = lock
         self.orderer = rec.Orderer(sink)
         self.frequency = frequency
         self.buffer_pages = buffer_pages
         self.fds: list[int] = []
         self.buffers: list[perf.RingBuffer] = []
-        self.info = CaptureInfo()
+        self.info = CaptureInfo(mode=self.opener.mode,
+                                daemon_socket=getattr(self.opener, "path", None))
         self.opened_tids: set[int] = set()
         self._kernel = True
         self._build_id = True
@@ -81,18 +87,21 @@ class Recorder:
 
     def _open_one(self, tid: int, cpu: int) -> int:
         while True:
-            attr = _base_attr(self.frequency, self._launch, self._kernel, self._build_id,
-                              self.buffer_pages * 4096)
+            spec = EventSpec("sample", frequency=self.frequency, launch=self._launch,
+                             kernel=self._kernel, build_id=self._build_id,
+                             buffer_bytes=self.buffer_pages * 4096)
             try:
-                return perf.perf_event_open(attr, tid, cpu)
+                return self.opener.open(spec, self.target_pid or tid, tid, cpu)
             except perf.PerfError as e:
                 if e.errno in (errno.EACCES, errno.EPERM) and self._kernel:
                     self._kernel = False
                     self.info.kernel_frames = False
+                    how = ("staxd is not running as root" if self.opener.mode == "staxd" else
+                           "run `sudo stax setup` to start staxd, or record as root")
                     self.info.notes.append(
                         f"kernel frames unavailable (perf_event_paranoid="
-                        f"{perf.paranoid_level()}); run as root or through staxd "
-                        "(sudo stax setup) to get them")
+                        f"{perf.paranoid_level()}): recording user stacks only; to get them: "
+                        f"{how}")
                     continue
                 if e.errno == errno.EINVAL and self._build_id:
                     self._build_id = False
@@ -143,17 +152,24 @@ class Recorder:
     def open_launch(self, pid: int) -> None:
         """Open disabled events on a forked child that has not exec'd yet; they enable at exec."""
         self._launch = True
+        self.target_pid = pid
         self.info.cpus = perf.online_cpus()
         try:
             self._open_tid(pid)
         except OSError as e:
             self.close()
             raise self._fail(e, pid) from None
+        except CaptureError:
+            self.close()
+            raise
+        finally:
+            self.opener.close()
         self.info.buffer_bytes = len(self.buffers) * self.buffer_pages * 4096
 
     def open_attach(self, pid: int) -> None:
         """Open events on every existing thread of ``pid``; threads created later inherit them."""
         self._launch = False
+        self.target_pid = pid
         self.info.cpus = perf.online_cpus()
         if not os.path.exists(f"/proc/{pid}"):
             raise CaptureError(f"no process with pid {pid}")
@@ -175,6 +191,11 @@ class Recorder:
         except OSError as e:
             self.close()
             raise self._fail(e, pid) from None
+        except CaptureError:
+            self.close()
+            raise
+        finally:
+            self.opener.close()
         self.info.buffer_bytes = len(self.buffers) * self.buffer_pages * 4096
 
     @staticmethod

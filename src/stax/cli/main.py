@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag(p)
 
     add("dump", "ask stax-server to write a debug snapshot to its log")
+
+    p = add("setup", "as root: install staxd (the privileged perf broker) as a service")
+    p.add_argument("--socket", default="/run/staxd.sock", metavar="PATH",
+                   help="where staxd listens (default /run/staxd.sock)")
     return ap
 
 
@@ -115,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             from stax.cli.record import cmd_record
 
             return cmd_record(args)
+        if args.cmd == "setup":
+            from stax.staxd.setup import cmd_setup
+
+            return cmd_setup(args.socket)
         from stax.cli import query
 
         handler = {

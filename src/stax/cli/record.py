@@ -180,6 +180,7 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
     os.close(err_w)
     try:
         run = client.call("start_launch", pid=pid, argv=command, frequency=args.frequency,
+                          daemon_socket=args.daemon_socket,
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None))
     except (RemoteError, ServerUnavailable) as e:
         os.close(go_w)
@@ -245,6 +246,7 @@ def attach(args: argparse.Namespace) -> int:
     client = ensure_server()
     try:
         run = client.call("start_attach", pid=pid, frequency=args.frequency,
+                          daemon_socket=args.daemon_socket,
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None))
     except RemoteError as e:
         die(e.message)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from stax.capture.broker import opener_for
 from stax.capture.recorder import CaptureError, Recorder
 from stax.profile.tables import Profile
 from stax.protocol import E_BUSY, E_CAPTURE, E_NO_RUN, RPCError
@@ -89,6 +90,8 @@ class Run:
             "error": self.error,
             "kernel_frames": self.recorder.info.kernel_frames,
             "notes": list(self.recorder.info.notes),
+            "capture_mode": self.recorder.info.mode,
+            "daemon_socket": self.recorder.info.daemon_socket,
         }
 
 
@@ -128,14 +131,17 @@ class Registry:
         return run
 
     def start(self, mode: str, pid: int, argv: list[str], frequency: int,
-              time_limit_s: float | None) -> Run:
+              time_limit_s: float | None, daemon_socket: str | None = None) -> Run:
         with self.lock:
             act = self.active
             if act is not None:
                 raise RPCError(E_BUSY, f"another run is already active (run {act.id}, pid "
                                        f"{act.pid}); stax wait or stax stop")
             profile = Profile(self.symbolizer)
-            recorder = Recorder(profile, profile.lock, frequency)
+            opener, note = opener_for(daemon_socket)
+            recorder = Recorder(profile, profile.lock, frequency, opener=opener)
+            if note:
+                recorder.info.notes.append(note)
             try:
                 if mode == "launch":
                     recorder.open_launch(pid)
@@ -158,8 +164,8 @@ class Registry:
         run.thread = threading.Thread(target=self._capture, args=(run, pidfd),
                                       name=f"capture-{run.id}", daemon=True)
         run.thread.start()
-        log.info("run %d started: %s pid %d (%s) at %d Hz", run.id, mode, pid, run.label,
-                 frequency)
+        log.info("run %d started: %s pid %d (%s) at %d Hz, events opened %s", run.id, mode, pid,
+                 run.label, frequency, recorder.info.mode)
         return run
 
     def _capture(self, run: Run, pidfd: int | None) -> None:
