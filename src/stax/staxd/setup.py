@@ -33,7 +33,7 @@ def staxd_command(sock: str) -> list[str]:
     """How to run this installation's staxd: the console script next to this interpreter, else
     the one on PATH, else ``python -m stax.staxd``."""
     here = Path(sys.executable).parent / "staxd"
-    if here.exists():
+    if os.access(here, os.X_OK):
         exe = [str(here)]
     elif (found := shutil.which("staxd")) is not None:
         exe = [found]
