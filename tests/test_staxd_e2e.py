@@ -435,3 +435,39 @@ def test_setup_as_non_root_explains_and_exits_1(user: User) -> None:
     assert p.stderr.strip() == "error: stax setup needs root; run: sudo stax setup"
     assert "staxd.service" in p.stdout and "root" in p.stdout
     assert "perf_event_paranoid" in p.stdout
+
+
+def test_staxd_serves_clients_concurrently(staxd: Staxd) -> None:
+    import threading
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from stax.capture.broker import BrokerOpener
+    from stax.capture.events import EventSpec
+
+    target = subprocess.Popen(["sleep", "30"])
+    results: list[object] = []
+
+    def client() -> None:
+        try:
+            op = BrokerOpener(staxd.socket)
+            fds = op.request(target.pid, [(EventSpec("sample", frequency=99,
+                                                     buffer_bytes=65536), target.pid, cpu)
+                                          for cpu in (-1, 0)])
+            op.close()
+            results.append(len(fds))
+            for fd in fds:
+                os.close(fd)
+        except Exception as e:  # collected and reported by the assertion below
+            results.append(e)
+
+    try:
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        target.kill()
+        target.wait()
+    assert results == [2] * 8, results
+    assert staxd.log_text().count("granted uid 0 pid") >= 8
