@@ -196,8 +196,11 @@ class Profile:
 
     # --- the record sink (called by the capture loop under self.lock) ------------------------
 
-    def on_sample(self, pid: int, tid: int, time: int, cpu: int, period: int,
-                  chain: tuple[int, ...]) -> None:
+    def on_sample(self, s: rec.Sample) -> None:
+        if s.kind not in ("", "cpu-clock"):
+            self.on_event_sample(s)
+            return
+        pid, tid, time, chain = s.pid, s.tid, s.time, s.chain
         key = (pid, chain)
         sid = self._chain_cache.get(key)
         if sid is None:
@@ -212,8 +215,8 @@ class Profile:
         self.s_time.append(time)
         self.s_tid.append(tid)
         self.s_stack.append(sid)
-        self.s_weight.append(period)
-        self.s_cpu.append(cpu)
+        self.s_weight.append(s.period)
+        self.s_cpu.append(s.cpu)
         self.counts["samples"] += 1
         if not self.first_time:
             self.first_time = time
@@ -221,6 +224,10 @@ class Profile:
         if tid not in self.threads:
             self.threads[tid] = Thread(pid, tid, start_ns=time)
         self.threads[tid].end_ns = time
+
+    def on_event_sample(self, s: rec.Sample) -> None:
+        """A sample from an event other than the cpu-clock sampler (e.g. a tracepoint)."""
+        self.counts["other"] += 1
 
     def on_mmap(self, pid: int, tid: int, addr: int, length: int, pgoff: int, prot: int,
                 build_id: str | None, filename: str, time: int) -> None:
