@@ -200,18 +200,10 @@ class Profile:
         if s.kind not in ("", "cpu-clock"):
             self.on_event_sample(s)
             return
-        pid, tid, time, chain = s.pid, s.tid, s.time, s.chain
-        key = (pid, chain)
-        sid = self._chain_cache.get(key)
-        if sid is None:
-            sid = self.intern_chain(pid, chain)
-            if len(self._chain_cache) > 500_000:
-                self._chain_cache.clear()
-            self._chain_cache[key] = sid
+        tid, time = s.tid, s.time
+        sid = self.sample_stack(s)
         if sid < 0:
             self.counts["empty_stacks"] += 1
-        if len(chain) >= self.max_chain:
-            self.counts["truncated_chains"] += 1
         self.s_time.append(time)
         self.s_tid.append(tid)
         self.s_stack.append(sid)
@@ -222,8 +214,22 @@ class Profile:
             self.first_time = time
         self.last_time = time
         if tid not in self.threads:
-            self.threads[tid] = Thread(pid, tid, start_ns=time)
+            self.threads[tid] = Thread(s.pid, tid, start_ns=time)
         self.threads[tid].end_ns = time
+
+    def sample_stack(self, s: rec.Sample) -> int:
+        """The interned stack id of any sample (on-CPU or an event such as a tracepoint)."""
+        pid, chain = s.pid, s.chain
+        key = (pid, chain)
+        sid = self._chain_cache.get(key)
+        if sid is None:
+            sid = self.intern_chain(pid, chain)
+            if len(self._chain_cache) > 500_000:
+                self._chain_cache.clear()
+            self._chain_cache[key] = sid
+        if len(chain) >= self.max_chain:
+            self.counts["truncated_chains"] += 1
+        return sid
 
     def on_event_sample(self, s: rec.Sample) -> None:
         """A sample from an event other than the cpu-clock sampler (e.g. a tracepoint)."""
