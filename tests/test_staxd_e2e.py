@@ -247,13 +247,15 @@ def test_unprivileged_through_staxd_gets_kernel_frames(user_server: User, staxd:
 WAKEUPS = r"""
 import json, os, struct, sys, threading
 from stax.capture import perf
+from stax.capture import records as rec
 from stax.capture.broker import BrokerOpener
 from stax.capture.events import EventSpec, LocalOpener
 
 sock = sys.argv[1]
 opener = BrokerOpener(sock) if sock != "-" else LocalOpener()
 me = threading.get_native_id()
-spec = EventSpec("sched_waking", kernel=True, buffer_bytes=8 * 4096)
+spec = EventSpec("sched_waking", kernel=True, buffer_bytes=8 * 4096,
+                 sample_type=rec.SAMPLE_TYPE | perf.SAMPLE_RAW)
 try:
     fds = [opener.open(spec, os.getpid(), me, cpu) for cpu in perf.online_cpus()]
 except OSError as e:
@@ -285,12 +287,13 @@ for rb in rbs:
             break
         if typ == 9:
             samples += 1
-            ip, pid, tid, tm, cpu, res, period, nr = struct.unpack_from("<QIIQIIQQ", data, off + 8)
-            ips = struct.unpack_from(f"<{nr}Q", data, off + 56)
+            ident, ip, pid, tid, tm, cpu, res, period, nr = struct.unpack_from(
+                "<QQIIQIIQQ", data, off + 8)
+            ips = struct.unpack_from(f"<{nr}Q", data, off + 64)
             if any(0xffff800000000000 <= a < (1 << 64) - 4095 for a in ips):
                 kernel += 1
-            rsize = struct.unpack_from("<I", data, off + 56 + 8 * nr)[0]
-            raw = data[off + 60 + 8 * nr: off + 60 + 8 * nr + rsize]
+            rsize = struct.unpack_from("<I", data, off + 64 + 8 * nr)[0]
+            raw = data[off + 68 + 8 * nr: off + 68 + 8 * nr + rsize]
             wakee = struct.unpack_from("<i", raw, 24)[0]
             if tid == me and wakee == reader_tid[0]:
                 edges += 1

@@ -46,7 +46,8 @@ events = st.fixed_dictionaries({}, optional={
     "tid": st.integers(-5, 2**23) | json_values, "cpu": st.integers(-3, 300) | json_values,
     "frequency": st.integers(-1, 200_000) | json_values, "launch": json_values,
     "kernel": st.booleans() | json_values, "build_id": st.booleans(),
-    "buffer_bytes": st.integers(-1, 2**31), "path": st.text(max_size=10)})
+    "buffer_bytes": st.integers(-1, 2**31), "path": st.text(max_size=10),
+    "sample_type": st.integers(-1, 2**21), "regs_user_mask": st.integers(-1, 2**65)})
 
 requests = st.fixed_dictionaries({}, optional={
     "v": st.integers(0, 2) | json_values, "pid": st.integers(-5, 2**23) | json_values,
@@ -83,6 +84,7 @@ def test_parser_round_trip_and_refusals() -> None:
         (b'{"pid": 1, "events": [{"kind": "sample", "cpu": 2}]}', "cpu must be"),
         (b'{"pid": 1, "events": [{"kind": "sample", "frequency": 0}]}', "frequency"),
         (b'{"pid": 1, "events": [{"kind": "sample", "launch": 1}]}', "launch"),
+        (b'{"pid": 1, "events": [{"kind": "sample", "sample_type": 524288}]}', "sample_type"),
         (b'{"v": 2, "pid": 1, "events": [{"kind": "sample"}]}', "version"),
         (b"[" * 50000, "JSON"),
     ]:

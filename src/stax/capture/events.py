@@ -13,15 +13,14 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
 from stax.capture import perf
+from stax.capture import records as rec
 
 MAX_FREQUENCY = 100_000
 MAX_BUFFER_BYTES = 1 << 30
+MAX_REGS_MASK = (1 << 64) - 1
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 PERF_TYPE_TRACEPOINT = 2
 
-# what a tracepoint sample carries: who (tid), when, where, the kernel stack, the raw payload
-TRACEPOINT_SAMPLE_TYPE = (perf.SAMPLE_IP | perf.SAMPLE_TID | perf.SAMPLE_TIME | perf.SAMPLE_CPU
-                          | perf.SAMPLE_PERIOD | perf.SAMPLE_CALLCHAIN | perf.SAMPLE_RAW)
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,9 @@ class EventSpec:
 
     ``frequency`` is for "sample"; ``launch`` opens the event disabled until the target's exec;
     ``kernel`` asks for kernel frames; ``buffer_bytes`` is the ring
-    buffer's size, from which the wakeup watermark is derived.
+    buffer's size, from which the wakeup watermark is derived. ``sample_type`` and
+    ``regs_user_mask`` are the recording's SampleLayout (all events of a recording share it);
+    only layouts records.SampleLayout accepts are valid.
     """
 
     kind: str
@@ -39,6 +40,8 @@ class EventSpec:
     kernel: bool = True
     build_id: bool = True
     buffer_bytes: int = 1 << 20
+    sample_type: int = rec.SAMPLE_TYPE
+    regs_user_mask: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +61,9 @@ class EventSpec:
                              f"{', '.join(sorted(BUILDERS))})")
         out: dict[str, Any] = {"kind": kind}
         for name, lo, hi in (("frequency", 1, MAX_FREQUENCY),
-                             ("buffer_bytes", 1, MAX_BUFFER_BYTES)):
+                             ("buffer_bytes", 1, MAX_BUFFER_BYTES),
+                             ("sample_type", 0, MAX_REGS_MASK),
+                             ("regs_user_mask", 0, MAX_REGS_MASK)):
             if name in d:
                 v = d[name]
                 if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
@@ -69,7 +74,12 @@ class EventSpec:
                 if not isinstance(d[name], bool):
                     raise ValueError(f"{name} must be true or false")
                 out[name] = d[name]
-        return cls(**out)
+        spec = cls(**out)
+        spec.layout()  # raises ValueError for a sample_type the decoder does not support
+        return spec
+
+    def layout(self) -> rec.SampleLayout:
+        return rec.SampleLayout(self.sample_type, self.regs_user_mask)
 
 
 def _watermark(spec: EventSpec) -> int:
@@ -81,7 +91,7 @@ def sample_attr(spec: EventSpec) -> perf.EventAttr:
     from stax.capture.recorder import _base_attr
 
     return _base_attr(spec.frequency, spec.launch, spec.kernel, spec.build_id,
-                      spec.buffer_bytes)
+                      spec.buffer_bytes, spec.layout())
 
 
 def switch_attr(spec: EventSpec) -> perf.EventAttr:
@@ -93,8 +103,8 @@ def switch_attr(spec: EventSpec) -> perf.EventAttr:
     if not spec.kernel:
         flags += ["exclude_kernel", "exclude_hv"]
     return perf.EventAttr(type=perf.PERF_TYPE_SOFTWARE, config=perf.PERF_COUNT_SW_DUMMY,
-                          sample_period_or_freq=1, sample_type=perf.SAMPLE_TID
-                          | perf.SAMPLE_TIME | perf.SAMPLE_CPU, flags=tuple(flags),
+                          sample_period_or_freq=1, sample_type=spec.sample_type,
+                          flags=tuple(flags),
                           wakeup=_watermark(spec))
 
 
@@ -122,10 +132,11 @@ def _tracepoint(group: str, name: str) -> Callable[[EventSpec], perf.EventAttr]:
         if not spec.kernel:
             flags += ["exclude_callchain_kernel"]
         return perf.EventAttr(type=PERF_TYPE_TRACEPOINT, config=tracepoint_id(group, name),
-                              sample_period_or_freq=1, sample_type=TRACEPOINT_SAMPLE_TYPE,
+                              sample_period_or_freq=1, sample_type=spec.sample_type,
                               flags=tuple(flags), wakeup=_watermark(spec))
 
-    build.__doc__ = f"The {group}:{name} tracepoint, one sample per hit with the raw payload."
+    build.__doc__ = (f"The {group}:{name} tracepoint, one sample per hit (the layout should "
+                     "include SAMPLE_RAW for the payload).")
     return build
 
 

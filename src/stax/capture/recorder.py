@@ -43,7 +43,8 @@ class CaptureInfo:
 
 
 def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
-               buffer_bytes: int) -> perf.EventAttr:
+               buffer_bytes: int, layout: rec.SampleLayout = rec.DEFAULT_LAYOUT
+               ) -> perf.EventAttr:
     flags = ["inherit", "mmap", "mmap2", "comm", "comm_exec", "task", "freq", "sample_id_all",
              "use_clockid", "watermark"]
     if launch:
@@ -56,7 +57,8 @@ def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
         type=perf.PERF_TYPE_SOFTWARE,
         config=perf.PERF_COUNT_SW_CPU_CLOCK,
         sample_period_or_freq=frequency,
-        sample_type=rec.SAMPLE_TYPE,
+        sample_type=layout.sample_type,
+        sample_regs_user=layout.regs_user_mask,
         flags=tuple(flags),
         wakeup=max(4096, buffer_bytes // 4),
     )
@@ -70,7 +72,8 @@ class Recorder:
         self.opener: Opener = opener if opener is not None else LocalOpener()
         self.target_pid = 0
         self.lock = lock
-        self.orderer = rec.Orderer(sink)
+        self.layout = rec.SampleLayout()
+        self.orderer = rec.Orderer(sink, self.layout)
         self.frequency = frequency
         self.buffer_pages = buffer_pages
         self.fds: list[int] = []
@@ -89,9 +92,13 @@ class Recorder:
         while True:
             spec = EventSpec("sample", frequency=self.frequency, launch=self._launch,
                              kernel=self._kernel, build_id=self._build_id,
-                             buffer_bytes=self.buffer_pages * 4096)
+                             buffer_bytes=self.buffer_pages * 4096,
+                             sample_type=self.layout.sample_type,
+                             regs_user_mask=self.layout.regs_user_mask)
             try:
-                return self.opener.open(spec, self.target_pid or tid, tid, cpu)
+                fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
+                self.layout.kinds[perf.event_id(fd)] = "cpu-clock"
+                return fd
             except perf.PerfError as e:
                 if e.errno in (errno.EACCES, errno.EPERM) and self._kernel:
                     self._kernel = False

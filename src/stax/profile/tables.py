@@ -196,8 +196,30 @@ class Profile:
 
     # --- the record sink (called by the capture loop under self.lock) ------------------------
 
-    def on_sample(self, pid: int, tid: int, time: int, cpu: int, period: int,
-                  chain: tuple[int, ...]) -> None:
+    def on_sample(self, s: rec.Sample) -> None:
+        if s.kind not in ("", "cpu-clock"):
+            self.on_event_sample(s)
+            return
+        tid, time = s.tid, s.time
+        sid = self.sample_stack(s)
+        if sid < 0:
+            self.counts["empty_stacks"] += 1
+        self.s_time.append(time)
+        self.s_tid.append(tid)
+        self.s_stack.append(sid)
+        self.s_weight.append(s.period)
+        self.s_cpu.append(s.cpu)
+        self.counts["samples"] += 1
+        if not self.first_time:
+            self.first_time = time
+        self.last_time = time
+        if tid not in self.threads:
+            self.threads[tid] = Thread(s.pid, tid, start_ns=time)
+        self.threads[tid].end_ns = time
+
+    def sample_stack(self, s: rec.Sample) -> int:
+        """The interned stack id of any sample (on-CPU or an event such as a tracepoint)."""
+        pid, chain = s.pid, s.chain
         key = (pid, chain)
         sid = self._chain_cache.get(key)
         if sid is None:
@@ -205,22 +227,13 @@ class Profile:
             if len(self._chain_cache) > 500_000:
                 self._chain_cache.clear()
             self._chain_cache[key] = sid
-        if sid < 0:
-            self.counts["empty_stacks"] += 1
         if len(chain) >= self.max_chain:
             self.counts["truncated_chains"] += 1
-        self.s_time.append(time)
-        self.s_tid.append(tid)
-        self.s_stack.append(sid)
-        self.s_weight.append(period)
-        self.s_cpu.append(cpu)
-        self.counts["samples"] += 1
-        if not self.first_time:
-            self.first_time = time
-        self.last_time = time
-        if tid not in self.threads:
-            self.threads[tid] = Thread(pid, tid, start_ns=time)
-        self.threads[tid].end_ns = time
+        return sid
+
+    def on_event_sample(self, s: rec.Sample) -> None:
+        """A sample from an event other than the cpu-clock sampler (e.g. a tracepoint)."""
+        self.counts["other"] += 1
 
     def on_mmap(self, pid: int, tid: int, addr: int, length: int, pgoff: int, prot: int,
                 build_id: str | None, filename: str, time: int) -> None:
