@@ -6,6 +6,7 @@ with a reason, garbage on the socket, and `stax setup` as root and as the unpriv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -120,7 +121,11 @@ def user() -> Iterator[User]:
         u.python, u.pythonpath = found
         yield u
     finally:
-        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        # anything still running as this user was started by these tests: end it by pid
+        left = subprocess.run(["pgrep", "-u", name], capture_output=True, text=True).stdout
+        for pid in left.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
         time.sleep(0.1)
         subprocess.run(["userdel", name], capture_output=True)
         shutil.rmtree(pub, ignore_errors=True)

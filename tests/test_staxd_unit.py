@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -18,7 +19,7 @@ from stax.capture.broker import BrokerOpener, BrokerRefused, opener_for
 from stax.capture.events import BUILDERS, EventSpec, LocalOpener, build_attr
 from stax.capture.recorder import CaptureError
 from stax.staxd import wire
-from stax.staxd.daemon import Gone, Peer, Refused, check_access
+from stax.staxd.daemon import Broker, Gone, Peer, Refused, check_access
 
 # --- the parser -------------------------------------------------------------------------------
 
@@ -220,3 +221,44 @@ def test_opener_for_falls_back_in_process(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.write_text("")
     assert isinstance(opener_for(str(plain))[0], LocalOpener)
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=3000) | st.builds(
+    lambda d: json.dumps(d).encode() + b"\n", requests), max_size=4))
+def test_connection_loop_answers_any_bytes(chunks: list[bytes]) -> None:
+    """The per-connection loop of the real daemon, over a socketpair: every line gets a JSON
+    answer, the loop ends when the peer closes, and nothing is logged as an internal error."""
+    errors = _Errors()
+    logging.getLogger("staxd").addHandler(errors)
+    broker = Broker("/nonexistent/staxd.sock")
+    a, b = socket.socketpair()
+    b.settimeout(20)
+    assert broker.slots.acquire(blocking=False)
+    t = threading.Thread(target=broker._client, args=(a,), daemon=True)
+    t.start()
+    try:
+        for c in chunks:
+            b.sendall(c)
+        b.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := b.recv(65536):
+            out += chunk
+    finally:
+        b.close()
+        t.join(20)
+        logging.getLogger("staxd").removeHandler(errors)
+    assert not t.is_alive()
+    assert not errors.records, errors.records
+    for line in out.splitlines():
+        ans = json.loads(line)
+        assert isinstance(ans, dict) and "ok" in ans
