@@ -479,3 +479,17 @@ def test_staxd_serves_clients_concurrently(staxd: Staxd) -> None:
         target.wait()
     assert results == [2] * 8, results
     assert staxd.log_text().count("granted uid 0 pid") >= 8
+
+
+def test_staxd_will_not_take_over_a_file_or_a_live_socket(staxd: Staxd, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("keep me")
+    for path, expect in ((str(plain), f"error: {plain} exists and is not a socket; not "
+                                      "touching it"),
+                         (staxd.socket, "error: another staxd is already listening on "
+                                        f"{staxd.socket}")):
+        p = subprocess.run([str(BIN / "staxd"), "--socket", path], capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 1 and p.stderr.strip() == expect, p.stderr
+    assert plain.read_text() == "keep me"
+    assert staxd.proc.poll() is None and os.path.exists(staxd.socket)
