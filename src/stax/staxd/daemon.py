@@ -93,8 +93,20 @@ def check_access(peer: Peer, pid: int, tid: int, proc: str = "/proc") -> None:
 
 
 def _alive(pidfd: int) -> bool:
-    r, _, _ = select.select([pidfd], [], [], 0)
-    return not r
+    """A pidfd polls readable once its process has exited (poll: no FD_SETSIZE limit)."""
+    p = select.poll()
+    p.register(pidfd, select.POLLIN)
+    return not p.poll(0)
+
+
+def _raise_fd_limit() -> None:
+    """64 clients x 64 descriptors in flight need more than the default 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class Broker:
@@ -277,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.DEBUG if (args.verbose or os.environ.get("STAX_LOG")) else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s staxd %(levelname)s %(message)s")
+    _raise_fd_limit()
     broker = Broker(os.path.abspath(args.socket))
     try:
         broker.listen()
