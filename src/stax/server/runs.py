@@ -148,6 +148,7 @@ class Registry:
                 else:
                     recorder.open_attach(pid)
             except CaptureError as e:
+                opener.close()
                 raise RPCError(E_CAPTURE, str(e)) from None
             try:
                 pidfd: int | None = os.pidfd_open(pid)
