@@ -19,6 +19,7 @@ import struct
 import sys
 import threading
 from dataclasses import dataclass
+from typing import NoReturn
 
 from stax import __version__
 from stax.capture import events, perf
@@ -277,8 +278,14 @@ class Broker:
         return fds
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see: staxd --help)\n")
+        raise SystemExit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="staxd", description="Open perf_event descriptors as root for stax-servers of "
         "users who may trace the target themselves, and pass them over a Unix socket.")
     ap.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
