@@ -494,3 +494,24 @@ def test_staxd_will_not_take_over_a_file_or_a_live_socket(staxd: Staxd, tmp_path
         assert p.returncode == 1 and p.stderr.strip() == expect, p.stderr
     assert plain.read_text() == "keep me"
     assert staxd.proc.poll() is None and os.path.exists(staxd.socket)
+
+
+def test_setup_with_systemd_enables_and_starts_the_unit(tmp_path: Path) -> None:
+    """When systemd runs (<root>/run/systemd/system exists), setup reloads, enables and starts
+    the unit; a stand-in systemctl on PATH records the calls."""
+    root = tmp_path / "root"
+    (root / "run/systemd/system").mkdir(parents=True)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "calls"
+    (fake / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (fake / "systemctl").chmod(0o755)
+    env = dict(os.environ, STAX_SETUP_ROOT=str(root), PATH=f"{fake}:{os.environ['PATH']}")
+    for _ in range(2):
+        p = subprocess.run([str(BIN / "stax"), "setup"], env=env, capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        assert "staxd is enabled and running" in p.stdout
+    assert calls.read_text().splitlines() == [
+        "daemon-reload", "enable --now staxd.service"] * 2
+    assert (root / "etc/systemd/system/staxd.service").exists()
