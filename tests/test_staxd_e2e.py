@@ -391,7 +391,7 @@ def test_garbage_on_the_socket_leaves_staxd_serving(staxd: Staxd) -> None:
         out = _request(staxd.socket, payload)
         for line in out.splitlines():
             ans = json.loads(line)
-            assert ans["ok"] is False, (payload[:80], ans)
+            assert ans["ok"] is False, (payload[:80], ans, staxd.log_text())
     assert staxd.proc.poll() is None, staxd.log_text()
     for s in idle:
         s.close()
@@ -402,10 +402,13 @@ def test_garbage_on_the_socket_leaves_staxd_serving(staxd: Staxd) -> None:
         from stax.capture.broker import BrokerOpener
         from stax.capture.events import EventSpec
 
-        op = BrokerOpener(staxd.socket)
-        fd = op.open(EventSpec("sample", frequency=99, buffer_bytes=65536), target.pid,
-                     target.pid, 0)
-        op.close()
+        try:
+            op = BrokerOpener(staxd.socket)
+            fd = op.open(EventSpec("sample", frequency=99, buffer_bytes=65536), target.pid,
+                         target.pid, 0)
+            op.close()
+        except Exception as e:  # say why, with staxd's side of the story
+            pytest.fail(f"valid request after garbage failed: {e!r}\n{staxd.log_text()}")
         assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[perf_event]"
         os.close(fd)
     finally:

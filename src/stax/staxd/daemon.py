@@ -179,7 +179,12 @@ class Broker:
                     conn.sendall(wire.answer_bad(f"staxd is busy ({MAX_CLIENTS} clients)"))
                 conn.close()
                 continue
-            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+            try:
+                threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+            except RuntimeError as e:  # no thread to be had: refuse this one, keep serving
+                log.warning("cannot serve a client: %s", e)
+                conn.close()
+                self.slots.release()
 
     def close(self) -> None:
         self.stop.set()
