@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 
 KERNEL_BINARY = 0  # binary id reserved for kernel addresses
 UNKNOWN_BINARY = 1  # user addresses outside every known mapping
+ANON_PATH = "[anon]"  # anonymous executable memory (JIT code): one binary per process, and the
+# frame offset is the absolute address, so the symbolizer can consult /tmp/perf-PID.map
+
+
+def _is_anon(filename: str) -> bool:
+    return not filename or filename.startswith("//anon") or filename.startswith("[anon")
 
 
 @dataclass(slots=True)
@@ -106,7 +112,7 @@ class Profile:
         self.symbolizer = symbolizer
         self.binaries: list[Binary] = [Binary("[kernel.kallsyms]", None, 0),
                                        Binary("[unknown]", None, 0)]
-        self._binary_ids: dict[tuple[str, str | None], int] = {}
+        self._binary_ids: dict[tuple[str, str | None, int], int] = {}
         self.frame_binary = array("i")
         self.frame_offset = array("Q")
         self.frame_func = array("i")  # -1 until symbolised
@@ -137,7 +143,7 @@ class Profile:
     # --- interning --------------------------------------------------------------------------
 
     def binary_id(self, path: str, build_id: str | None, pid: int) -> int:
-        key = (path, build_id)
+        key = (path, build_id, pid if path == ANON_PATH else 0)
         bid = self._binary_ids.get(key)
         if bid is None:
             bid = len(self.binaries)
@@ -180,6 +186,8 @@ class Profile:
             # callers are return addresses: look them up at ip - 1 (inside the call instruction)
             addr = ip if first_in_context else ip - 1
             first_in_context = False
+            if addr < 0:  # a zero return address ends a frame-pointer walk
+                continue
             if context == rec.CONTEXT_KERNEL:
                 frames.append(self.frame_id(KERNEL_BINARY, addr))
                 continue
@@ -243,9 +251,11 @@ class Profile:
         proc = self.processes.get(pid)
         if proc is None:
             proc = self.processes[pid] = Process(pid)
-        if filename.startswith("[") or not filename or filename.startswith("//anon"):
+        if _is_anon(filename):
+            filename, pgoff = ANON_PATH, addr
+        elif filename.startswith("["):
             pgoff = 0 if filename != "[vdso]" else pgoff
-        bid = self.binary_id(filename or "[anon]", build_id, pid)
+        bid = self.binary_id(filename, build_id, pid)
         proc.add(Mapping(addr, addr + length, pgoff, bid))
         self._chain_cache.clear()
 
@@ -315,7 +325,9 @@ class Profile:
                 pgoff = int(parts[2], 16)
                 if path.startswith("/") and path not in build_ids:
                     build_ids[path] = read_build_id(path)
-                bid = self.binary_id(path or "[anon]", build_ids.get(path), pid)
+                if _is_anon(path):
+                    path, pgoff = ANON_PATH, lo
+                bid = self.binary_id(path, build_ids.get(path), pid)
                 proc.add(Mapping(lo, hi, pgoff, bid))
             try:
                 tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
