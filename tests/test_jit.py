@@ -1,10 +1,11 @@
-"""Tests for JIT symbols: perf map parsing and re-reading, anonymous executable mappings kept per
-process with absolute addresses, and node --perf-basic-prof end to end (`stax top` names JS)."""
+"""Tests for JIT symbols: perf maps and jitdumps (parsing, re-reading), anonymous executable
+mappings kept per process with absolute addresses, and node end to end (`stax top` names JS)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from conftest import Stax
 from stax.capture import records as rec
 from stax.profile.tables import Profile
 from stax.symbols import Symbolizer
-from stax.symbols.perfmap import PerfMap, PerfMaps
+from stax.symbols.perfmap import JitDump, PerfMap, PerfMaps, is_jitdump_path
 from stax.symbols.symbolizer import JIT_BINARY
 
 NODE = shutil.which("node")
@@ -83,6 +84,54 @@ def test_profile_anon_frames_keep_pid_and_address(tmp_path: Path) -> None:
     assert prof.stack_parent[sid] == -1
 
 
+def _jd_header(pid: int = 7) -> bytes:
+    return struct.pack("<IIIIIIQQ", 0x4A695444, 1, 40, 62, 0, pid, 0, 0)
+
+
+def _jd_load(addr: int, size: int, index: int, name: str) -> bytes:
+    body = struct.pack("<IIQQQQ", 7, 7, addr, addr, size, index) + name.encode() + b"\0"
+    body += b"\x90" * size  # the code bytes follow the name
+    return struct.pack("<IIQ", 0, 16 + len(body), 0) + body
+
+
+def _jd_move(old: int, new: int, size: int, index: int) -> bytes:
+    body = struct.pack("<IIQQQQQ", 7, 7, new, old, new, size, index)
+    return struct.pack("<IIQ", 1, 16 + len(body), 0) + body
+
+
+def test_jitdump_parse_move_and_grow(tmp_path: Path) -> None:
+    path = tmp_path / "jit-7.dump"
+    assert is_jitdump_path(str(path)) and not is_jitdump_path(str(tmp_path / "core.dump"))
+    debug_rec = struct.pack("<IIQ", 2, 24, 0) + b"\0" * 8  # JIT_CODE_DEBUG_INFO: skipped
+    load2 = _jd_load(0x9000, 0x20, 2, "JS:*second")
+    path.write_bytes(_jd_header() + _jd_load(0x8000, 0x40, 1, "JS:*first") + debug_rec
+                     + load2[:30])  # the second record is still being written
+    jd = JitDump(str(path))
+    assert jd.refresh()
+    assert jd.lookup(0x8010) == ("JS:*first", 0x8000, 0x40)
+    assert jd.lookup(0x9001) is None
+    with open(path, "ab") as f:
+        f.write(load2[30:] + _jd_move(0x8000, 0xA000, 0x40, 1))
+    assert jd.refresh()
+    assert jd.lookup(0x9001) == ("JS:*second", 0x9000, 0x20)
+    assert jd.lookup(0xA03F) == ("JS:*first", 0xA000, 0x40)
+    # a garbage file is ignored, not fatal
+    bad = tmp_path / "jit-8.dump"
+    bad.write_bytes(b"\xff" * 100)
+    assert not JitDump(str(bad)).refresh()
+
+
+def test_profile_finds_jitdump_through_its_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "jit-33.dump"
+    path.write_bytes(_jd_header(33) + _jd_load(0x7F0000003000, 0x80, 1, "JS:*dumped"))
+    prof = Profile(Symbolizer(perf_maps=PerfMaps(tmp=str(tmp_path / "none"))))
+    prof.on_mmap(33, 33, 0x7F0000000000, 0x10000, 0, 5, None, "//anon", 1)
+    prof.on_mmap(33, 33, 0x7F1000000000, 0x1000, 0, 5, None, str(path), 1)  # PROT_READ|EXEC
+    sid = prof.intern_chain(33, (rec.CONTEXT_USER, 0x7F0000003004))
+    func = prof.funcs[prof.func_of_frame(prof.stack_frame[sid])]
+    assert (func.name, func.binary) == ("JS:*dumped", JIT_BINARY)
+
+
 HOT_JS = r"""
 function staxHotLoop(n) {
   let s = 0;
@@ -120,3 +169,20 @@ def test_e2e_node_perf_basic_prof(stax: Stax, tmp_path: Path) -> None:
                 os.unlink(f"/tmp/perf-{pid}.map")
             except OSError:
                 pass
+
+
+@pytest.mark.skipif(NODE is None, reason="node not installed")
+def test_e2e_node_perf_prof_jitdump(stax: Stax, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "hot.js"
+    script.write_text(HOT_JS)
+    monkeypatch.chdir(tmp_path)  # node writes jit-PID.dump into its working directory
+    r = stax("record", "--", str(NODE), "--perf-prof", str(script), check=True, timeout=120)
+    assert "done" in r.out
+    assert list(tmp_path.glob("jit-*.dump"))
+    top = stax("top", "-n", "0", "--json", check=True).json()
+    rows = top["rows"]  # type: ignore[index]
+    jit = [row for row in rows if "staxHotLoop" in row["func"]]
+    assert jit and all(row["binary"] == JIT_BINARY for row in jit), rows[:10]
+    share = sum(row["self_samples"] for row in jit) / top["total_samples"]  # type: ignore[index]
+    assert share > 0.3, rows[:10]

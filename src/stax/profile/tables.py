@@ -253,11 +253,20 @@ class Profile:
             proc = self.processes[pid] = Process(pid)
         if _is_anon(filename):
             filename, pgoff = ANON_PATH, addr
+        elif filename.endswith(".dump"):
+            self._note_jitdump(pid, filename)
         elif filename.startswith("["):
             pgoff = 0 if filename != "[vdso]" else pgoff
         bid = self.binary_id(filename, build_id, pid)
         proc.add(Mapping(addr, addr + length, pgoff, bid))
         self._chain_cache.clear()
+
+    def _note_jitdump(self, pid: int, path: str) -> None:
+        """A JIT runtime maps its jitdump file executable so profilers can find it."""
+        from stax.symbols.perfmap import is_jitdump_path
+
+        if self.symbolizer is not None and is_jitdump_path(path):
+            self.symbolizer.perf_maps.add_jitdump(pid, path)
 
     def on_comm(self, pid: int, tid: int, comm: str, exec_: bool, time: int) -> None:
         self.counts["comm"] += 1
@@ -327,6 +336,8 @@ class Profile:
                     build_ids[path] = read_build_id(path)
                 if _is_anon(path):
                     path, pgoff = ANON_PATH, lo
+                elif path.endswith(".dump"):
+                    self._note_jitdump(pid, path)
                 bid = self.binary_id(path, build_ids.get(path), pid)
                 proc.add(Mapping(lo, hi, pgoff, bid))
             try:
