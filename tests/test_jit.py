@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def test_perf_maps_per_pid_and_symbolizer(tmp_path: Path) -> None:
     # the file grows while the process runs: new entries are found
     with open(tmp_path / "perf-100.map", "a") as f:
         f.write("7f0000009000 80 JS:*gamma x.js:7\n")
-    maps._maps[100].checked = 0.0  # skip the re-check interval
+    time.sleep(0.05)  # a miss re-reads the file at most every 0.02 s
     got = sym.resolve_user("[anon]", None, 0x7F0000009010, pid=100)
     assert got.name == "JS:*gamma x.js:7"
 

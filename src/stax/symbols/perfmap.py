@@ -20,6 +20,7 @@ from .table import SymbolRow, SymbolTable
 __all__ = ["JitDump", "PerfMap", "PerfMaps", "perf_map_path", "is_jitdump_path"]
 
 _RECHECK = 0.2  # seconds between stat() calls of one file
+_RECHECK_MISS = 0.02  # the same, when an address is not found
 _MAX_LINE = 1 << 16
 _MAX_PIDS = 1024
 _JITDUMP_NAME = re.compile(r"(?:^|/)jit-(\d+)\.dump$")
@@ -188,7 +189,7 @@ class JitDump(_Source):
 
 class PerfMaps:
     """Thread-safe per-pid JIT symbol sources; a lookup re-reads what was appended to the files
-    (checked at most every 0.2 s per file)."""
+    (checked at most every 0.2 s per file, or 0.02 s when the address was not found)."""
 
     def __init__(self, tmp: str = "/tmp") -> None:
         self.tmp = tmp
@@ -230,13 +231,20 @@ class PerfMaps:
         """(name, start, size, file path) of the JIT entry covering `addr` in process `pid`."""
         with self._lock:
             now = time.monotonic()
-            for src in self._sources(pid):
+            sources = self._sources(pid)
+            for src in sources:
                 if now - src.checked >= _RECHECK:
                     src.checked = now
                     src.refresh()
                 hit = src.lookup(addr)
                 if hit is not None:
                     return hit[0], hit[1], hit[2], src.path
+            # A miss is memoised by the caller: first make sure nothing was appended meanwhile.
+            for src in sources:
+                if now - src.checked >= _RECHECK_MISS:
+                    src.checked = now
+                    if src.refresh() and (hit := src.lookup(addr)) is not None:
+                        return hit[0], hit[1], hit[2], src.path
             return None
 
     def forget(self, pid: int) -> None:
