@@ -365,3 +365,14 @@ def test_e2e_debuginfod(debuginfod_server: dict[str, object], stax_env: dict[str
     bid = str(debuginfod_server["build_id"])
     cached = tmp_path / "cache" / "stax" / "debuginfod" / bid / "debuginfo"
     assert cached.is_file()
+
+
+def test_bad_inputs_are_none(tmp_path: Path) -> None:
+    finder = _offline_finder((str(tmp_path),))
+    (tmp_path / "junk").write_bytes(b"\x7fELF" + b"\xff" * 60)
+    (tmp_path / "text").write_text("hello")
+    for path in (tmp_path / "junk", tmp_path / "text", tmp_path / "missing", tmp_path):
+        for want in ("dwarf", "symtab", "separate"):
+            assert finder.find(str(path), None, want) is None  # type: ignore[arg-type]
+    assert finder.find(str(tmp_path / "missing"), "00" * 20) is None
+    assert finder.find(str(tmp_path / "missing"), "zz-not-hex") is None

@@ -153,8 +153,7 @@ class DebugInfoFinder:
         the file when None); None when nothing was found. `want="separate"` skips step 1."""
         bid = normalize_build_id(build_id)
         if bid is None and os.path.isfile(path):
-            with open(path, "rb") as f:
-                bid = normalize_build_id(build_id_from_stream(f))
+            bid = _build_id_of(path)
         key = (path, bid, want, fetch)
         now = time.monotonic()
         with self._lock:
