@@ -148,9 +148,11 @@ console.log(t > 0 ? "done" : "none");
 
 
 @pytest.mark.skipif(NODE is None, reason="node not installed")
-def test_e2e_node_perf_basic_prof(stax: Stax, tmp_path: Path) -> None:
+def test_e2e_node_perf_basic_prof(stax: Stax, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     script = tmp_path / "hot.js"
     script.write_text(HOT_JS)
+    monkeypatch.chdir(tmp_path)  # node leaves an isolate-*.log in its working directory
     r = stax("record", "--", str(NODE), "--perf-basic-prof", str(script), check=True,
              timeout=120)
     pid = next((int(line.split()[1]) for line in r.out.splitlines() if line.startswith("pid ")),
