@@ -189,3 +189,15 @@ def test_e2e_node_perf_prof_jitdump(stax: Stax, tmp_path: Path,
     assert jit and all(row["binary"] == JIT_BINARY for row in jit), rows[:10]
     share = sum(row["self_samples"] for row in jit) / top["total_samples"]  # type: ignore[index]
     assert share > 0.3, rows[:10]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the file another owner")
+def test_perf_map_of_another_user_is_ignored(tmp_path: Path) -> None:
+    pid = 2**30 + 7  # above any pid_max: no /proc entry, so only the file's owner counts
+    path = tmp_path / f"perf-{pid}.map"
+    path.write_text("1000 100 planted\n")
+    os.chown(path, 54321, 54321)
+    assert PerfMaps(tmp=str(tmp_path)).lookup(pid, 0x1010) is None
+    os.chown(path, 0, 0)
+    assert PerfMaps(tmp=str(tmp_path)).lookup(pid, 0x1010) == ("planted", 0x1000, 0x100,
+                                                                 str(path))

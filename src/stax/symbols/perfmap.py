@@ -187,6 +187,23 @@ class JitDump(_Source):
         return n if self._closed else pos
 
 
+def _trusted(path: str, pid: int) -> bool:
+    """A regular file owned by us, by root or by the process's owner: /tmp is world-writable,
+    and names planted by another user must not be shown as the target's."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not os.path.isfile(path):
+        return False
+    if st.st_uid in (0, os.geteuid()):
+        return True
+    try:
+        return os.stat(f"/proc/{pid}").st_uid == st.st_uid
+    except OSError:
+        return False
+
+
 class PerfMaps:
     """Thread-safe per-pid JIT symbol sources; a lookup re-reads what was appended to the files
     (checked at most every 0.2 s per file, or 0.02 s when the address was not found)."""
@@ -217,7 +234,7 @@ class PerfMaps:
         out: list[_Source] = []
         pm = self._maps.get(pid)
         if pm is None:
-            path = next((p for p in self._paths(pid) if os.path.isfile(p)), None)
+            path = next((p for p in self._paths(pid) if _trusted(p, pid)), None)
             if path is not None:
                 if len(self._maps) >= _MAX_PIDS:
                     self._maps.clear()
