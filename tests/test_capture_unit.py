@@ -172,3 +172,11 @@ def test_truncated_stream_is_not_a_crash() -> None:
     p.ingest(data[:-3])
     p.ingest(b"\xff" * 7)
     assert p.counts["samples"] == 0
+
+
+def test_a_zero_caller_address_is_not_a_crash() -> None:
+    """Frame-pointer walks can end on a 0 return address (seen right after exec)."""
+    p = Profile()
+    p.ingest(b"".join([comm(10, 10, "prog", 1, exec_=True),
+                       sample(10, 10, 2, [rec.CONTEXT_USER, 0x401000, 0])]))
+    assert p.counts["samples"] == 1 and len(p.s_stack) == 1

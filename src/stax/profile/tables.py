@@ -178,7 +178,7 @@ class Profile:
                 first_in_context = True
                 continue
             # callers are return addresses: look them up at ip - 1 (inside the call instruction)
-            addr = ip if first_in_context else ip - 1
+            addr = ip if first_in_context or ip == 0 else ip - 1  # a 0 ends some FP walks
             first_in_context = False
             if context == rec.CONTEXT_KERNEL:
                 frames.append(self.frame_id(KERNEL_BINARY, addr))
