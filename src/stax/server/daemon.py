@@ -111,6 +111,10 @@ class Server:
             if _socket_alive(path):
                 raise SystemExit(f"error: a stax-server is already listening on {path}")
             os.unlink(path)
+        from stax.server.web import WebUI
+
+        self.web = WebUI(self)  # bound before the Unix socket exists: status always knows
+        await self.web.start()
         old = os.umask(0o177)
         try:
             os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
@@ -126,11 +130,7 @@ class Server:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGUSR1, self.dump_state)
         log.info("stax-server %s listening on %s (pid %d)", __version__, path, os.getpid())
-        from stax.server.web import WebUI
-
-        self.web = WebUI(self)
         try:
-            await self.web.start()
             await self._stopping.wait()
         finally:
             log.info("stax-server shutting down")

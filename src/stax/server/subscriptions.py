@@ -43,9 +43,9 @@ class Subscriptions:
         reg = self.server.registry
         act = reg.active
         cur = reg.current()
-        return {"active": act.summary() if act else None,
-                "current": cur.summary() if cur else None,
-                "runs": len(reg.runs)}
+        act_s = act.summary() if act else None
+        cur_s = act_s if cur is act else (cur.summary() if cur else None)
+        return {"active": act_s, "current": cur_s, "runs": len(reg.runs)}
 
     def _fingerprint(self) -> tuple[Any, ...]:
         """Cheap: changes when a run starts, stops or is selected. While a run records, the

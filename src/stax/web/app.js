@@ -125,6 +125,7 @@ async function refreshOnce() {
   S.run = top.run || S.run;
   S.flame = flame; S.top = top; S.threads = threads; S.timeline = timeline;
   renderStatus(); renderScope(); renderTimeline(); renderFlame(); renderTop(); renderThreads();
+  await refreshWakers();
   await refreshAnnotate(false);
   window.__stax.renders++;
   if (window.__stax.firstRenderMs === null) window.__stax.firstRenderMs = performance.now();
@@ -194,8 +195,10 @@ function renderScope() {
 
 // --- timeline ----------------------------------------------------------------------------------
 
+let brushing = false;
 function renderTimeline() {
   const t = S.timeline, el = $("#timeline");
+  if (brushing) return;  // keep the range being dragged on screen
   if (!t || !t.counts.length) { el.innerHTML = ""; return; }
   const n = t.counts.length, max = Math.max(1, ...t.counts);
   const W = 1000, H = 90, bw = W / n;
@@ -220,7 +223,7 @@ function setupBrush() {
   };
   el.addEventListener("mousedown", (ev) => {
     if (!S.timeline) return;
-    start = frac(ev); ev.preventDefault();
+    start = frac(ev); ev.preventDefault(); brushing = true;
     const svg = el.querySelector("svg");
     rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
     rect.setAttribute("class", "brush"); rect.setAttribute("y", "0"); rect.setAttribute("height", "78");
@@ -235,7 +238,7 @@ function setupBrush() {
   window.addEventListener("mouseup", (ev) => {
     if (start === null) return;
     const f = frac(ev), a = Math.min(start, f), b = Math.max(start, f);
-    start = null; rect = null;
+    start = null; rect = null; brushing = false;
     if (b - a < 0.005) return;  // a click, not a drag
     const span = S.timeline.bucket_ns * S.timeline.counts.length;
     S.range = [a * span, b * span];
@@ -341,7 +344,7 @@ function setupFlame() {
     if (hit.node.func !== "all" || hit.zoomPath.length) {
       S.selFunc = { func: hit.node.func, binary: hit.node.binary };
     }
-    renderFlame(); renderScope(); refreshAnnotate(true);
+    renderFlame(); renderScope(); renderTop(); refreshAnnotate(true);
   });
   el.addEventListener("mousemove", (ev) => {
     const div = ev.target.closest(".frame");
@@ -417,6 +420,26 @@ function setupThreads() {
     S.zoom = [];
     refresh();
   });
+}
+
+// wakeup edges of the selected thread, when the server records them
+let wakersAvailable = true;
+async function refreshWakers() {
+  const el = $("#wakers");
+  if (S.tid === null || !wakersAvailable || !S.run) { el.innerHTML = ""; return; }
+  let res;
+  try {
+    res = await rpc.call("wakers", { run: S.run.id, tid: S.tid, limit: 10 });
+  } catch (e) {
+    if (e.code === "unknown_method") wakersAvailable = false;
+    el.innerHTML = e.code === "disconnected" ? el.innerHTML : "";
+    return;
+  }
+  const rows = Object.values(res || {}).find((v) => Array.isArray(v) && v.length && typeof v[0] === "object");
+  if (!rows) { el.innerHTML = `<div class="muted">no wakeups recorded for thread ${S.tid}</div>`; return; }
+  const cols = Object.keys(rows[0]).filter((k) => typeof rows[0][k] !== "object");
+  el.innerHTML = `<h3>Wakers of thread ${S.tid}</h3><table><thead><tr>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead>` +
+    `<tbody>${rows.map((r) => `<tr>${cols.map((c) => `<td>${esc(c.endsWith("_ns") ? ms(r[c]) : r[c])}</td>`).join("")}</tr>`).join("")}</tbody></table>`;
 }
 
 // --- annotate ----------------------------------------------------------------------------------
