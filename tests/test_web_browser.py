@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,6 +202,32 @@ def test_thread_selection_scopes_every_view(ui: Page, stax: Stax,
     page.locator("#top tbody tr").first.click()
     ui.wait("document.querySelector('#annotate').textContent.trim().length > 0 && "
             "!document.querySelector('#annotate').textContent.includes('click a function')")
+    assert ui.errors == []
+
+
+def test_recording_started_in_the_browser_shows_in_the_cli(
+        ui: Page, stax: Stax, workloads: dict[str, Path]) -> None:
+    target = subprocess.Popen([str(workloads["spin"]), "60"])
+    try:
+        ui.open()
+        ui.page.fill("#attach-pid", "999999999")
+        ui.page.click("#attach-go")
+        ui.wait("document.querySelector('#attach-msg').textContent.length > 0")
+        ui.page.fill("#attach-pid", str(target.pid))
+        ui.page.click("#attach-go")
+        ui.wait("document.querySelector('#status').dataset.state === 'recording'")
+        st = stax("status", "--json", check=True).json()
+        assert st["active"]["pid"] == target.pid  # type: ignore[index]
+        stax("wait", "--for-samples", "50", "--timeout-ms", "20000", check=True)
+        ui.wait("Number(document.querySelector('#status').dataset.samples) >= 50")
+        ui.page.click("#stop")
+        ui.wait("document.querySelector('#status').dataset.state === 'stopped'")
+        runs = stax("list", "--json", check=True).json()["runs"]  # type: ignore[index]
+        assert runs[-1]["state"] == "stopped" and runs[-1]["end_reason"] == "stopped"
+        assert target.poll() is None  # attaching and stopping left the target running
+    finally:
+        target.kill()
+        target.wait()
     assert ui.errors == []
 
 

@@ -170,6 +170,7 @@ function renderStatus() {
     `${(r.elapsed_ms / 1000).toFixed(1)} s`];
   if (r.end_reason) parts.push(`(${r.end_reason})`);
   const st = $("#status");
+  $("#stop").hidden = r.state !== "recording";
   st.textContent = parts.join("  ·  ");
   st.dataset.state = r.state;
   st.dataset.samples = r.samples;
@@ -511,6 +512,24 @@ function setupKeys() {
     if (what === "tid") S.tid = null;
     if (what === "range") S.range = null;
     if (what === "zoom") S.zoom = [];
+    refresh();
+  });
+  $("#attach").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const msg = $("#attach-msg"), pid = Number($("#attach-pid").value);
+    const secs = $("#attach-secs").value === "" ? null : Number($("#attach-secs").value);
+    msg.textContent = "";
+    if (!Number.isInteger(pid) || pid < 1) { msg.textContent = "enter a pid"; return; }
+    const params = { pid };
+    if (secs) params.time_limit_ms = Math.round(secs * 1000);
+    try {
+      await rpc.call("start_attach", params);
+      S.runId = null; S.tid = null; S.range = null; S.zoom = []; S.selFunc = null;
+      refresh();
+    } catch (e) { msg.textContent = e.message; }
+  });
+  $("#stop").addEventListener("click", async () => {
+    try { await rpc.call("stop", S.run ? { run: S.run.id } : {}); } catch (e) { $("#attach-msg").textContent = e.message; }
     refresh();
   });
   $("#run-picker").addEventListener("change", (ev) => {
