@@ -17,7 +17,9 @@ METHODS_LIFECYCLE = ("hello", "status", "list_runs", "start_launch", "start_atta
                      "shutdown")
 # queries (all take optional "run", "tid", "start_ns", "end_ns", "exclude")
 METHODS_QUERY = ("top", "flamegraph", "threads", "timeline")
-METHODS = METHODS_LIFECYCLE + METHODS_QUERY
+# pushed updates (the connection must be able to receive events: Unix socket or WebSocket)
+METHODS_SUBSCRIPTION = ("subscribe", "unsubscribe")
+METHODS = METHODS_LIFECYCLE + METHODS_QUERY + METHODS_SUBSCRIPTION
 
 # error codes carried in {"error": {"code": ..., "message": ...}}
 E_BAD_REQUEST = "bad_request"

@@ -36,6 +36,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"current query state: {run_line(res['current'])}")
     since = fmt_time(res["server_started_unix_ms"] / 1000)
     print(f"server up since {since} (pid {res['server_pid']})")
+    web = res.get("web") or {}
+    if web.get("url"):
+        print(f"web UI: {web['url']}")
+    elif web.get("error"):
+        print(f"web UI unavailable: {web['error']}")
     return 0
 
 

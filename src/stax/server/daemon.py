@@ -32,6 +32,7 @@ from stax.protocol import (
     encode,
 )
 from stax.server.runs import Registry, Run
+from stax.server.subscriptions import PUSH, Subscriptions
 
 log = logging.getLogger("stax.server")
 
@@ -78,6 +79,8 @@ class Server:
         self.requests = 0
         self._server: asyncio.AbstractServer | None = None
         self._stopping: asyncio.Event | None = None
+        self.subs = Subscriptions(self)
+        self.web: Any = None  # stax.server.web.WebUI once serve() started it
         self.handlers: dict[str, Handler] = {
             "hello": self.h_hello,
             "status": self.h_status,
@@ -95,6 +98,8 @@ class Server:
             "flamegraph": self.h_flamegraph,
             "threads": self.h_threads,
             "timeline": self.h_timeline,
+            "subscribe": self.subs.subscribe,
+            "unsubscribe": self.subs.unsubscribe,
         }
 
     # --- transport ----------------------------------------------------------------------------
@@ -106,6 +111,10 @@ class Server:
             if _socket_alive(path):
                 raise SystemExit(f"error: a stax-server is already listening on {path}")
             os.unlink(path)
+        from stax.server.web import WebUI
+
+        self.web = WebUI(self)  # bound before the Unix socket exists: status always knows
+        await self.web.start()
         old = os.umask(0o177)
         try:
             os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
@@ -126,11 +135,18 @@ class Server:
         finally:
             log.info("stax-server shutting down")
             self._server.close()
+            await self.subs.close()
+            await self.web.close()
             await asyncio.to_thread(self.registry.stop_all)
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def push(msg: dict[str, Any]) -> None:
+            writer.write(encode(msg))
+            await writer.drain()
+
+        PUSH.set(push)
         try:
             while True:
                 try:
@@ -147,6 +163,7 @@ class Server:
         except (ConnectionError, BrokenPipeError):
             pass
         finally:
+            self.subs.drop_connection(push)
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -186,7 +203,7 @@ class Server:
 
     async def h_hello(self, params: dict[str, Any]) -> Any:
         return {"server": "stax-server", "version": __version__, "protocol": PROTOCOL_VERSION,
-                "pid": os.getpid()}
+                "pid": os.getpid(), "web": self.web_info()}
 
     async def h_status(self, params: dict[str, Any]) -> Any:
         act = self.registry.active
@@ -198,7 +215,14 @@ class Server:
             "socket": self.socket_path,
             "active": act.summary() if act else None,
             "current": cur.summary() if cur else None,
+            "web": self.web_info(),
         }
+
+    def web_info(self) -> dict[str, Any]:
+        """Where the browser UI is served (``url``), or why it is not (``error``)."""
+        if self.web is None:
+            return {"url": None, "bind": None, "error": "not started", "connections": 0}
+        return self.web.info()
 
     async def h_list_runs(self, params: dict[str, Any]) -> Any:
         return {"runs": [r.summary() for r in self.registry.runs.values()],
