@@ -74,7 +74,10 @@ class Server:
         self.socket_path = socket_path
         self.started = time.time()
         self.symbolizer = Symbolizer()
-        self.registry = Registry(self.symbolizer)
+        from stax.server.history import History
+
+        self.history = History()
+        self.registry = Registry(self.symbolizer, self.history, on_stopped=self._persist)
         self.requests = 0
         self._server: asyncio.AbstractServer | None = None
         self._stopping: asyncio.Event | None = None
@@ -95,12 +98,17 @@ class Server:
             "flamegraph": self.h_flamegraph,
             "threads": self.h_threads,
             "timeline": self.h_timeline,
+            "save": self.h_save,
+            "open": self.h_open,
         }
 
     # --- transport ----------------------------------------------------------------------------
 
     async def serve(self) -> None:
         self._stopping = asyncio.Event()
+        restored = await asyncio.to_thread(self.registry.restore)
+        if restored:
+            log.info("%d finished runs restored from %s", restored, self.history.dir)
         path = self.socket_path
         if os.path.exists(path):
             if _socket_alive(path):
@@ -292,7 +300,7 @@ class Server:
         return run.summary()
 
     async def h_diagnostics(self, params: dict[str, Any]) -> Any:
-        run = self._maybe_run(params)
+        run = await self._maybe_run(params)
         out: dict[str, Any] = {
             "server": {"pid": os.getpid(), "version": __version__, "uptime_s":
                        round(time.time() - self.started, 3), "requests": self.requests,
@@ -301,46 +309,51 @@ class Server:
             "run": None,
         }
         if run is not None:
-            p = run.profile
-            with p.lock:
-                counts = dict(p.counts)
-                counts["records"] = run.recorder.orderer.records
-                counts["decode_errors"] = run.recorder.orderer.malformed
-                samples = len(p.s_stack)
-                mem = sum(a.itemsize * len(a) for a in (
-                    p.s_time, p.s_tid, p.s_stack, p.s_weight, p.s_cpu, p.stack_parent,
-                    p.stack_frame, p.frame_binary, p.frame_offset, p.frame_func))
-                unresolved = sum(1 for f in p.funcs if not f.resolved)
-                info = run.recorder.info
-                bytes_read = run.recorder.bytes_read
-                pending = len(run.recorder.orderer.pending)
-                last_sample = p.last_time
-            elapsed = max(run.elapsed_s(), 1e-9)
-            health = await asyncio.to_thread(views.stack_health, p)
-            lag_ms = None
-            if run.state == "recording" and last_sample:
-                lag_ms = round((time.monotonic_ns() - last_sample) / 1e6, 1)
-            out["run"] = {
-                **run.summary(),
-                "records": counts,
-                "samples_per_s": round(samples / elapsed, 1),
-                "stacks": len(p.stack_parent),
-                "frames": len(p.frame_binary),
-                "funcs": len(p.funcs),
-                "unresolved_funcs": unresolved,
-                "binaries": len(p.binaries) - 2,
-                "table_bytes": mem,
-                "stacks_health": health,
-                "ingest": {"pending_records": pending, "last_sample_age_ms": lag_ms,
-                           "unread_ring_bytes": run.recorder.unread_bytes()},
-                "capture": {"kernel_frames": info.kernel_frames, "build_ids": info.build_ids,
-                            "cpus": info.cpus, "event_fds": info.event_fds,
-                            "ring_buffer_bytes": info.buffer_bytes,
-                            "bytes_read": bytes_read, "mode": "in-process",
-                            "unwinding": "frame pointers (kernel call chain)"},
-            }
+            out["run"] = await asyncio.to_thread(self.run_diagnostics, run)
         out["symbols"] = self.symbolizer.stats()  # after the stack walk above symbolised
         return out
+
+    def run_diagnostics(self, run: Run) -> dict[str, Any]:
+        from stax.archive.diag import run_diagnostics
+
+        elapsed = (float(run.stored.get("elapsed_ms") or 0) / 1000 if run.stored is not None
+                   else run.elapsed_s())
+        return run_diagnostics(run.profile, run.summary(), run.recorder, elapsed,
+                               run.stored_diag)
+
+    def _persist(self, run: Run) -> None:
+        """Keep a finished run on disk (called from its capture thread once it stopped)."""
+        path = self.history.save(run.profile, run.id, run.summary(), self.run_diagnostics(run))
+        if path is not None:
+            run.archive = path
+            log.info("run %d kept in %s", run.id, path)
+
+    async def h_save(self, params: dict[str, Any]) -> Any:
+        from stax.archive.format import ArchiveError, save
+
+        path = params.get("path")
+        if not isinstance(path, str) or not path:
+            raise RPCError(E_BAD_REQUEST, "path (a string) is required")
+        if not os.path.isabs(path):
+            raise RPCError(E_BAD_REQUEST, "path must be absolute")
+        run = await self._maybe_run(params)
+        if run is None:
+            raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
+        summary = run.summary()
+        diag = await asyncio.to_thread(self.run_diagnostics, run)
+        try:
+            res = await asyncio.to_thread(save, run.profile, path, summary, diag)
+        except ArchiveError as e:
+            raise RPCError(E_BAD_REQUEST, str(e)) from None
+        res["run"] = summary
+        return res
+
+    async def h_open(self, params: dict[str, Any]) -> Any:
+        path = params.get("path")
+        if not isinstance(path, str) or not path:
+            raise RPCError(E_BAD_REQUEST, "path (a string) is required")
+        run = await asyncio.to_thread(self.registry.open_archive, path)
+        return run.summary()
 
     async def h_dump(self, params: dict[str, Any]) -> Any:
         self.dump_state()
@@ -361,16 +374,22 @@ class Server:
 
     # --- queries ------------------------------------------------------------------------------
 
-    def _maybe_run(self, params: dict[str, Any]) -> Run | None:
+    async def _maybe_run(self, params: dict[str, Any]) -> Run | None:
         run_id = _int(params, "run")
         if run_id is None:
-            return self.registry.current()
+            cur = self.registry.current()
+            if cur is not None and not cur.loaded:
+                await asyncio.to_thread(self.registry.materialize, cur)
+            return cur
+        run = self.registry.runs.get(run_id)
+        if run is not None and not run.loaded:
+            await asyncio.to_thread(self.registry.materialize, run)
         return self.registry.get(run_id)
 
     async def _query(self, params: dict[str, Any], fn: Callable[..., dict[str, Any]],
                      *args: Any) -> Any:
         flt = _filter(params)
-        run = self._maybe_run(params)
+        run = await self._maybe_run(params)
         if run is None:
             raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
         result = await asyncio.to_thread(fn, run.profile, flt, *args)
