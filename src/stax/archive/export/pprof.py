@@ -98,7 +98,8 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
     for f in used_frames:
         used_binaries[p.frame_binary[f]] = None
         used_funcs[p.func_of_frame(f)] = None
-    for b in sorted(used_binaries):
+    # the first mapping is what pprof calls the main binary: files before kernel/[unknown]
+    for b in sorted(used_binaries, key=lambda b: (b in (KERNEL_BINARY, UNKNOWN_BINARY), b)):
         binary = p.binaries[b]
         limit = (1 << 64) - 1 if b == KERNEL_BINARY else 1 << 47
         m = (_int(1, b + 1) + _int(2, 0) + _int(3, limit) +
