@@ -122,7 +122,7 @@ def resolve_all(p: Profile) -> None:
 
 
 def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any] | None = None,
-         level: int = 6, overwrite: bool = True) -> dict[str, Any]:
+         level: int = 3, overwrite: bool = True) -> dict[str, Any]:
     """Write ``p`` to the archive directory ``path``; returns ``{path, bytes, samples}``.
 
     The archive appears whole or not at all: it is built in a temporary sibling directory,
