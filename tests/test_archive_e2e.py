@@ -115,6 +115,8 @@ def test_finished_runs_survive_a_server_restart(stax: Stax, workloads: dict[str,
     stax.server = start_server(stax.env, tmp_path)  # type: ignore[attr-defined]
     listing = stax("list", "--json", check=True).json()
     assert [r["id"] for r in listing["runs"]] == [1, 2]  # type: ignore[index]
+    assert listing["runs"][0]["exit_status"] == 0  # type: ignore[index]
+    assert listing["runs"][0]["archive"] == str(runs_dir / "run-1.stax")  # type: ignore
     assert stax("list", check=True).out.splitlines()[0].startswith("  run 1  [stopped]")
     assert _without_run(_top(stax, "--run", "1")) == _without_run(top1)
     assert stax("top", "--run", "2", "--json", check=True).json()["rows"][0]["func"] == \

@@ -212,6 +212,23 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
     return {"path": path, "bytes": size, "samples": n}
 
 
+def update_run(path: str, fields: dict[str, Any]) -> None:
+    """Change fields of the run summary an archive holds (atomically: a new main file is
+    written beside the old one and renamed over it)."""
+    d, m = read_manifest(path)
+    m["run"] = {**(m.get("run") if isinstance(m.get("run"), dict) else {}), **fields}
+    main = os.path.join(d, MAIN_FILE)
+    tmp = main + ".tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(m, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, main)
+    except OSError as e:
+        raise ArchiveError(f"cannot update {main}: {e.strerror or e}") from None
+
+
 # --- load ------------------------------------------------------------------------------------
 
 def locate(path: str) -> str:

@@ -242,6 +242,8 @@ class Server:
         run = self.registry.get(_int(params, "run"))
         status = _int(params, "status")
         run.exit_status = status
+        if run.recorder is not None:
+            await asyncio.to_thread(self._update_kept, run, {"exit_status": status})
         return run.summary()
 
     async def h_wait(self, params: dict[str, Any]) -> Any:
@@ -327,6 +329,19 @@ class Server:
         if path is not None:
             run.archive = path
             log.info("run %d kept in %s", run.id, path)
+
+    def _update_kept(self, run: Run, fields: dict[str, Any]) -> None:
+        """Fields learnt after a run was kept on disk (the launcher reports the exit status
+        once the capture has ended)."""
+        from stax.archive.format import ArchiveError, update_run
+
+        run.done.wait(30)  # the capture thread keeps the run on disk before it is done
+        if run.archive is None:
+            return
+        try:
+            update_run(run.archive, fields)
+        except ArchiveError as e:
+            log.warning("could not update kept run %d: %s", run.id, e)
 
     async def h_save(self, params: dict[str, Any]) -> Any:
         from stax.archive.format import ArchiveError, save
