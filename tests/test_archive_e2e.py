@@ -267,3 +267,24 @@ def test_pprof_export_reads_in_go_tool_pprof(stax: Stax, workloads: dict[str, Pa
     lines = p.stdout.splitlines()
     assert any(line.rstrip().endswith("work_a") for line in lines[-3:]), p.stdout
     assert "Type: cpu" in p.stdout and time.monotonic() - t0 < 120
+
+
+def test_unreachable_server_attach_records_in_process(stax_noserver: Stax,
+                                                      workloads: dict[str, Path]) -> None:
+    env = dict(stax_noserver.env, STAX_NO_AUTOSTART="1")
+    target = subprocess.Popen([str(workloads["spin"]), "30"])
+    try:
+        time.sleep(0.2)
+        p = subprocess.run([stax_noserver.exe, "record", "--json", "-p", str(target.pid),
+                            "-l", "1"], env=env, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert p.stderr.startswith("warning: stax-server unreachable")
+        run = json.loads(p.stdout)
+        assert run["mode"] == "attach" and run["end_reason"] == "time-limit"
+        assert run["samples"] > 0 and target.poll() is None
+        res = stax_noserver("compare", run["archive"], run["archive"], "--json",
+                            check=True).json()
+        assert res["base"]["samples"] == run["samples"]  # type: ignore[index]
+    finally:
+        target.kill()
+        target.wait()
