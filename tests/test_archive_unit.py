@@ -428,3 +428,28 @@ def test_gecko_export_tables_are_consistent() -> None:
         if th["tid"] == 101:
             assert leaf == {"work_c"}
     assert total == 100
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["pid", "command", "argv", "elapsed_ms", "samples",
+                                        "notes", "exit_status", "kernel_frames", "mode"]),
+                       JSON, max_size=5),
+       st.dictionaries(st.sampled_from(["capture", "records"]), JSON, max_size=2))
+def test_opened_archives_with_odd_summaries_still_print(tmp_path: Path, run: dict,
+                                                        diag: dict) -> None:
+    """An archive written by another tool (or edited by hand) may lack summary fields or
+    hold odd values there: the server fills them in with the right types."""
+    from stax.archive.diag import run_diagnostics
+    from stax.cli.common import run_line
+    from stax.server.runs import Registry
+
+    path = fm.save(build_profile(SPLIT), str(tmp_path / "odd.stax"), run, diag)["path"]
+    reg = Registry(None)
+    r = reg.open_archive(path)
+    s = r.summary()
+    assert s["samples"] == 100 and isinstance(s["pid"], int)
+    assert isinstance(s["elapsed_ms"], int | float) and isinstance(s["notes"], list)
+    run_line(s)
+    d = run_diagnostics(r.profile, s, None, 1.0, r.stored_diag)
+    assert isinstance(d["capture"]["ring_buffer_bytes"], int)
+    assert all(isinstance(v, int) for v in d["records"].values())

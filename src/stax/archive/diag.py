@@ -45,7 +45,8 @@ def run_diagnostics(p: Profile, summary: dict[str, Any], recorder: Any | None,
                    "mode": "archive", "unwinding": "-"}
         old = stored.get("capture")
         if isinstance(old, dict):
-            capture.update({k: v for k, v in old.items() if k in capture})
+            capture.update({k: v for k, v in old.items()
+                            if k in capture and type(v) is type(capture[k])})
             capture["mode"] = f"archive (recorded {old.get('mode', '?')})"
         unread = 0
     return {

@@ -165,8 +165,7 @@ class Registry:
 
     def _archived_run(self, run_id: int, path: str, summary: dict[str, Any],
                       diag: dict[str, Any], profile: Profile | None) -> Run:
-        s = dict(summary)
-        s.setdefault("command", "?")
+        s = _complete_summary(summary, profile)
         run = Run(run_id, str(s.get("mode") or "archive"), int(s.get("pid") or 0),
                   list(s.get("argv") or []), int(s.get("frequency_hz") or 0), None,
                   profile or Profile(None), None)
@@ -287,3 +286,32 @@ class Registry:
         for run in list(self.runs.values()):
             if run.thread is not None:
                 run.done.wait(60)
+
+
+# every field of a run summary, with the type and value an archive's summary falls back to
+# when it lacks the field or holds something else there
+_SUMMARY_DEFAULTS: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "mode": (str, "archive"), "pid": (int, 0), "command": (str, "?"), "argv": (list, []),
+    "frequency_hz": (int, 0), "time_limit_ms": ((int, float, type(None)), None),
+    "samples": (int, 0), "intervals": (int, 0), "oncpu_ns": (int, 0),
+    "lost_records": (int, 0), "threads": (int, 0), "started_at_unix_ms": (int, 0),
+    "elapsed_ms": ((int, float), 0.0), "end_reason": ((str, type(None)), None),
+    "exit_status": ((int, type(None)), None), "error": ((str, type(None)), None),
+    "kernel_frames": (bool, False), "notes": (list, []),
+}
+
+
+def _complete_summary(summary: dict[str, Any], profile: Profile | None) -> dict[str, Any]:
+    s = dict(summary)
+    if profile is not None:  # counts from the tables themselves
+        n = len(profile.s_stack)
+        s.update(samples=n, oncpu_ns=int(sum(profile.s_weight[:n])),
+                 threads=len(profile.threads))
+    for key, (types, default) in _SUMMARY_DEFAULTS.items():
+        v = s.get(key)
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in (
+                types if isinstance(types, tuple) else (types,))):
+            s[key] = default
+    s["argv"] = [str(a) for a in s["argv"]]
+    s["notes"] = [str(a) for a in s["notes"]]
+    return s
