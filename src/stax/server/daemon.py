@@ -302,7 +302,7 @@ class Server:
         return run.summary()
 
     async def h_diagnostics(self, params: dict[str, Any]) -> Any:
-        run = await self._maybe_run(params)
+        run = self._maybe_run(params)
         out: dict[str, Any] = {
             "server": {"pid": os.getpid(), "version": __version__, "uptime_s":
                        round(time.time() - self.started, 3), "requests": self.requests,
@@ -310,8 +310,47 @@ class Server:
             "symbols": self.symbolizer.stats(),
             "run": None,
         }
-        if run is not None:
+        if run is not None and run.recorder is None:  # read from an archive
             out["run"] = await asyncio.to_thread(self.run_diagnostics, run)
+        elif run is not None:
+            p = run.profile
+            with p.lock:
+                counts = dict(p.counts)
+                counts["records"] = run.recorder.orderer.records
+                counts["decode_errors"] = run.recorder.orderer.malformed
+                samples = len(p.s_stack)
+                mem = sum(a.itemsize * len(a) for a in (
+                    p.s_time, p.s_tid, p.s_stack, p.s_weight, p.s_cpu, p.stack_parent,
+                    p.stack_frame, p.frame_binary, p.frame_offset, p.frame_func))
+                unresolved = sum(1 for f in p.funcs if not f.resolved)
+                info = run.recorder.info
+                bytes_read = run.recorder.bytes_read
+                pending = len(run.recorder.orderer.pending)
+                last_sample = p.last_time
+            elapsed = max(run.elapsed_s(), 1e-9)
+            health = await asyncio.to_thread(views.stack_health, p)
+            lag_ms = None
+            if run.state == "recording" and last_sample:
+                lag_ms = round((time.monotonic_ns() - last_sample) / 1e6, 1)
+            out["run"] = {
+                **run.summary(),
+                "records": counts,
+                "samples_per_s": round(samples / elapsed, 1),
+                "stacks": len(p.stack_parent),
+                "frames": len(p.frame_binary),
+                "funcs": len(p.funcs),
+                "unresolved_funcs": unresolved,
+                "binaries": len(p.binaries) - 2,
+                "table_bytes": mem,
+                "stacks_health": health,
+                "ingest": {"pending_records": pending, "last_sample_age_ms": lag_ms,
+                           "unread_ring_bytes": run.recorder.unread_bytes()},
+                "capture": {"kernel_frames": info.kernel_frames, "build_ids": info.build_ids,
+                            "cpus": info.cpus, "event_fds": info.event_fds,
+                            "ring_buffer_bytes": info.buffer_bytes,
+                            "bytes_read": bytes_read, "mode": "in-process",
+                            "unwinding": "frame pointers (kernel call chain)"},
+            }
         out["symbols"] = self.symbolizer.stats()  # after the stack walk above symbolised
         return out
 
@@ -351,7 +390,7 @@ class Server:
             raise RPCError(E_BAD_REQUEST, "path (a string) is required")
         if not os.path.isabs(path):
             raise RPCError(E_BAD_REQUEST, "path must be absolute")
-        run = await self._maybe_run(params)
+        run = self._maybe_run(params)
         if run is None:
             raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
         summary = run.summary()
@@ -389,22 +428,17 @@ class Server:
 
     # --- queries ------------------------------------------------------------------------------
 
-    async def _maybe_run(self, params: dict[str, Any]) -> Run | None:
+    def _maybe_run(self, params: dict[str, Any]) -> Run | None:
         run_id = _int(params, "run")
         if run_id is None:
             cur = self.registry.current()
-            if cur is not None and not cur.loaded:
-                await asyncio.to_thread(self.registry.materialize, cur)
-            return cur
-        run = self.registry.runs.get(run_id)
-        if run is not None and not run.loaded:
-            await asyncio.to_thread(self.registry.materialize, run)
+            return self.registry.materialize(cur) if cur is not None else None
         return self.registry.get(run_id)
 
     async def _query(self, params: dict[str, Any], fn: Callable[..., dict[str, Any]],
                      *args: Any) -> Any:
         flt = _filter(params)
-        run = await self._maybe_run(params)
+        run = self._maybe_run(params)
         if run is None:
             raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
         result = await asyncio.to_thread(fn, run.profile, flt, *args)
