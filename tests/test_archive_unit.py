@@ -280,6 +280,11 @@ def test_history_keeps_the_newest_runs(tmp_path: Path) -> None:
     h2 = History(str(tmp_path / "runs"), max_runs=10, max_bytes=one + one // 2)
     h2.save(build_profile(SPLIT), 4, {**RUN, "id": 4}, {})
     assert [s.id for s in h2.scan()] == [4]
+    # a save killed half-way leaves a hidden directory: never listed, removed at start
+    (tmp_path / "runs" / ".run-9.stax.abc.tmp").mkdir()
+    (tmp_path / "runs" / ".run-9.stax.abc.tmp" / fm.DATA_FILE).write_bytes(b"x")
+    assert [s.id for s in h2.scan()] == [4]
+    assert sorted(os.listdir(tmp_path / "runs")) == ["run-4.stax"]
     off = History(str(tmp_path / "none"), max_runs=0)
     assert off.save(build_profile(SPLIT), 1, RUN, {}) is None
     assert not os.path.exists(tmp_path / "none")

@@ -62,10 +62,26 @@ class History:
                 out.append((int(m.group(1)), os.path.join(self.dir, n)))
         return sorted(out)
 
+    def clean(self) -> int:
+        """Remove what a save cut short by a crash left behind (hidden ``.tmp``/``.old``
+        directories); called at server start, when no save can be under way."""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return 0
+        gone = 0
+        for n in names:
+            if n.startswith(".run-") and (n.endswith(".tmp") or n.endswith(".old")):
+                shutil.rmtree(os.path.join(self.dir, n), ignore_errors=True)
+                gone += 1
+        return gone
+
     def scan(self) -> list[Stored]:
         """Every kept run's manifest (the tables load later, on first use); bad ones skipped."""
         from stax.archive.format import ArchiveError, read_manifest
 
+        if self.clean():
+            log.info("removed leftovers of interrupted saves from %s", self.dir)
         out = []
         for run_id, path in self._entries():
             try:
