@@ -107,18 +107,26 @@ def _profile_columns(p: Profile, table: str, n: int | None = None) -> list[Any] 
             return None
     out = []
     for c, (_, dtype, _) in zip(cols, TABLES[table], strict=True):
-        a = np.frombuffer(c, dtype=dtype[1:]) if isinstance(c, array) else np.asarray(c)
-        out.append(a[:n] if n is not None else a)
+        # array slices are copies: no buffer of a live array stays exported (it could not grow)
+        part = c[:n] if n is not None else c[:]
+        out.append(np.frombuffer(part, dtype=dtype[1:]) if isinstance(c, array)
+                   else np.array(part))
     return out
 
 
 # --- save ------------------------------------------------------------------------------------
 
-def resolve_all(p: Profile) -> None:
-    """Symbolise every frame, so the archive needs no binaries to be read."""
-    for fid in range(len(p.frame_func)):
-        if p.frame_func[fid] < 0:
-            p.func_of_frame(fid)
+def resolve_all(p: Profile, n: int | None = None) -> None:
+    """Symbolise every frame (the first ``n``), so the archive needs no binaries to be read."""
+    import numpy as np
+
+    n = len(p.frame_func) if n is None else n
+    if not n:
+        return
+    # a copy: a buffer exported from the live array would stop the capture from growing it
+    todo = np.flatnonzero(np.frombuffer(p.frame_func[:n], dtype=np.int32) < 0)
+    for fid in todo.tolist():
+        p.func_of_frame(fid)
 
 
 def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any] | None = None,
@@ -141,6 +149,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
         n = len(p.s_stack)
         nstacks = len(p.stack_parent)
         nframes = len(p.frame_binary)
+        resolve_all(p, nframes)  # frames the capture added since the pass above
         funcs = [[f.name, f.binary, f.path, f.addr, f.size, f.resolved] for f in p.funcs]
         binaries = [[b.path, b.build_id, b.pid] for b in p.binaries]
         threads = [{"pid": t.pid, "tid": t.tid, "names": [list(x) for x in t.names],
@@ -154,7 +163,6 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
             "intervals": _profile_columns(p, "intervals"),
             "wakeups": _profile_columns(p, "wakeups"),
         }
-        tables = {k: (None if v is None else [c.copy() for c in v]) for k, v in tables.items()}
     manifest: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "created_unix_ms": int(time.time() * 1000),
         "run": run, "diagnostics": diagnostics or {}, "counts": counts,
