@@ -288,3 +288,13 @@ def test_unreachable_server_attach_records_in_process(stax_noserver: Stax,
     finally:
         target.kill()
         target.wait()
+
+
+def test_server_that_cannot_start_falls_back_to_in_process(stax_noserver: Stax,
+                                                           workloads: dict[str, Path]) -> None:
+    env = dict(stax_noserver.env, STAX_SERVER_SOCKET="/proc/no-such-dir/stax.sock")
+    p = subprocess.run([stax_noserver.exe, "record", "--", str(workloads["split"]), "100"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.startswith("warning: stax-server unreachable (could not start stax-server")
+    assert "stax: saved the recording to " in p.stderr and "Traceback" not in p.stderr
