@@ -112,21 +112,24 @@ def test_finished_runs_survive_a_server_restart(stax: Stax, workloads: dict[str,
     runs_dir = Path(stax.env["XDG_STATE_HOME"]) / "stax" / "runs"
     stop_server(stax.server)  # type: ignore[attr-defined]
     assert sorted(os.listdir(runs_dir)) == ["run-1.stax", "run-2.stax"]
-    stax.server = start_server(stax.env, tmp_path)  # type: ignore[attr-defined]
-    listing = stax("list", "--json", check=True).json()
-    assert [r["id"] for r in listing["runs"]] == [1, 2]  # type: ignore[index]
-    assert listing["runs"][0]["exit_status"] == 0  # type: ignore[index]
-    assert listing["runs"][0]["archive"] == str(runs_dir / "run-1.stax")  # type: ignore
-    assert stax("list", check=True).out.splitlines()[0].startswith("  run 1  [stopped]")
-    assert _without_run(_top(stax, "--run", "1")) == _without_run(top1)
-    assert stax("top", "--run", "2", "--json", check=True).json()["rows"][0]["func"] == \
-        "spin_hot"  # type: ignore[index]
-    r = stax("select-run", "1", check=True)
-    assert r.out.startswith("selected: run 1")
-    assert _top(stax)["run"]["id"] == 1
-    # new runs continue the numbering
-    stax("record", "--", str(workloads["split"]), "100", check=True)
-    assert stax("list", "--json", check=True).json()["runs"][-1]["id"] == 3  # type: ignore
+    restarted = start_server(stax.env, tmp_path)
+    try:
+        listing = stax("list", "--json", check=True).json()
+        assert [r["id"] for r in listing["runs"]] == [1, 2]  # type: ignore[index]
+        assert listing["runs"][0]["exit_status"] == 0  # type: ignore[index]
+        assert listing["runs"][0]["archive"] == str(runs_dir / "run-1.stax")  # type: ignore
+        assert stax("list", check=True).out.splitlines()[0].startswith("  run 1  [stopped]")
+        assert _without_run(_top(stax, "--run", "1")) == _without_run(top1)
+        assert stax("top", "--run", "2", "--json", check=True).json()["rows"][0]["func"] == \
+            "spin_hot"  # type: ignore[index]
+        r = stax("select-run", "1", check=True)
+        assert r.out.startswith("selected: run 1")
+        assert _top(stax)["run"]["id"] == 1
+        # new runs continue the numbering
+        stax("record", "--", str(workloads["split"]), "100", check=True)
+        assert stax("list", "--json", check=True).json()["runs"][-1]["id"] == 3  # type: ignore
+    finally:
+        stop_server(restarted)
 
 
 def test_history_is_bounded(tmp_path: Path, workloads: dict[str, Path]) -> None:
