@@ -19,7 +19,9 @@ METHODS_LIFECYCLE = ("hello", "status", "list_runs", "start_launch", "start_atta
 METHODS_QUERY = ("top", "flamegraph", "threads", "timeline")
 # pushed updates (the connection must be able to receive events: Unix socket or WebSocket)
 METHODS_SUBSCRIPTION = ("subscribe", "unsubscribe")
-METHODS = METHODS_LIFECYCLE + METHODS_QUERY + METHODS_SUBSCRIPTION
+# archives: write the current run to disk, load one as the current query state
+METHODS_ARCHIVE = ("save", "open")
+METHODS = METHODS_LIFECYCLE + METHODS_QUERY + METHODS_SUBSCRIPTION + METHODS_ARCHIVE
 
 # error codes carried in {"error": {"code": ..., "message": ...}}
 E_BAD_REQUEST = "bad_request"

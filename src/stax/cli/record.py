@@ -58,24 +58,30 @@ def resolve_command(cmd: str) -> str:
     return found
 
 
+class Unreachable(Exception):
+    """No server answers and none could be started; the message says why."""
+
+
 def ensure_server() -> Client:
-    """Connect, starting a detached stax-server first when none answers."""
+    """Connect, starting a detached stax-server first when none answers; raises Unreachable."""
     try:
         return Client()
     except ServerUnavailable:
         pass
     if os.environ.get("STAX_NO_AUTOSTART") == "1":
-        die(f"stax-server isn't running (no server on {paths.server_socket()}) and "
-            "STAX_NO_AUTOSTART=1; start it with `stax-server &`")
+        raise Unreachable(f"no server on {paths.server_socket()} and STAX_NO_AUTOSTART=1")
     log_path = paths.server_log()
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
     sock = os.path.abspath(paths.server_socket())
-    with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stax.server.main", "--socket", sock, "--log-file",
-             log_path],
-            stdin=devnull, stdout=logf, stderr=logf, start_new_session=True, close_fds=True,
-            cwd="/")
+    try:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "stax.server.main", "--socket", sock, "--log-file",
+                 log_path],
+                stdin=devnull, stdout=logf, stderr=logf, start_new_session=True,
+                close_fds=True, cwd="/")
+    except OSError as e:
+        raise Unreachable(f"could not start stax-server: {e.strerror or e}") from None
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
         try:
@@ -88,7 +94,7 @@ def ensure_server() -> Client:
         print(f"stax: started stax-server (pid {proc.pid}, socket {sock}, log {log_path})",
               file=sys.stderr)
         return client
-    die(f"could not start stax-server (socket {sock}); see its log: {log_path}")
+    raise Unreachable(f"could not start stax-server (socket {sock}); see its log: {log_path}")
 
 
 class _Progress:
@@ -156,7 +162,12 @@ def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Pr
 
 def launch(args: argparse.Namespace, command: list[str]) -> int:
     exe = resolve_command(command[0])
-    client = ensure_server()
+    try:
+        client = ensure_server()
+    except Unreachable as e:
+        from stax.cli import offline
+
+        return offline.record(args, command, exe, str(e))
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -242,7 +253,12 @@ def attach(args: argparse.Namespace) -> int:
         die(f"no process with pid {pid}")
     except PermissionError:
         pass  # it exists; the server decides whether it may sample it
-    client = ensure_server()
+    try:
+        client = ensure_server()
+    except Unreachable as e:
+        from stax.cli import offline
+
+        return offline.record(args, [], None, str(e))
     try:
         run = client.call("start_attach", pid=pid, frequency=args.frequency,
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None))

@@ -75,7 +75,10 @@ class Server:
         self.socket_path = socket_path
         self.started = time.time()
         self.symbolizer = Symbolizer()
-        self.registry = Registry(self.symbolizer)
+        from stax.server.history import History
+
+        self.history = History()
+        self.registry = Registry(self.symbolizer, self.history, on_stopped=self._persist)
         self.requests = 0
         self._server: asyncio.AbstractServer | None = None
         self._stopping: asyncio.Event | None = None
@@ -100,12 +103,17 @@ class Server:
             "timeline": self.h_timeline,
             "subscribe": self.subs.subscribe,
             "unsubscribe": self.subs.unsubscribe,
+            "save": self.h_save,
+            "open": self.h_open,
         }
 
     # --- transport ----------------------------------------------------------------------------
 
     async def serve(self) -> None:
         self._stopping = asyncio.Event()
+        restored = await asyncio.to_thread(self.registry.restore)
+        if restored:
+            log.info("%d finished runs restored from %s", restored, self.history.dir)
         path = self.socket_path
         if os.path.exists(path):
             if _socket_alive(path):
@@ -258,6 +266,8 @@ class Server:
         run = self.registry.get(_int(params, "run"))
         status = _int(params, "status")
         run.exit_status = status
+        if run.recorder is not None:
+            await asyncio.to_thread(self._update_kept, run, {"exit_status": status})
         return run.summary()
 
     async def h_wait(self, params: dict[str, Any]) -> Any:
@@ -324,7 +334,9 @@ class Server:
             "symbols": self.symbolizer.stats(),
             "run": None,
         }
-        if run is not None:
+        if run is not None and run.recorder is None:  # read from an archive
+            out["run"] = await asyncio.to_thread(self.run_diagnostics, run)
+        elif run is not None:
             p = run.profile
             with p.lock:
                 counts = dict(p.counts)
@@ -366,6 +378,61 @@ class Server:
         out["symbols"] = self.symbolizer.stats()  # after the stack walk above symbolised
         return out
 
+    def run_diagnostics(self, run: Run) -> dict[str, Any]:
+        from stax.archive.diag import run_diagnostics
+
+        elapsed = (float(run.stored.get("elapsed_ms") or 0) / 1000 if run.stored is not None
+                   else run.elapsed_s())
+        return run_diagnostics(run.profile, run.summary(), run.recorder, elapsed,
+                               run.stored_diag)
+
+    def _persist(self, run: Run) -> None:
+        """Keep a finished run on disk (called from its capture thread once it stopped)."""
+        path = self.history.save(run.profile, run.id, run.summary(), self.run_diagnostics(run))
+        if path is not None:
+            run.archive = path
+            log.info("run %d kept in %s", run.id, path)
+
+    def _update_kept(self, run: Run, fields: dict[str, Any]) -> None:
+        """Fields learnt after a run was kept on disk (the launcher reports the exit status
+        once the capture has ended)."""
+        from stax.archive.format import ArchiveError, update_run
+
+        run.done.wait(30)  # the capture thread keeps the run on disk before it is done
+        if run.archive is None:
+            return
+        try:
+            update_run(run.archive, fields)
+        except ArchiveError as e:
+            log.warning("could not update kept run %d: %s", run.id, e)
+
+    async def h_save(self, params: dict[str, Any]) -> Any:
+        from stax.archive.format import ArchiveError, save
+
+        path = params.get("path")
+        if not isinstance(path, str) or not path:
+            raise RPCError(E_BAD_REQUEST, "path (a string) is required")
+        if not os.path.isabs(path):
+            raise RPCError(E_BAD_REQUEST, "path must be absolute")
+        run = self._maybe_run(params)
+        if run is None:
+            raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
+        summary = run.summary()
+        diag = await asyncio.to_thread(self.run_diagnostics, run)
+        try:
+            res = await asyncio.to_thread(save, run.profile, path, summary, diag)
+        except ArchiveError as e:
+            raise RPCError(E_BAD_REQUEST, str(e)) from None
+        res["run"] = summary
+        return res
+
+    async def h_open(self, params: dict[str, Any]) -> Any:
+        path = params.get("path")
+        if not isinstance(path, str) or not path:
+            raise RPCError(E_BAD_REQUEST, "path (a string) is required")
+        run = await asyncio.to_thread(self.registry.open_archive, path)
+        return run.summary()
+
     async def h_dump(self, params: dict[str, Any]) -> Any:
         self.dump_state()
         return {"pid": os.getpid()}
@@ -388,7 +455,8 @@ class Server:
     def _maybe_run(self, params: dict[str, Any]) -> Run | None:
         run_id = _int(params, "run")
         if run_id is None:
-            return self.registry.current()
+            cur = self.registry.current()
+            return self.registry.materialize(cur) if cur is not None else None
         return self.registry.get(run_id)
 
     async def _query(self, params: dict[str, Any], fn: Callable[..., dict[str, Any]],
