@@ -98,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag(p)
 
     add("dump", "ask stax-server to write a debug snapshot to its log")
+
+    p = add("annotate", "one function disassembled, with samples per instruction and source "
+                        "lines")
+    p.add_argument("target", metavar="TARGET",
+                   help="a hex address (0x401136) or part of a function name (the hottest "
+                        "match wins)")
+    p.add_argument("--tid", type=int)
+    p.add_argument("--run", type=int, metavar="ID")
+    json_flag(p)
     return ap
 
 
@@ -115,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             from stax.cli.record import cmd_record
 
             return cmd_record(args)
+        if args.cmd == "annotate":
+            from stax.cli.annotate import cmd_annotate
+
+            return cmd_annotate(args)
         from stax.cli import query
 
         handler = {
