@@ -88,6 +88,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         why = res["unplaced"]
         lines.append(f"  unplaced: {why['mid_instruction']} inside an instruction, "
                      f"{why['outside_disassembly']} outside the disassembled bytes, "
+                     f"{why['not_disassembled']} in code that was not disassembled, "
                      f"{why['no_address']} with no address in the binary")
         for u in res["unplaced_addrs"]:
             lines.append(f"    0x{u['addr']:x}: {u['samples']} samples "

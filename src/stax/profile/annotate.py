@@ -193,7 +193,7 @@ def annotate(p: Profile, flt: Filter, target: str) -> dict[str, Any]:
     lo = start
     hi = insns[-1][0] + insns[-1][1] if insns else start
     unplaced: dict[str, int] = {"mid_instruction": 0, "outside_disassembly": 0,
-                                "no_address": unmapped[0]}
+                                "not_disassembled": 0, "no_address": unmapped[0]}
     unplaced_at: list[dict[str, Any]] = []
     for vaddr, (n, w) in sorted(at.items()):
         i = index.get(vaddr)
@@ -201,7 +201,10 @@ def annotate(p: Profile, flt: Filter, target: str) -> dict[str, Any]:
             samples[i] += n
             weights[i] += w
             continue
-        reason = "mid_instruction" if lo <= vaddr < hi else "outside_disassembly"
+        if not insns:
+            reason = "not_disassembled"
+        else:
+            reason = "mid_instruction" if lo <= vaddr < hi else "outside_disassembly"
         unplaced[reason] += n
         unplaced_at.append({"addr": vaddr, "samples": n, "reason": reason})
     unplaced_at.sort(key=lambda u: -u["samples"])
@@ -211,8 +214,10 @@ def annotate(p: Profile, flt: Filter, target: str) -> dict[str, Any]:
     debug_file = None
     table = None
     if insns and binary is not None:
+        from stax.symbols import read_build_id
+
         disk = base["function"].get("disk_path") or binary.path
-        debug_file = srclines.debug_elf_for(disk, build_id)
+        debug_file = srclines.debug_elf_for(disk, build_id or read_build_id(disk))
         if debug_file is not None:
             table = srclines.line_table(debug_file, start)
     rows = []
