@@ -164,3 +164,28 @@ def test_line_info_from_a_build_id_debug_file(workloads: dict[str, Path], tmp_pa
     res = ann.annotate(p, Filter(), "work_a")
     assert res["debug_file"] == str(debug) and res["has_line_info"]
     srclines.clear_caches()
+
+
+def test_line_program_decoder_matches_pyelftools(workloads: dict[str, Path]) -> None:
+    """The fast line-number state machine gives exactly pyelftools' rows."""
+    from stax.symbols import elf as symelf
+
+    paths = [str(workloads["split"]), str(workloads["qsortcb_nofp"])]
+    libc = "/lib/x86_64-linux-gnu/libc.so.6"
+    debug = srclines.debug_elf_for(libc, symelf.read_build_id(libc))
+    if debug is not None:
+        paths.append(debug)  # many units, DWARF 5, compressed sections (libc6-dbg)
+    for path in paths:
+        df = srclines._dwarf_file(path)
+        assert df is not None, path
+        checked = 0
+        for cu in df.dwarf.iter_CUs():
+            prog = df.dwarf.line_program_for_CU(cu)
+            if prog is None:
+                continue
+            fast = srclines._run_line_program(prog, df.dwarf.config.little_endian)
+            assert fast == srclines._entries_rows(prog), (path, cu.cu_offset)
+            checked += 1
+            if checked >= 40:
+                break
+        assert checked, path
