@@ -75,6 +75,12 @@ def test_annotate_split_end_to_end(stax: Stax, workloads: dict[str, Path]) -> No
                                           '"no_such_function_xyz"']
     r = stax("annotate", "0x1", "--json")
     assert r.code == 1 and r.json()["function"] is None  # type: ignore[index]
+    # a thread with no samples: nothing to show is an answer (exit 0), not an error
+    r = stax("annotate", "work_a", "--tid", "1")
+    assert r.code == 0 and "(no samples for tid 1)" in r.out
+    tid = stax("threads", "--json", check=True).json()["rows"][0]["tid"]  # type: ignore[index]
+    by_tid = stax("annotate", "work_a", "--tid", str(tid), "--json", check=True).json()
+    assert by_tid["placed_samples"] == self_a  # type: ignore[index]
 
 
 def test_annotate_bad_input_and_no_runs(stax: Stax) -> None:
@@ -116,6 +122,9 @@ def test_unplaced_samples_are_counted(workloads: dict[str, Path]) -> None:
     assert [i["samples"] for i in res["instructions"] if i["samples"]] == [3]
     # filters apply: another thread has none of these samples
     assert ann.annotate(p, Filter(tid=99), "work_a")["function"] is None
+    # exact names (a UI passing back a name it was given)
+    assert ann.annotate(p, Filter(), "work_a", exact=True)["function"]["func"] == "work_a"
+    assert ann.annotate(p, Filter(), "work", exact=True)["function"] is None
 
 
 def test_disassemble_skips_undecodable_bytes() -> None:

@@ -103,14 +103,18 @@ def _quote(target: str, how: str) -> str:
 
 def _no_match(res: dict[str, Any], args: argparse.Namespace) -> int:
     what = _quote(res["target"], res["matched_by"])
+    if not res["total_samples"]:  # nothing recorded (for this thread): an answer, not an error
+        if args.json:
+            print_json(res)
+        else:
+            print(no_samples_hint(res["run"]) if args.tid is None
+                  else f"(no samples for tid {args.tid})")
+        return 0
     if args.json:
         print_json(res)
     elif res["hottest"]:
         print(f"no sampled function matches {what}; the hottest that did:")
         for h in res["hottest"]:
             print(f"  {h['self_samples']:7d}  {h['func']}  ({h['binary']})  0x{h['addr']:x}")
-    else:
-        print(no_samples_hint(res["run"]) if args.tid is None
-              else f"(no samples for tid {args.tid})")
     sys.stderr.write(f"error: no sampled function matches {what}\n")
     return 1

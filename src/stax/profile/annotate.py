@@ -82,7 +82,13 @@ def _rank(p: Profile, flt: Filter) -> tuple[list[_Ranked], int, int]:
     return order, total_n, total_w
 
 
-def _match(p: Profile, ranked: list[_Ranked], target: str) -> tuple[_Ranked | None, str]:
+def _match(p: Profile, ranked: list[_Ranked], target: str,
+           exact: bool = False) -> tuple[_Ranked | None, str]:
+    if exact:  # the full name, as a view printed it (a UI selecting a function)
+        for r in ranked:
+            if p.funcs[r.func].name == target:
+                return r, "exact"
+        return None, "exact"
     addr = parse_target(target)
     if addr is not None:
         for r in ranked:
@@ -115,11 +121,11 @@ def _hottest(p: Profile, ranked: list[_Ranked], n: int) -> list[dict[str, Any]]:
     return out
 
 
-def annotate(p: Profile, flt: Filter, target: str) -> dict[str, Any]:
+def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[str, Any]:
     """Annotate the function ``target`` names (hex ELF address, or a case-insensitive name
-    substring: the hottest match wins)."""
+    substring: the hottest match wins; with ``exact``, the function of exactly that name)."""
     ranked, total_n, total_w = _rank(p, flt)
-    hit, how = _match(p, ranked, target)
+    hit, how = _match(p, ranked, target, exact)
     base: dict[str, Any] = {"target": target, "matched_by": how, "total_samples": total_n,
                             "total_ns": total_w}
     if hit is None:

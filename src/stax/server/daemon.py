@@ -414,9 +414,13 @@ class Server:
             raise RPCError(E_BAD_REQUEST, "target is required: a hex address (0x401136) or "
                                           "part of a function name")
 
+        exact = params.get("exact", False)
+        if not isinstance(exact, bool):
+            raise RPCError(E_BAD_REQUEST, "exact must be true or false")
+
         def run(p: Any, flt: views.Filter) -> dict[str, Any]:
             try:
-                return annotate.annotate(p, flt, target)
+                return annotate.annotate(p, flt, target, exact)
             except annotate.AnnotateError as e:
                 raise RPCError(E_BAD_REQUEST, str(e)) from None
 
