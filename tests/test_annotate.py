@@ -122,6 +122,9 @@ def test_unplaced_samples_are_counted(workloads: dict[str, Path]) -> None:
     assert [i["samples"] for i in res["instructions"] if i["samples"]] == [3]
     # filters apply: another thread has none of these samples
     assert ann.annotate(p, Filter(tid=99), "work_a")["function"] is None
+    # a run-time address inside the function finds it through the process's mappings
+    by_rt = ann.annotate(p, Filter(), hex(base + wide["addr"] + 1))
+    assert by_rt["matched_by"] == "address" and by_rt["function"]["func"] == "work_a"
     # exact names (a UI passing back a name it was given)
     assert ann.annotate(p, Filter(), "work_a", exact=True)["function"]["func"] == "work_a"
     assert ann.annotate(p, Filter(), "work", exact=True)["function"] is None

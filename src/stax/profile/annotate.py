@@ -95,6 +95,12 @@ def _match(p: Profile, ranked: list[_Ranked], target: str,
             f = p.funcs[r.func]
             if f.resolved and f.addr <= addr < f.addr + max(f.size, 1):
                 return r, "address"
+        # a run-time address (as a debugger or /proc/PID/maps shows it): through the mappings
+        for path, vaddr in _runtime_to_elf(p, addr):
+            for r in ranked:
+                f = p.funcs[r.func]
+                if f.resolved and f.path == path and f.addr <= vaddr < f.addr + max(f.size, 1):
+                    return r, "address"
         # an unresolved frame named by its own address (binary+0xOFFSET shown in top)
         for r in ranked:
             for fid in r.leaf_frames:
@@ -109,6 +115,24 @@ def _match(p: Profile, ranked: list[_Ranked], target: str,
         if needle in p.funcs[r.func].name.lower():
             return r, "name"
     return None, "name"
+
+
+def _runtime_to_elf(p: Profile, addr: int) -> list[tuple[str, int]]:
+    """(binary path, ELF virtual address) of a run-time address in each recorded process that
+    had it mapped."""
+    out: list[tuple[str, int]] = []
+    if p.symbolizer is None:
+        return out
+    with p.lock:
+        hits = [m for proc in p.processes.values() if (m := proc.find(addr)) is not None]
+    for m in hits:
+        if m.binary in (KERNEL_BINARY, UNKNOWN_BINARY):
+            continue
+        b = p.binaries[m.binary]
+        vaddr = p.symbolizer.file_offset_to_vaddr(b.path, b.build_id, addr - m.start + m.pgoff)
+        if vaddr is not None and (b.path, vaddr) not in out:
+            out.append((b.path, vaddr))
+    return out
 
 
 def _hottest(p: Profile, ranked: list[_Ranked], n: int) -> list[dict[str, Any]]:
