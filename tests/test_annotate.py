@@ -61,6 +61,13 @@ def test_annotate_split_end_to_end(stax: Stax, workloads: dict[str, Path]) -> No
         assert by_addr["function"]["func"] == "work_a"
         assert by_addr["instructions"] == insns
 
+    # a caller with no self samples is still shown, with nothing placed
+    main_addr = _func_sym(workloads["split"], "main")[0]
+    main = stax("annotate", hex(main_addr), "--json", check=True).json()
+    assert main["function"]["func"] == "main" and main["instructions"]  # type: ignore[index]
+    assert main["placed_samples"] == main["self_samples"] == 0  # type: ignore[index]
+    assert main["total_samples_in_function"] > 0.9 * top["total_samples"]  # type: ignore[index]
+
     # a substring, any case: the hottest match wins, and stax says what it picked
     text = stax("annotate", "WORK", check=True).out
     assert f'matched "WORK" -> work_a @ {hex(fn["addr"])} ({self_a} self samples)' in text

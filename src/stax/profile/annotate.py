@@ -161,6 +161,11 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
     for fid, (n, _w) in hit.leaf_frames.items():
         bin_counts[p.frame_binary[fid]] += n
     bin_id = max(bin_counts, key=lambda b: bin_counts[b]) if bin_counts else None
+    if bin_id is None and f.resolved and f.path:
+        # no self samples (only on stacks as a caller): the binary the symbol came from
+        with p.lock:
+            same = [i for i, b in enumerate(p.binaries) if b.path == f.path]
+        bin_id = same[0] if same else None
     binary = p.binaries[bin_id] if bin_id is not None else None
     build_id = binary.build_id if binary is not None else None
     base["function"] = {
