@@ -208,3 +208,31 @@ def test_line_program_decoder_matches_pyelftools(workloads: dict[str, Path]) -> 
             if checked >= 40:
                 break
         assert checked, path
+
+
+VDSO_LOOP = r"""
+#include <time.h>
+int main(void) {
+    struct timespec t; long s = 0;
+    for (long i = 0; i < 4000000; i++) { clock_gettime(CLOCK_MONOTONIC, &t); s += t.tv_nsec; }
+    return (int)(s & 1) * 0;
+}
+"""
+
+
+def test_annotate_vdso_function(stax: Stax, tmp_path: Path) -> None:
+    """Code that has no file on disk (the vDSO) is disassembled from the kernel's image."""
+    src = tmp_path / "vd.c"
+    src.write_text(VDSO_LOOP)
+    exe = tmp_path / "vd"
+    subprocess.run([shutil.which("gcc") or "cc", "-O2", "-o", str(exe), str(src)], check=True)
+    stax("record", "-F", "1999", "--", str(exe), check=True)
+    top = stax("top", "--json", "-n", "0", check=True).json()
+    vdso = [r for r in top["rows"] if r["binary"] == "[vdso]"]  # type: ignore[index]
+    if not vdso:
+        pytest.skip("no samples landed in the vDSO (clock_gettime falls back to a syscall here)")
+    res = stax("annotate", vdso[0]["func"], "--json", check=True).json()
+    assert res["function"]["binary"] == "[vdso]"  # type: ignore[index]
+    assert res["instructions"] and res["arch"] in ("x86-64", "aarch64")  # type: ignore[index]
+    assert res["placed_samples"] + res["unplaced_samples"] == res["self_samples"]  # type: ignore[index]
+    assert res["placed_samples"] == res["self_samples"] > 0  # type: ignore[index]

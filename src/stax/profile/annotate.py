@@ -190,6 +190,8 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
             vaddr = off
         elif b == UNKNOWN_BINARY or p.symbolizer is None:
             vaddr = None
+        elif p.binaries[b].path == "[vdso]":
+            vaddr = _vdso_offset_to_vaddr(off)
         else:
             fb = p.binaries[b]
             vaddr = p.symbolizer.file_offset_to_vaddr(fb.path, fb.build_id, off)
@@ -301,45 +303,80 @@ _ARCHES = {"EM_X86_64": "x86-64", "EM_386": "x86", "EM_AARCH64": "aarch64"}
 
 def _read_code(path: str, build_id: str | None, pid: int, vaddr: int,
                size: int) -> tuple[bytes, str | None, str | None, str | None]:
-    """The bytes of [vaddr, vaddr+size) from the ELF on disk, its architecture, an error, and
-    the file actually read. Refuses a file whose build-id differs from the recorded one."""
-    from stax.symbols.elf import normalize_build_id, read_build_id, same_build_id
+    """The bytes of [vaddr, vaddr+size) from the ELF on disk (the vDSO: from memory), its
+    architecture, an error, and the file actually read. Refuses a file whose build-id differs
+    from the recorded one."""
+    from stax.symbols.elf import build_id_from_stream, normalize_build_id, same_build_id
 
+    want = normalize_build_id(build_id)
+    if path == "[vdso]":
+        from io import BytesIO
+
+        from stax.symbols.vdso import read_vdso_image
+
+        data = read_vdso_image()
+        if data is None:
+            return b"", None, "[vdso]: the vDSO image is not readable", None
+        stream = BytesIO(data)
+        have = normalize_build_id(build_id_from_stream(stream))
+        if want and not (have and same_build_id(want, have)):
+            return b"", None, "[vdso]: this kernel's vDSO is not the one recorded", None
+        return (*_code_from_elf(stream, vaddr, size, path), path)
     if path.startswith("[") or not path:
         return b"", None, f"{path or 'anonymous memory'}: no file on disk to disassemble", None
     path = path.removesuffix(" (deleted)")
-    want = normalize_build_id(build_id)
-    tried = []
+    tried = False
     for fs in (path, f"/proc/{pid}/root/{path.lstrip('/')}"):
         if not os.path.isfile(fs):
             continue
-        tried.append(fs)
-        have = normalize_build_id(read_build_id(fs))
-        if want and not (have and same_build_id(want, have)):
-            continue
+        tried = True
         try:
-            from elftools.elf.elffile import ELFFile
-
             with open(fs, "rb") as f:
-                elf = ELFFile(f)
-                arch = _ARCHES.get(elf["e_machine"])
-                if arch is None:
-                    return b"", None, f"{elf['e_machine']}: no disassembler for this " \
-                                      "architecture", fs
-                for seg in elf.iter_segments():
-                    if seg["p_type"] != "PT_LOAD":
-                        continue
-                    sv, sz = seg["p_vaddr"], seg["p_filesz"]
-                    if sv <= vaddr < sv + sz:
-                        f.seek(seg["p_offset"] + vaddr - sv)
-                        return f.read(min(size, sv + sz - vaddr)), arch, None, fs
-            return b"", arch, f"{fs}: address 0x{vaddr:x} is in no loadable segment", fs
-        except Exception as e:  # a damaged file: say so, never crash the query
-            return b"", None, f"{fs}: cannot read code ({e})", fs
+                have = normalize_build_id(build_id_from_stream(f))
+                if want and not (have and same_build_id(want, have)):
+                    continue
+                return (*_code_from_elf(f, vaddr, size, fs), fs)
+        except OSError as e:
+            return b"", None, f"{fs}: cannot read code ({e.strerror or e})", fs
     if tried:
         return b"", None, (f"{path}: the file on disk is not the binary that was recorded "
                            "(build-id differs)"), None
     return b"", None, f"{path}: not found on disk", None
+
+
+def _vdso_offset_to_vaddr(offset: int) -> int | None:
+    from stax.symbols.elf import ElfImage, ElfLoadError
+    from stax.symbols.vdso import read_vdso_image
+
+    data = read_vdso_image()
+    if data is None:
+        return None
+    try:
+        return ElfImage.open("[vdso]", None, data=data).offset_to_vaddr(offset)
+    except ElfLoadError:
+        return None
+
+
+def _code_from_elf(f: Any, vaddr: int, size: int,
+                   label: str) -> tuple[bytes, str | None, str | None]:
+    """Bytes at an ELF virtual address, through the loadable segments of the ELF in ``f``."""
+    try:
+        from elftools.elf.elffile import ELFFile
+
+        elf = ELFFile(f)
+        arch = _ARCHES.get(elf["e_machine"])
+        if arch is None:
+            return b"", None, f"{elf['e_machine']}: no disassembler for this architecture"
+        for seg in elf.iter_segments():
+            if seg["p_type"] != "PT_LOAD":
+                continue
+            sv, sz = seg["p_vaddr"], seg["p_filesz"]
+            if sv <= vaddr < sv + sz:
+                f.seek(seg["p_offset"] + vaddr - sv)
+                return f.read(min(size, sv + sz - vaddr)), arch, None
+        return b"", arch, f"{label}: address 0x{vaddr:x} is in no loadable segment"
+    except Exception as e:  # a damaged file: say so, never crash the query
+        return b"", None, f"{label}: cannot read code ({e})"
 
 
 def _disassemble(code: bytes, addr: int, arch: str) -> list[tuple[int, int, str]]:
