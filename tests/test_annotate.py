@@ -163,7 +163,9 @@ def test_line_info_from_a_build_id_debug_file(workloads: dict[str, Path], tmp_pa
     (root / bid[:2]).mkdir(parents=True)
     debug = root / bid[:2] / f"{bid[2:]}.debug"
     stripped = tmp_path / "split-stripped"
-    subprocess.run(["objcopy", "--only-keep-debug", str(exe), str(debug)], check=True)
+    # compressed, as distributions ship them (SHF_COMPRESSED: decompressed on first use)
+    subprocess.run(["objcopy", "--only-keep-debug", "--compress-debug-sections=zlib-gabi",
+                    str(exe), str(debug)], check=True)
     subprocess.run(["objcopy", "--strip-debug", str(exe), str(stripped)], check=True)
     monkeypatch.setattr(symelf, "DEBUG_ROOT", str(root))
     srclines.clear_caches()
