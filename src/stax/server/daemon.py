@@ -413,7 +413,6 @@ class Server:
         if not isinstance(target, str) or not target.strip():
             raise RPCError(E_BAD_REQUEST, "target is required: a hex address (0x401136) or "
                                           "part of a function name")
-
         exact = params.get("exact", False)
         if not isinstance(exact, bool):
             raise RPCError(E_BAD_REQUEST, "exact must be true or false")
