@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-_MAX_FILES = 16  # parsed DWARF files kept (their section bytes stay in memory)
+_MAX_FILES = 16  # open DWARF files kept (compressed sections stay decompressed in memory)
 _MAX_TABLES = 256  # decoded compilation-unit line tables kept
 _MAX_SOURCES = 64  # source files kept
 _MAX_SOURCE_BYTES = 16 << 20
@@ -52,8 +52,8 @@ def _has_section(path: str, name: str) -> bool:
 
 @dataclass(slots=True)
 class LineTable:
-    """The rows of one compilation unit's line program, sorted by address. ``ends`` marks
-    addresses where a sequence ends (no line there)."""
+    """The rows of one compilation unit's line program, sorted by address; a row with file -1
+    is the end of a sequence (no line from there on)."""
 
     addrs: list[int]
     files: list[int]  # index into ``names``; -1 at an end of sequence
@@ -176,8 +176,9 @@ class _DwarfFile:
     """One opened ELF with DWARF: lazily read sections, the address -> CU index, decoded
     tables. Keeps the file open while cached."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, key: tuple[str, int, int]) -> None:
         self.path = path
+        self.key = key  # (path, mtime, size): decoded tables are cached under it
         self.file = open(path, "rb")  # noqa: SIM115 - closed by close() on eviction
         try:
             self.dwarf = _open_dwarf(self.file)
@@ -244,7 +245,7 @@ class _DwarfFile:
         return None
 
     def table_for_cu(self, cu_offset: int) -> LineTable | None:
-        key = (self.path, cu_offset)
+        key = (*self.key, cu_offset)
         with _LOCK:
             table = _TABLES.get(key)
             if table is not None:
@@ -429,7 +430,7 @@ def _text(v: Any) -> str:
 
 _LOCK = threading.Lock()
 _FILES: OrderedDict[tuple[str, int, int], _DwarfFile | None] = OrderedDict()
-_TABLES: OrderedDict[tuple[str, int], LineTable] = OrderedDict()
+_TABLES: OrderedDict[tuple[str, int, int, int], LineTable] = OrderedDict()
 _SOURCES: OrderedDict[tuple[str, int, int], list[str] | None] = OrderedDict()
 
 
@@ -444,7 +445,7 @@ def _dwarf_file(path: str) -> _DwarfFile | None:
             _FILES.move_to_end(key)
             return _FILES[key]
     try:
-        df: _DwarfFile | None = _DwarfFile(path)
+        df: _DwarfFile | None = _DwarfFile(path, key)
     except Exception:
         df = None
     with _LOCK:
