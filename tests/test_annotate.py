@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Stax
 
+from stax.capture.records import Sample
 from stax.profile import annotate as ann
 from stax.profile import srclines
 from stax.profile.tables import Profile
@@ -108,7 +109,7 @@ def _split_profile(exe: Path, ips: list[int], base: int = 0x555555554000) -> Pro
     with p.lock:
         p.on_mmap(10, 10, base, size, 0, 5, None, str(exe), 1)
         for t, ip in enumerate(ips):
-            p.on_sample(10, 10, 100 + t, 0, 1000, (ip,))
+            p.on_sample(Sample(0, "cpu-clock", ip, 10, 10, 100 + t, 0, 1000, (ip,)))
     return p
 
 
@@ -167,12 +168,15 @@ def test_line_info_from_a_build_id_debug_file(workloads: dict[str, Path], tmp_pa
     subprocess.run(["objcopy", "--only-keep-debug", "--compress-debug-sections=zlib-gabi",
                     str(exe), str(debug)], check=True)
     subprocess.run(["objcopy", "--strip-debug", str(exe), str(stripped)], check=True)
-    monkeypatch.setattr(symelf, "DEBUG_ROOT", str(root))
+    from stax.symbols import debuginfo
+
+    monkeypatch.setattr(debuginfo, "_default", debuginfo.DebugInfoFinder(
+        debug_roots=(str(tmp_path / "debug"),)))
     srclines.clear_caches()
 
     assert srclines.debug_elf_for(str(exe), bid) == str(exe)  # it has its own line tables
     assert srclines.debug_elf_for(str(stripped), bid) == str(debug)
-    assert srclines.debug_elf_for(str(stripped), "00" * 20) is None
+    assert srclines.debug_elf_for(str(stripped), "ab" * 20) is None  # another build
     addr, size = _func_sym(exe, "work_a")
     table = srclines.line_table(str(debug), addr)
     assert table is not None
@@ -232,7 +236,8 @@ def test_annotate_vdso_function(stax: Stax, tmp_path: Path) -> None:
     top = stax("top", "--json", "-n", "0", check=True).json()
     vdso = [r for r in top["rows"] if r["binary"] == "[vdso]"]  # type: ignore[index]
     if not vdso:
-        pytest.skip("no samples landed in the vDSO (clock_gettime falls back to a syscall here)")
+        pytest.skip("no samples landed in the vDSO (clock_gettime falls back to a syscall "
+                    f"here?): {[(r['func'], r['binary']) for r in top['rows'][:4]]}")  # type: ignore[index]
     res = stax("annotate", vdso[0]["func"], "--json", check=True).json()
     assert res["function"]["binary"] == "[vdso]"  # type: ignore[index]
     assert res["instructions"] and res["arch"] in ("x86-64", "aarch64")  # type: ignore[index]

@@ -15,11 +15,11 @@ PAGE = mmap.PAGESIZE
 
 
 def _tail(pid: int, tid: int, time: int, cpu: int = 0) -> bytes:
-    return struct.pack("<IIQII", pid, tid, time, cpu, 0)
+    return struct.pack("<IIQIIQ", pid, tid, time, cpu, 0, 7)
 
 
 def sample(pid: int, tid: int, time: int, chain: list[int], period: int = 1_000_000) -> bytes:
-    body = struct.pack("<QIIQIIQQ", chain[0], pid, tid, time, 0, 0, period, len(chain))
+    body = struct.pack("<QQIIQIIQQ", 7, chain[0], pid, tid, time, 0, 0, period, len(chain))
     body += struct.pack(f"<{len(chain)}Q", *chain)
     return struct.pack("<IHH", rec.RECORD_SAMPLE, 2, 8 + len(body)) + body
 
@@ -76,15 +76,15 @@ def test_ring_buffer_reads_records_split_across_the_end() -> None:
     assert out == data
     assert struct.unpack_from("<Q", rb.map, 1032)[0] == start + len(data)
     assert rb.read() == b""
-    got: list[tuple] = []
+    got: list[rec.Sample] = []
 
     class S(Profile):
-        def on_sample(self, *a: object) -> None:  # type: ignore[override]
-            got.append(a)
+        def on_sample(self, s: rec.Sample) -> None:
+            got.append(s)
 
     rec.decode(out, S())
-    assert [g[2] for g in got] == [100, 101, 102]
-    assert got[0][5] == (0x1000, 0x2000)
+    assert [g.time for g in got] == [100, 101, 102]
+    assert got[0].chain == (0x1000, 0x2000)
     rb.close()
     os.close(fd)
 
@@ -172,3 +172,28 @@ def test_truncated_stream_is_not_a_crash() -> None:
     p.ingest(data[:-3])
     p.ingest(b"\xff" * 7)
     assert p.counts["samples"] == 0
+
+
+def test_sample_layout_decodes_raw_user_registers_and_stack() -> None:
+    stype = rec.SAMPLE_TYPE | perf.SAMPLE_RAW | perf.SAMPLE_REGS_USER | perf.SAMPLE_STACK_USER
+    layout = rec.SampleLayout(stype, regs_user_mask=(1 << 6) | (1 << 7) | (1 << 8))
+    layout.kinds[9] = "tracepoint"
+    body = struct.pack("<QQIIQIIQQ", 9, 0x1000, 5, 6, 42, 1, 0, 1, 1) + struct.pack("<Q", 0x1000)
+    body += struct.pack("<I", 4) + b"abcd"  # raw, padded to 8 bytes overall by the kernel
+    body += struct.pack("<Q3Q", 2, 0x7ff0, 0x7fe0, 0x1000)  # abi 64, bp, sp, ip
+    stack = bytes(range(16))
+    body += struct.pack("<Q", 32) + stack + bytes(16) + struct.pack("<Q", 16)
+    data = struct.pack("<IHH", rec.RECORD_SAMPLE, 2, 8 + len(body)) + body
+    got: list[rec.Sample] = []
+
+    class S(Profile):
+        def on_sample(self, s: rec.Sample) -> None:
+            got.append(s)
+
+    assert rec.decode(data, S(), layout) == 1
+    s = got[0]
+    assert (s.kind, s.pid, s.tid, s.time, s.cpu) == ("tracepoint", 5, 6, 42, 1)
+    assert s.raw == b"abcd" and s.abi == 2 and s.regs == (0x7ff0, 0x7fe0, 0x1000)
+    assert s.stack == stack
+    assert rec.index(data, layout) == [(42, 0)]
+    assert rec.decode(data[:-8], S(), layout) == 0  # truncated: not a crash

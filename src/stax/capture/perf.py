@@ -34,6 +34,7 @@ SAMPLE_STREAM_ID = 1 << 9
 SAMPLE_RAW = 1 << 10
 SAMPLE_REGS_USER = 1 << 12
 SAMPLE_STACK_USER = 1 << 13
+SAMPLE_IDENTIFIER = 1 << 16
 
 # bit positions in the flags word of perf_event_attr
 FLAG_BITS = {
@@ -67,6 +68,7 @@ PERF_FLAG_FD_CLOEXEC = 1 << 3
 PERF_EVENT_IOC_ENABLE = 0x2400
 PERF_EVENT_IOC_DISABLE = 0x2401
 PERF_EVENT_IOC_SET_OUTPUT = 0x2405
+PERF_EVENT_IOC_ID = 0x80082407
 
 CLOCK_MONOTONIC = 1
 ATTR_SIZE = 128  # PERF_ATTR_SIZE_VER7
@@ -133,6 +135,14 @@ def ioctl(fd: int, request: int, arg: int = 0) -> None:
 
 def set_output(fd: int, target_fd: int) -> None:
     fcntl.ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, target_fd)
+
+
+def event_id(fd: int) -> int:
+    """The kernel's id for an event (what PERF_SAMPLE_IDENTIFIER reports; inherited copies in
+    child threads and processes report their parent's id)."""
+    buf = bytearray(8)
+    fcntl.ioctl(fd, PERF_EVENT_IOC_ID, buf)
+    return struct.unpack("<Q", buf)[0]
 
 
 def online_cpus() -> list[int]:

@@ -40,7 +40,8 @@ class CaptureInfo:
 
 
 def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
-               buffer_bytes: int) -> perf.EventAttr:
+               buffer_bytes: int, layout: rec.SampleLayout = rec.DEFAULT_LAYOUT
+               ) -> perf.EventAttr:
     flags = ["inherit", "mmap", "mmap2", "comm", "comm_exec", "task", "freq", "sample_id_all",
              "use_clockid", "watermark"]
     if launch:
@@ -53,7 +54,8 @@ def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
         type=perf.PERF_TYPE_SOFTWARE,
         config=perf.PERF_COUNT_SW_CPU_CLOCK,
         sample_period_or_freq=frequency,
-        sample_type=rec.SAMPLE_TYPE,
+        sample_type=layout.sample_type,
+        sample_regs_user=layout.regs_user_mask,
         flags=tuple(flags),
         wakeup=max(4096, buffer_bytes // 4),
     )
@@ -65,7 +67,8 @@ class Recorder:
     def __init__(self, sink: rec.Sink, lock: AbstractContextManager[object], frequency: int,
                  buffer_pages: int = 256) -> None:
         self.lock = lock
-        self.orderer = rec.Orderer(sink)
+        self.layout = rec.SampleLayout()
+        self.orderer = rec.Orderer(sink, self.layout)
         self.frequency = frequency
         self.buffer_pages = buffer_pages
         self.fds: list[int] = []
@@ -82,9 +85,11 @@ class Recorder:
     def _open_one(self, tid: int, cpu: int) -> int:
         while True:
             attr = _base_attr(self.frequency, self._launch, self._kernel, self._build_id,
-                              self.buffer_pages * 4096)
+                              self.buffer_pages * 4096, self.layout)
             try:
-                return perf.perf_event_open(attr, tid, cpu)
+                fd = perf.perf_event_open(attr, tid, cpu)
+                self.layout.kinds[perf.event_id(fd)] = "cpu-clock"
+                return fd
             except perf.PerfError as e:
                 if e.errno in (errno.EACCES, errno.EPERM) and self._kernel:
                     self._kernel = False

@@ -36,23 +36,88 @@ CONTEXT_MAX = (1 << 64) - 4095
 CONTEXT_KERNEL = (1 << 64) - 128
 CONTEXT_USER = (1 << 64) - 512
 
-SAMPLE_TYPE = (perf.SAMPLE_IP | perf.SAMPLE_TID | perf.SAMPLE_TIME | perf.SAMPLE_CPU
-               | perf.SAMPLE_PERIOD | perf.SAMPLE_CALLCHAIN)
+SAMPLE_TYPE = (perf.SAMPLE_IDENTIFIER | perf.SAMPLE_IP | perf.SAMPLE_TID | perf.SAMPLE_TIME
+               | perf.SAMPLE_CPU | perf.SAMPLE_PERIOD | perf.SAMPLE_CALLCHAIN)
+"""What every event of a recording reports (all events share one layout; the identifier tells
+which event a sample came from). Optional additions: SAMPLE_RAW (tracepoints),
+SAMPLE_REGS_USER | SAMPLE_STACK_USER (DWARF unwinding)."""
+
+_SUPPORTED = (perf.SAMPLE_IDENTIFIER | perf.SAMPLE_IP | perf.SAMPLE_TID | perf.SAMPLE_TIME
+              | perf.SAMPLE_CPU | perf.SAMPLE_PERIOD | perf.SAMPLE_CALLCHAIN | perf.SAMPLE_RAW
+              | perf.SAMPLE_REGS_USER | perf.SAMPLE_STACK_USER)
+_REQUIRED = perf.SAMPLE_IDENTIFIER | perf.SAMPLE_IP | perf.SAMPLE_TID | perf.SAMPLE_TIME \
+    | perf.SAMPLE_CPU | perf.SAMPLE_PERIOD | perf.SAMPLE_CALLCHAIN
+
+
+class SampleLayout:
+    """How sample records and sample_id trailers are laid out for one recording.
+
+    ``kinds`` maps event ids (PERF_EVENT_IOC_ID) to a name such as "cpu-clock"; the recorder
+    fills it as it opens events, and decoded samples carry the name of their event.
+    """
+
+    def __init__(self, sample_type: int = SAMPLE_TYPE, regs_user_mask: int = 0) -> None:
+        if sample_type & ~_SUPPORTED or sample_type & _REQUIRED != _REQUIRED:
+            raise ValueError(f"unsupported sample_type {sample_type:#x}")
+        self.sample_type = sample_type
+        self.regs_user_mask = regs_user_mask
+        self.n_regs = bin(regs_user_mask).count("1")
+        self.raw = bool(sample_type & perf.SAMPLE_RAW)
+        self.regs = bool(sample_type & perf.SAMPLE_REGS_USER)
+        self.stack = bool(sample_type & perf.SAMPLE_STACK_USER)
+        self.kinds: dict[int, str] = {}
+        # sample_id trailer (sample_id_all): pid/tid, time, cpu/res, identifier
+        self.trailer_size = 32
+        self.trailer_time_from_end = 24
+
+
+DEFAULT_LAYOUT = SampleLayout()
+
+
+class Sample:
+    """One decoded PERF_RECORD_SAMPLE.
+
+    ``chain`` is the kernel's call chain (with PERF_CONTEXT_* markers) or ``(ip,)``; ``regs``
+    are the user registers in perf_regs order of the layout's mask (None when not sampled or
+    the sample hit a kernel thread); ``stack`` is the valid part of the user stack copy, whose
+    first byte is at the user stack pointer.
+    """
+
+    __slots__ = ("id", "kind", "ip", "pid", "tid", "time", "cpu", "period", "chain", "raw",
+                 "abi", "regs", "stack")
+
+    def __init__(self, id: int, kind: str, ip: int, pid: int, tid: int, time: int, cpu: int,
+                 period: int, chain: tuple[int, ...], raw: bytes | None = None, abi: int = 0,
+                 regs: tuple[int, ...] | None = None, stack: bytes | None = None) -> None:
+        self.id = id
+        self.kind = kind
+        self.ip = ip
+        self.pid = pid
+        self.tid = tid
+        self.time = time
+        self.cpu = cpu
+        self.period = period
+        self.chain = chain
+        self.raw = raw
+        self.abi = abi
+        self.regs = regs
+        self.stack = stack
+
 
 _hdr = struct.Struct("<IHH")
-_sample_fixed = struct.Struct("<QIIQIIQQ")  # ip, pid, tid, time, cpu, res, period, nr
+_sample_fixed = struct.Struct("<QQIIQIIQQ")  # id, ip, pid, tid, time, cpu, res, period, nr
 _u64 = struct.Struct("<Q")
 _u32x2 = struct.Struct("<II")
 _mmap2 = struct.Struct("<IIQQQ")  # pid, tid, addr, len, pgoff
 _fork = struct.Struct("<IIIIQ")  # pid, ppid, tid, ptid, time
 _lost = struct.Struct("<QQ")
 _throttle = struct.Struct("<QQQ")
-_id_tail = struct.Struct("<IIQII")  # sample_id: pid, tid, time, cpu, res
+_id_tail = struct.Struct("<IIQIIQ")  # sample_id: pid, tid, time, cpu, res, identifier
+_u32 = struct.Struct("<I")
 
 
 class Sink(Protocol):
-    def on_sample(self, pid: int, tid: int, time: int, cpu: int, period: int,
-                  chain: tuple[int, ...]) -> None: ...
+    def on_sample(self, s: Sample) -> None: ...
     def on_mmap(self, pid: int, tid: int, addr: int, length: int, pgoff: int, prot: int,
                 build_id: str | None, filename: str, time: int) -> None: ...
     def on_comm(self, pid: int, tid: int, comm: str, exec_: bool, time: int) -> None: ...
@@ -70,25 +135,27 @@ def _cstr(buf: bytes, off: int, end: int) -> str:
     return buf[off:nul].decode("utf-8", "replace")
 
 
-def index(buf: bytes) -> list[tuple[int, int]]:
+def index(buf: bytes, layout: SampleLayout = DEFAULT_LAYOUT) -> list[tuple[int, int]]:
     """(timestamp, offset) of every complete record in ``buf``, in stream order.
 
-    Samples carry the time at body+16; every other record ends with the sample_id trailer
-    (pid, tid, time, cpu, res) because sample_id_all is set.
+    Samples carry the time at body+24 (after identifier, ip, pid/tid); every other record ends
+    with the sample_id trailer (pid/tid, time, cpu/res, identifier) because sample_id_all is set.
     """
     out: list[tuple[int, int]] = []
     off = 0
     end = len(buf)
     hdr_unpack = _hdr.unpack_from
     u64 = _u64.unpack_from
+    trailer = layout.trailer_size
+    back = layout.trailer_time_from_end
     while off + 8 <= end:
         rtype, _misc, size = hdr_unpack(buf, off)
         if size < 8 or off + size > end:
             break
         if rtype == RECORD_SAMPLE:
-            t = u64(buf, off + 24)[0]
-        elif size >= 8 + _id_tail.size:
-            t = u64(buf, off + size - 16)[0]
+            t = u64(buf, off + 32)[0]
+        elif size >= 8 + trailer:
+            t = u64(buf, off + size - back)[0]
         else:
             t = 0
         out.append((t, off))
@@ -96,27 +163,72 @@ def index(buf: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def decode(buf: bytes, sink: Sink) -> int:
+def decode(buf: bytes, sink: Sink, layout: SampleLayout = DEFAULT_LAYOUT) -> int:
     """Decode every record in ``buf`` in stream order; returns the number of records."""
-    return sum(1 for _t, off in index(buf) if decode_at(buf, off, sink))
+    return sum(1 for _t, off in index(buf, layout) if decode_at(buf, off, sink, layout))
 
 
-def decode_at(buf: bytes, off: int, sink: Sink) -> bool:
+def _decode_sample(buf: bytes, off: int, size: int, layout: SampleLayout) -> Sample | None:
+    end = off + size
+    body = off + 8
+    if body + _sample_fixed.size > end:
+        return None
+    id_, ip, pid, tid, time, cpu, _res, period, nr = _sample_fixed.unpack_from(buf, body)
+    p = body + _sample_fixed.size
+    if p + 8 * nr > end:
+        return None
+    chain = struct.unpack_from(f"<{nr}Q", buf, p) if nr else (ip,)
+    p += 8 * nr
+    s = Sample(id_, layout.kinds.get(id_, ""), ip, pid, tid, time, cpu, period, chain)
+    if layout.raw:
+        if p + 4 > end:
+            return None
+        rsize = _u32.unpack_from(buf, p)[0]
+        if p + 4 + rsize > end:
+            return None
+        s.raw = buf[p + 4: p + 4 + rsize]
+        p += 4 + rsize
+    if layout.regs:
+        if p + 8 > end:
+            return None
+        abi = _u64.unpack_from(buf, p)[0]
+        p += 8
+        s.abi = abi
+        if abi:
+            n = layout.n_regs
+            if p + 8 * n > end:
+                return None
+            s.regs = struct.unpack_from(f"<{n}Q", buf, p)
+            p += 8 * n
+    if layout.stack:
+        if p + 8 > end:
+            return None
+        ssize = _u64.unpack_from(buf, p)[0]
+        p += 8
+        if ssize:
+            if p + ssize + 8 > end:
+                return None
+            dyn = _u64.unpack_from(buf, p + ssize)[0]
+            s.stack = buf[p: p + min(dyn, ssize)]
+    return s
+
+
+def decode_at(buf: bytes, off: int, sink: Sink, layout: SampleLayout = DEFAULT_LAYOUT) -> bool:
     """Decode the one record at ``off``; False if it is malformed."""
     rtype, misc, size = _hdr.unpack_from(buf, off)
     if size < 8 or off + size > len(buf):
         return False
     body = off + 8
     if rtype == RECORD_SAMPLE:
-        ip, pid, tid, time, cpu, _res, period, nr = _sample_fixed.unpack_from(buf, body)
-        chain_off = body + _sample_fixed.size
-        if nr and chain_off + 8 * nr <= off + size:
-            chain = struct.unpack_from(f"<{nr}Q", buf, chain_off)
-        else:
-            chain = (ip,)
-        sink.on_sample(pid, tid, time, cpu, period, chain)
+        s = _decode_sample(buf, off, size, layout)
+        if s is None:
+            return False
+        sink.on_sample(s)
         return True
-    tail = off + size - _id_tail.size
+    if size < 8 + layout.trailer_size:
+        sink.on_other(rtype)
+        return True
+    tail = off + size - layout.trailer_size
     if rtype == RECORD_MMAP2:
         pid, tid, addr, length, pgoff = _mmap2.unpack_from(buf, body)
         p = body + _mmap2.size
@@ -167,8 +279,9 @@ class Orderer:
 
     MARGIN_NS = 20_000_000
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, layout: SampleLayout = DEFAULT_LAYOUT) -> None:
         self.sink = sink
+        self.layout = layout
         self.pending: list[tuple[int, int, bytes, int]] = []
         self.seq = 0
         self.records = 0
@@ -177,7 +290,7 @@ class Orderer:
     def add(self, buf: bytes) -> None:
         seq = self.seq
         pending = self.pending
-        for t, off in index(buf):
+        for t, off in index(buf, self.layout):
             pending.append((t, seq, buf, off))
             seq += 1
         self.seq = seq
@@ -194,8 +307,9 @@ class Orderer:
                                    key=lambda r: r[0])
             ready, self.pending = self.pending[:n], self.pending[n:]
         sink = self.sink
+        layout = self.layout
         for _t, _seq, buf, off in ready:
-            if not decode_at(buf, off, sink):
+            if not decode_at(buf, off, sink, layout):
                 self.malformed += 1
         self.records += len(ready)
         return len(ready)

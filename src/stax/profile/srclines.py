@@ -22,17 +22,14 @@ _MAX_SOURCE_BYTES = 16 << 20
 
 def debug_elf_for(path: str, build_id: str | None) -> str | None:
     """The ELF file that holds the DWARF line tables for the binary at ``path``: the binary
-    itself when it has ``.debug_line``, else its separate debug file found by build-id.
-
-    This is the one place annotate asks where line tables live; richer debug-file lookups
-    (``.gnu_debuglink``, debuginfod) plug in here.
-    """
+    itself when it has ``.debug_line``, else its separate debug file (build-id tree,
+    ``.gnu_debuglink``, debuginfod: ``stax.symbols.find_debug_file``). The one place annotate
+    asks where line tables live."""
     if _has_section(path, ".debug_line"):
         return path
-    from stax.symbols import elf as symelf
+    from stax.symbols import find_debug_file
 
-    finder = getattr(symelf, "debug_file_for", None)
-    found = finder(build_id) if finder is not None and build_id else None
+    found = find_debug_file(path, build_id, "separate")
     if found and _has_section(found, ".debug_line"):
         return found
     return None

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 
 KERNEL_BINARY = 0  # binary id reserved for kernel addresses
 UNKNOWN_BINARY = 1  # user addresses outside every known mapping
+ANON_PATH = "[anon]"  # anonymous executable memory (JIT code): one binary per process, and the
+# frame offset is the absolute address, so the symbolizer can consult /tmp/perf-PID.map
+
+
+def _is_anon(filename: str) -> bool:
+    return not filename or filename.startswith("//anon") or filename.startswith("[anon")
 
 
 @dataclass(slots=True)
@@ -106,7 +112,7 @@ class Profile:
         self.symbolizer = symbolizer
         self.binaries: list[Binary] = [Binary("[kernel.kallsyms]", None, 0),
                                        Binary("[unknown]", None, 0)]
-        self._binary_ids: dict[tuple[str, str | None], int] = {}
+        self._binary_ids: dict[tuple[str, str | None, int], int] = {}
         self.frame_binary = array("i")
         self.frame_offset = array("Q")
         self.frame_func = array("i")  # -1 until symbolised
@@ -137,7 +143,7 @@ class Profile:
     # --- interning --------------------------------------------------------------------------
 
     def binary_id(self, path: str, build_id: str | None, pid: int) -> int:
-        key = (path, build_id)
+        key = (path, build_id, pid if path == ANON_PATH else 0)
         bid = self._binary_ids.get(key)
         if bid is None:
             bid = len(self.binaries)
@@ -180,6 +186,8 @@ class Profile:
             # callers are return addresses: look them up at ip - 1 (inside the call instruction)
             addr = ip if first_in_context else ip - 1
             first_in_context = False
+            if addr < 0:  # a zero return address ends a frame-pointer walk
+                continue
             if context == rec.CONTEXT_KERNEL:
                 frames.append(self.frame_id(KERNEL_BINARY, addr))
                 continue
@@ -196,8 +204,30 @@ class Profile:
 
     # --- the record sink (called by the capture loop under self.lock) ------------------------
 
-    def on_sample(self, pid: int, tid: int, time: int, cpu: int, period: int,
-                  chain: tuple[int, ...]) -> None:
+    def on_sample(self, s: rec.Sample) -> None:
+        if s.kind not in ("", "cpu-clock"):
+            self.on_event_sample(s)
+            return
+        tid, time = s.tid, s.time
+        sid = self.sample_stack(s)
+        if sid < 0:
+            self.counts["empty_stacks"] += 1
+        self.s_time.append(time)
+        self.s_tid.append(tid)
+        self.s_stack.append(sid)
+        self.s_weight.append(s.period)
+        self.s_cpu.append(s.cpu)
+        self.counts["samples"] += 1
+        if not self.first_time:
+            self.first_time = time
+        self.last_time = time
+        if tid not in self.threads:
+            self.threads[tid] = Thread(s.pid, tid, start_ns=time)
+        self.threads[tid].end_ns = time
+
+    def sample_stack(self, s: rec.Sample) -> int:
+        """The interned stack id of any sample (on-CPU or an event such as a tracepoint)."""
+        pid, chain = s.pid, s.chain
         key = (pid, chain)
         sid = self._chain_cache.get(key)
         if sid is None:
@@ -205,22 +235,13 @@ class Profile:
             if len(self._chain_cache) > 500_000:
                 self._chain_cache.clear()
             self._chain_cache[key] = sid
-        if sid < 0:
-            self.counts["empty_stacks"] += 1
         if len(chain) >= self.max_chain:
             self.counts["truncated_chains"] += 1
-        self.s_time.append(time)
-        self.s_tid.append(tid)
-        self.s_stack.append(sid)
-        self.s_weight.append(period)
-        self.s_cpu.append(cpu)
-        self.counts["samples"] += 1
-        if not self.first_time:
-            self.first_time = time
-        self.last_time = time
-        if tid not in self.threads:
-            self.threads[tid] = Thread(pid, tid, start_ns=time)
-        self.threads[tid].end_ns = time
+        return sid
+
+    def on_event_sample(self, s: rec.Sample) -> None:
+        """A sample from an event other than the cpu-clock sampler (e.g. a tracepoint)."""
+        self.counts["other"] += 1
 
     def on_mmap(self, pid: int, tid: int, addr: int, length: int, pgoff: int, prot: int,
                 build_id: str | None, filename: str, time: int) -> None:
@@ -230,11 +251,22 @@ class Profile:
         proc = self.processes.get(pid)
         if proc is None:
             proc = self.processes[pid] = Process(pid)
-        if filename.startswith("[") or not filename or filename.startswith("//anon"):
+        if _is_anon(filename):
+            filename, pgoff = ANON_PATH, addr
+        elif filename.endswith(".dump"):
+            self._note_jitdump(pid, filename)
+        elif filename.startswith("["):
             pgoff = 0 if filename != "[vdso]" else pgoff
-        bid = self.binary_id(filename or "[anon]", build_id, pid)
+        bid = self.binary_id(filename, build_id, pid)
         proc.add(Mapping(addr, addr + length, pgoff, bid))
         self._chain_cache.clear()
+
+    def _note_jitdump(self, pid: int, path: str) -> None:
+        """A JIT runtime maps its jitdump file executable so profilers can find it."""
+        from stax.symbols.perfmap import is_jitdump_path
+
+        if self.symbolizer is not None and is_jitdump_path(path):
+            self.symbolizer.perf_maps.add_jitdump(pid, path)
 
     def on_comm(self, pid: int, tid: int, comm: str, exec_: bool, time: int) -> None:
         self.counts["comm"] += 1
@@ -302,7 +334,11 @@ class Profile:
                 pgoff = int(parts[2], 16)
                 if path.startswith("/") and path not in build_ids:
                     build_ids[path] = read_build_id(path)
-                bid = self.binary_id(path or "[anon]", build_ids.get(path), pid)
+                if _is_anon(path):
+                    path, pgoff = ANON_PATH, lo
+                elif path.endswith(".dump"):
+                    self._note_jitdump(pid, path)
+                bid = self.binary_id(path, build_ids.get(path), pid)
                 proc.add(Mapping(lo, hi, pgoff, bid))
             try:
                 tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
