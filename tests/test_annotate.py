@@ -62,11 +62,11 @@ def test_annotate_split_end_to_end(stax: Stax, workloads: dict[str, Path]) -> No
         assert by_addr["function"]["func"] == "work_a"
         assert by_addr["instructions"] == insns
 
-    # a caller with no self samples is still shown, with nothing placed
+    # a caller (main: few or no self samples) is still shown, its own samples placed
     main_addr = _func_sym(workloads["split"], "main")[0]
     main = stax("annotate", hex(main_addr), "--json", check=True).json()
     assert main["function"]["func"] == "main" and main["instructions"]  # type: ignore[index]
-    assert main["placed_samples"] == main["self_samples"] == 0  # type: ignore[index]
+    assert main["placed_samples"] == main["self_samples"] < 0.05 * self_a  # type: ignore[index]
     assert main["total_samples_in_function"] > 0.9 * top["total_samples"]  # type: ignore[index]
 
     # a substring, any case: the hottest match wins, and stax says what it picked
