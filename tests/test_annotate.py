@@ -100,8 +100,10 @@ def test_annotate_bad_input_and_no_runs(stax: Stax) -> None:
     assert r.code == 1 and r.err.startswith("error: target is required")
 
 
-def _split_profile(exe: Path, ips: list[int], base: int = 0x555555554000) -> Profile:
-    """A profile whose only process maps ``exe`` at ``base`` (offset 0, as the whole file)."""
+def _split_profile(exe: Path, ips: list[int], base: int = 0x555555554000,
+                   caller: int | None = None) -> Profile:
+    """A profile whose only process maps ``exe`` at ``base`` (offset 0, as the whole file);
+    each sample is ``ip`` (called from the return address ``caller``, if given)."""
     from stax.symbols import Symbolizer
 
     p = Profile(Symbolizer())
@@ -109,7 +111,8 @@ def _split_profile(exe: Path, ips: list[int], base: int = 0x555555554000) -> Pro
     with p.lock:
         p.on_mmap(10, 10, base, size, 0, 5, None, str(exe), 1)
         for t, ip in enumerate(ips):
-            p.on_sample(Sample(0, "cpu-clock", ip, 10, 10, 100 + t, 0, 1000, (ip,)))
+            chain = (ip,) if caller is None else (ip, caller)
+            p.on_sample(Sample(0, "cpu-clock", ip, 10, 10, 100 + t, 0, 1000, chain))
     return p
 
 
@@ -133,6 +136,14 @@ def test_unplaced_samples_are_counted(workloads: dict[str, Path]) -> None:
     # a run-time address inside the function finds it through the process's mappings
     by_rt = ann.annotate(p, Filter(), hex(base + wide["addr"] + 1))
     assert by_rt["matched_by"] == "address" and by_rt["function"]["func"] == "work_a"
+    # a function seen only as a caller: disassembled from its symbol, nothing to place
+    main_addr = _func_sym(exe, "main")[0]
+    p2 = _split_profile(exe, [base + addr] * 4, caller=base + main_addr + 5)
+    res = ann.annotate(p2, Filter(), "main", exact=True)
+    assert res["function"]["func"] == "main" and res["instructions"]
+    assert res["instructions"][0]["addr"] == main_addr
+    assert res["self_samples"] == res["placed_samples"] == 0
+    assert res["total_samples_in_function"] == 4
     # exact names (a UI passing back a name it was given)
     assert ann.annotate(p, Filter(), "work_a", exact=True)["function"]["func"] == "work_a"
     assert ann.annotate(p, Filter(), "work", exact=True)["function"] is None
