@@ -1,6 +1,6 @@
 """Run every stax benchmark in sequence: overhead, ingest, query_latency, annotate_latency.
 
-``--quick`` is passed through. With ``--json`` the numbers of all three are printed as one JSON
+``--quick`` is passed through. With ``--json`` the numbers of all of them are printed as one JSON
 document keyed by benchmark. Missed targets are reported, not failures; the exit status is
 non-zero only if a benchmark itself crashed.
 """
