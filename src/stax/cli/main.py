@@ -117,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
     p.add_argument("--run", type=int, metavar="ID")
     p.add_argument("--tid", type=int)
+    p = add("annotate", "one function disassembled, with samples per instruction and source "
+                        "lines")
+    p.add_argument("target", metavar="TARGET",
+                   help="a hex address (0x401136) or part of a function name (the hottest "
+                        "match wins)")
+    p.add_argument("--tid", type=int)
+    p.add_argument("--run", type=int, metavar="ID")
+    json_flag(p)
     return ap
 
 
@@ -139,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return {"save": archive.cmd_save, "open": archive.cmd_open,
                     "compare": archive.cmd_compare, "export": archive.cmd_export}[args.cmd](args)
+        if args.cmd == "annotate":
+            from stax.cli.annotate import cmd_annotate
+
+            return cmd_annotate(args)
         from stax.cli import query
 
         handler = {

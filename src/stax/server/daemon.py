@@ -105,6 +105,7 @@ class Server:
             "unsubscribe": self.subs.unsubscribe,
             "save": self.h_save,
             "open": self.h_open,
+            "annotate": self.h_annotate,
         }
 
     # --- transport ----------------------------------------------------------------------------
@@ -496,6 +497,25 @@ class Server:
     async def h_timeline(self, params: dict[str, Any]) -> Any:
         buckets = _int(params, "buckets", 100, lo=1)
         return await self._query(params, views.timeline, min(buckets or 100, 10_000))
+
+    async def h_annotate(self, params: dict[str, Any]) -> Any:
+        from stax.profile import annotate
+
+        target = params.get("target")
+        if not isinstance(target, str) or not target.strip():
+            raise RPCError(E_BAD_REQUEST, "target is required: a hex address (0x401136) or "
+                                          "part of a function name")
+        exact = params.get("exact", False)
+        if not isinstance(exact, bool):
+            raise RPCError(E_BAD_REQUEST, "exact must be true or false")
+
+        def run(p: Any, flt: views.Filter) -> dict[str, Any]:
+            try:
+                return annotate.annotate(p, flt, target, exact)
+            except annotate.AnnotateError as e:
+                raise RPCError(E_BAD_REQUEST, str(e)) from None
+
+        return await self._query(params, run)
 
 
 def _socket_alive(path: str) -> bool:
