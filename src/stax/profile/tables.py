@@ -18,6 +18,7 @@ from stax.capture import records as rec
 
 if TYPE_CHECKING:
     from stax.symbols import Symbolizer
+    from stax.unwind import Unwinder
 
 KERNEL_BINARY = 0  # binary id reserved for kernel addresses
 UNKNOWN_BINARY = 1  # user addresses outside every known mapping
@@ -100,7 +101,8 @@ class Profile:
     read the append-only columns without it.
     """
 
-    def __init__(self, symbolizer: Symbolizer | None = None) -> None:
+    def __init__(self, symbolizer: Symbolizer | None = None, dwarf_unwind: bool = False,
+                 stack_size: int = 0) -> None:
         self.lock = threading.RLock()
         self.sym_lock = threading.Lock()
         self.symbolizer = symbolizer
@@ -133,6 +135,11 @@ class Profile:
         self.max_chain = sysctl.read_int("kernel.perf_event_max_stack", 127)
         self.first_time = 0
         self.last_time = 0
+        self.unwinder: Unwinder | None = None
+        if dwarf_unwind:
+            from stax.unwind import STACK_SIZE, Unwinder
+
+            self.unwinder = Unwinder(self, stack_size or STACK_SIZE)
 
     # --- interning --------------------------------------------------------------------------
 
@@ -218,7 +225,13 @@ class Profile:
         self.threads[tid].end_ns = time
 
     def sample_stack(self, s: rec.Sample) -> int:
-        """The interned stack id of any sample (on-CPU or an event such as a tracepoint)."""
+        """The interned stack id of any sample (on-CPU or an event such as a tracepoint).
+
+        With DWARF unwinding, the kernel part of the chain is followed by the user frames the
+        unwinder recovers from the sampled registers and stack copy.
+        """
+        if self.unwinder is not None and s.regs is not None:
+            return self.unwound_stack(s)
         pid, chain = s.pid, s.chain
         key = (pid, chain)
         sid = self._chain_cache.get(key)
@@ -229,6 +242,33 @@ class Profile:
             self._chain_cache[key] = sid
         if len(chain) >= self.max_chain:
             self.counts["truncated_chains"] += 1
+        return sid
+
+    def unwound_stack(self, s: rec.Sample) -> int:
+        assert self.unwinder is not None and s.regs is not None
+        frames: list[int] = []
+        in_kernel = False
+        first = True
+        chain = s.chain
+        for ip in chain:
+            if ip >= rec.CONTEXT_MAX:
+                in_kernel = ip == rec.CONTEXT_KERNEL
+                first = True
+                continue
+            if in_kernel:
+                frames.append(self.frame_id(KERNEL_BINARY, ip if first else ip - 1))
+                first = False
+        if len(chain) >= self.max_chain:
+            self.counts["truncated_chains"] += 1
+        frame_id = self.frame_id
+        for binary, offset in self.unwinder.walk(s.pid, s.regs, s.stack):
+            if binary == UNKNOWN_BINARY:
+                self.counts["unmapped_frames"] += 1
+            frames.append(frame_id(binary, offset))
+        sid = -1
+        stack_id = self.stack_id
+        for fid in reversed(frames):
+            sid = stack_id(sid, fid)
         return sid
 
     def on_event_sample(self, s: rec.Sample) -> None:
@@ -248,6 +288,8 @@ class Profile:
         bid = self.binary_id(filename or "[anon]", build_id, pid)
         proc.add(Mapping(addr, addr + length, pgoff, bid))
         self._chain_cache.clear()
+        if self.unwinder is not None:
+            self.unwinder.forget(pid)
 
     def on_comm(self, pid: int, tid: int, comm: str, exec_: bool, time: int) -> None:
         self.counts["comm"] += 1
@@ -259,6 +301,8 @@ class Profile:
             # a new program image: the old mappings are gone
             self.processes[pid] = Process(pid)
             self._chain_cache.clear()
+            if self.unwinder is not None:
+                self.unwinder.forget(pid)
 
     def on_fork(self, pid: int, ppid: int, tid: int, ptid: int, time: int) -> None:
         self.counts["fork"] += 1
@@ -330,6 +374,8 @@ class Profile:
                 th = self.threads.setdefault(tid, Thread(pid, tid, start_ns=time))
                 th.names.append((time, name))
             self._chain_cache.clear()
+            if self.unwinder is not None:
+                self.unwinder.forget(pid)
 
     # --- symbolisation --------------------------------------------------------------------
 
