@@ -10,6 +10,7 @@ from stax.unwind.ehframe import TABLES, EhFrame, Row, load_image
 from stax.unwind.walker import (
     NO_CFI,
     NO_FDE,
+    OUTERMOST,
     REASONS,
     REGS_MASK,
     UNMAPPED,
@@ -105,7 +106,9 @@ class Unwinder:
             row = table.row_at(vaddr)
         except Exception:  # malformed CFI for this function: count it, keep going
             row = None
-        return row, m.binary, offset, (None if row is not None else NO_FDE)
+        if row is None:
+            return None, m.binary, offset, OUTERMOST if table.in_entry_gap(vaddr) else NO_FDE
+        return row, m.binary, offset, None
 
     def stats(self) -> dict[str, Any]:
         w = self.walker

@@ -200,8 +200,9 @@ class EhFrame:
     """
 
     def __init__(self, buf: bytes, vaddr: int, index: list[tuple[int, int]] | None,
-                 loads: list[tuple[int, int, int]]) -> None:
+                 loads: list[tuple[int, int, int]], entry: int = 0) -> None:
         self.buf = buf
+        self.entry = entry  # e_entry: the hole in the table around it is the outermost frame
         self.vaddr = vaddr
         self.loads = loads  # (p_offset, p_vaddr, p_filesz) of PT_LOAD segments
         self._cies: dict[int, CIE] = {}
@@ -276,6 +277,24 @@ class EhFrame:
         if not fde.pc_begin <= pc < fde.pc_end:
             return None
         return fde
+
+    def in_entry_gap(self, pc: int) -> bool:
+        """True when no FDE covers ``pc`` and the same gap between FDEs holds the image's
+        entry point (e.g. the dynamic loader's ``_start``, written without CFI)."""
+        entry = self.entry
+        if not entry:
+            return False
+        i = bisect.bisect_right(self.starts, pc) - 1
+        j = bisect.bisect_right(self.starts, entry) - 1
+        if i != j:
+            return False
+        if i >= 0:
+            try:
+                end = self._parse_fde(self.offsets[i]).pc_end
+            except (CFIError, IndexError, struct.error, ValueError):
+                return False
+            return pc >= end and entry >= end
+        return True
 
     def row_at(self, pc: int) -> Row | None:
         """The unwind row for ``pc`` (image vaddr), or None when no FDE covers it."""
@@ -538,6 +557,7 @@ def _load_with(pread: object, size: int) -> EhFrame | None:
     phoff = _u64.unpack_from(ehdr, 32)[0]
     shoff = _u64.unpack_from(ehdr, 40)[0]
     phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from("<HHHHH", ehdr, 54)
+    entry = _u64.unpack_from(ehdr, 24)[0]
     loads: list[tuple[int, int, int]] = []
     ehf: tuple[int, int, int] | None = None
     if phoff and phnum and phentsize >= 56:
@@ -565,7 +585,7 @@ def _load_with(pread: object, size: int) -> EhFrame | None:
         buf = rd(loc[0], loc[1])  # type: ignore[operator]
         if index is not None:
             index = [(pc, fde - eh_vaddr) for pc, fde in index]
-        return EhFrame(buf, eh_vaddr, index, loads)
+        return EhFrame(buf, eh_vaddr, index, loads, entry)
     # no header: find .eh_frame among the sections
     if not shoff or not shnum or shentsize < 64 or shstrndx >= shnum:
         return None
@@ -576,7 +596,7 @@ def _load_with(pread: object, size: int) -> EhFrame | None:
     for name_off, sh_type, _flags, addr, off, sz in secs:
         end = names.find(b"\0", name_off)
         if names[name_off:end] == b".eh_frame" and sh_type != 8 and sz:
-            return EhFrame(rd(off, sz), addr, None, loads)  # type: ignore[operator]
+            return EhFrame(rd(off, sz), addr, None, loads, entry)  # type: ignore[operator]
     return None
 
 

@@ -42,6 +42,7 @@ EXHAUSTED = "stack copy exhausted"
 BAD_CFA = "bad CFA"
 UNREADABLE = "unreadable memory"
 TOO_DEEP = "too deep"
+OUTERMOST = "outermost"  # resolver verdict: no CFI, but known to be the entry point
 REASONS = (NO_FDE, NO_CFI, UNMAPPED, EXHAUSTED, BAD_CFA, UNREADABLE, TOO_DEEP)
 
 _u64 = struct.Struct("<Q").unpack_from
@@ -225,7 +226,13 @@ def step(row: Row, regs: list[int | None], mem: Memory) -> tuple[list[int | None
     ra_set = False
     for reg, kind, arg in row.rules:
         if kind == OFFSET:
-            v: int | None = mem.read((cfa + arg) & MASK64)  # type: ignore[operator]
+            addr = (cfa + arg) & MASK64  # type: ignore[operator]
+            if addr < mem.sp and reg != ra_reg and reg < N_DWARF:
+                # an epilogue after its pops: the slot lies below SP (outside the copy) and the
+                # pop already put the caller's value back in the register
+                v: int | None = regs[reg]
+            else:
+                v = mem.read(addr)
         elif kind == VAL_OFFSET:
             v = (cfa + arg) & MASK64  # type: ignore[operator]
         elif kind == REGISTER:
@@ -315,6 +322,8 @@ class Walker:
                 break
             try:
                 if row is None:
+                    if why == OUTERMOST:
+                        break
                     new, ra = self._fp_step(regs, mem)
                     if new is None:
                         reason, stop_binary = why or NO_FDE, binary
