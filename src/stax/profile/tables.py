@@ -331,10 +331,10 @@ class Profile:
     def on_other(self, rtype: int) -> None:
         self.counts["other"] += 1
 
-    def ingest(self, buf: bytes) -> None:
+    def ingest(self, buf: bytes, layout: rec.SampleLayout = rec.DEFAULT_LAYOUT) -> None:
         """Decode a stream of records in stream order (tests and offline input)."""
         with self.lock:
-            self.counts["records"] += rec.decode(buf, self)
+            self.counts["records"] += rec.decode(buf, self, layout)
 
     # --- seeding from /proc (attach) -------------------------------------------------------
 

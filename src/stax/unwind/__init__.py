@@ -125,6 +125,7 @@ class Unwinder:
             "cut_short_pct": round(100.0 * cut / w.walks, 2) if w.walks else 0.0,
             "frames": w.frames,
             "frame_pointer_frames": w.fp_frames,
+            "max_stack_used_bytes": w.max_used,
             "stops": stops,
             "tables_cached": len(TABLES),
         }

@@ -138,6 +138,28 @@ class Row:
     rules: tuple[tuple[int, int, int | bytes], ...]
     ra_reg: int
     signal: bool
+    fast: tuple[int, int, int, tuple[tuple[int, int], ...]] | None = None
+    """(CFA register, CFA offset, RA offset, ((register, offset), ...)) when the row is the
+    common shape: CFA = register + offset and every rule "saved at CFA + n"."""
+
+
+def _fast_form(cfa_reg: int, cfa_off: int, cfa_expr: bytes | None,
+               rules: tuple[tuple[int, int, int | bytes], ...], ra_reg: int, signal: bool
+               ) -> tuple[int, int, int, tuple[tuple[int, int], ...]] | None:
+    if cfa_expr is not None or signal or not 0 <= cfa_reg < 17:
+        return None
+    ra_off = None
+    saves: list[tuple[int, int]] = []
+    for reg, kind, arg in rules:
+        if kind != OFFSET or not isinstance(arg, int):
+            return None
+        if reg == ra_reg:
+            ra_off = arg
+        elif reg < 17:
+            saves.append((reg, arg))
+    if ra_off is None:
+        return None
+    return cfa_reg, cfa_off, ra_off, tuple(saves)
 
 
 def parse_cie(buf: bytes, pos: int, end: int, buf_vaddr: int) -> CIE:
@@ -374,8 +396,10 @@ class _State:
 
     def row(self) -> Row:
         rules = tuple((r, k, a) for r, (k, a) in sorted(self.regs.items()) if k != SAME)
-        return Row(self.cfa_reg if self.cfa_expr is None else -1, self.cfa_off, self.cfa_expr,
-                   rules, self.cie.ra_reg, self.cie.signal)
+        cfa_reg = self.cfa_reg if self.cfa_expr is None else -1
+        ra, sig = self.cie.ra_reg, self.cie.signal
+        return Row(cfa_reg, self.cfa_off, self.cfa_expr, rules, ra, sig,
+                   _fast_form(cfa_reg, self.cfa_off, self.cfa_expr, rules, ra, sig))
 
 
 def _execute(st: _State, code: bytes, cie: CIE, advance: object, buf_vaddr: int) -> None:

@@ -257,6 +257,20 @@ def step(row: Row, regs: list[int | None], mem: Memory) -> tuple[list[int | None
     return new, ra
 
 
+def _apply(pending: list[tuple[tuple[tuple[int, int], ...], int]], regs: list[int | None],
+           stack: bytes, sp: int, last: int) -> None:
+    """Read the callee-saved registers of the frames stepped so far, oldest first."""
+    for saves, cfa in pending:
+        for r, o in saves:
+            a = cfa + o - sp
+            if 0 <= a <= last:
+                regs[r] = _u64(stack, a)[0]
+            elif a > last:
+                regs[r] = None
+            # below SP: an epilogue already restored the register
+    pending.clear()
+
+
 class ProcessCache:
     """Per-process map from an absolute lookup address to (row, binary id, file offset)."""
 
@@ -281,6 +295,8 @@ class Walker:
         self.complete = 0
         self.frames = 0
         self.fp_frames = 0
+        self.max_used = 0  # deepest stack extent a complete walk needed (bytes above SP)
+        self.last_used = 0
         self.stops: dict[tuple[int, str], int] = {}  # (binary id, reason) -> walks
 
     def forget(self, pid: int) -> None:
@@ -295,8 +311,12 @@ class Walker:
             if i < len(regs_tuple):
                 regs[r] = regs_tuple[i]
         sp = regs[RSP] or 0
+        regs[RSP] = sp
         stack = stack or b""
-        mem = Memory(stack, sp, len(stack) >= self.stack_size)
+        full = len(stack) >= self.stack_size
+        mem = Memory(stack, sp, full)
+        last = len(stack) - 8
+        unpack = _u64
         pc = regs[RIP] or 0
         exact = True
         pc_cache = self.procs.get(pid)
@@ -307,10 +327,14 @@ class Walker:
         resolve = self.resolve
         reason: str | None = None
         stop_binary = 1
+        # Callee-saved registers restored by common-shape rows are applied lazily: most CFAs
+        # are SP-based, so their values are needed only when a later frame's CFA (or a general
+        # rule) reads one. Each entry is (((register, CFA offset), ...), CFA).
+        pending: list[tuple[tuple[tuple[int, int], ...], int]] = []
         while True:
-            lookup = pc if exact else pc - 1
-            ent = entries.get(lookup)
+            ent = entries.get(pc if exact else pc - 1)
             if ent is None:
+                lookup = pc if exact else pc - 1
                 ent = resolve(pid, lookup)
                 if len(entries) > 100_000:
                     entries.clear()
@@ -320,6 +344,38 @@ class Walker:
             if len(frames) >= MAX_FRAMES:
                 reason, stop_binary = TOO_DEEP, binary
                 break
+            fast = row.fast if row is not None else None
+            if fast is not None:  # the common shape, inlined
+                creg, coff, raoff, saves = fast
+                if creg == RSP:
+                    cfa = regs[RSP] + coff  # type: ignore[operator]
+                else:
+                    if pending:
+                        _apply(pending, regs, stack, sp, last)
+                    base = regs[creg]
+                    if base is None:
+                        reason, stop_binary = BAD_CFA, binary
+                        break
+                    cfa = base + coff
+                a = cfa + raoff - sp
+                if a < 0 or a > last:
+                    reason = EXHAUSTED if a > last and full else UNREADABLE
+                    stop_binary = binary
+                    break
+                ra = unpack(stack, a)[0]
+                if ra == 0:
+                    break
+                if cfa <= regs[RSP]:  # type: ignore[operator]
+                    reason, stop_binary = BAD_CFA, binary
+                    break
+                if saves:
+                    pending.append((saves, cfa))
+                regs[RSP] = cfa
+                regs[RIP] = pc = ra
+                exact = False
+                continue
+            if pending:
+                _apply(pending, regs, stack, sp, last)
             try:
                 if row is None:
                     if why == OUTERMOST:
@@ -352,6 +408,9 @@ class Walker:
         self.frames += len(frames)
         if reason is None:
             self.complete += 1
+            used = self.last_used = (regs[RSP] or sp) - sp
+            if used > self.max_used and used < 1 << 24:
+                self.max_used = used
         else:
             key = (stop_binary, reason)
             self.stops[key] = self.stops.get(key, 0) + 1
