@@ -1,7 +1,7 @@
 // Stack shapes a DWARF unwinder must get through, each ending in a hot leaf that runs for
 // about the given number of milliseconds: "signal" (a loop inside a signal handler),
 // "noreturn" (a call to a noreturn function as the last instruction of its caller),
-// "recurse" (a 40-deep non-tail recursion).
+// "recurse" (a non-tail recursion, 40 deep unless a third argument says otherwise).
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +43,7 @@ __attribute__((noinline)) void dispatch(int n) {
 }
 
 __attribute__((noinline)) int recurse(int depth) {
-    volatile char pad[24];
+    volatile char pad[120];
     pad[0] = (char)depth;
     if (depth == 0) {
         burn();
@@ -56,13 +56,14 @@ __attribute__((noinline)) int recurse(int depth) {
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "recurse";
     if (argc > 2) ms = atol(argv[2]);
+    int depth = argc > 3 ? atoi(argv[3]) : 40;
     if (!strcmp(mode, "signal")) {
         signal(SIGUSR1, spin_in_handler);
         raise(SIGUSR1);
     } else if (!strcmp(mode, "noreturn")) {
         dispatch(argc);
     } else {
-        printf("%d\n", recurse(40));
+        printf("%d\n", recurse(depth));
     }
     return 0;
 }
