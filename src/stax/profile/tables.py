@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 KERNEL_BINARY = 0  # binary id reserved for kernel addresses
 UNKNOWN_BINARY = 1  # user addresses outside every known mapping
+REGS_ABI_64 = 2  # PERF_SAMPLE_REGS_ABI_64: the sampled registers are x86-64 ones
 
 
 @dataclass(slots=True)
@@ -230,7 +231,7 @@ class Profile:
         With DWARF unwinding, the kernel part of the chain is followed by the user frames the
         unwinder recovers from the sampled registers and stack copy.
         """
-        if self.unwinder is not None and s.regs is not None:
+        if self.unwinder is not None and s.regs is not None and s.abi == REGS_ABI_64:
             return self.unwound_stack(s)
         pid, chain = s.pid, s.chain
         key = (pid, chain)
