@@ -143,8 +143,9 @@ def perf_completeness(env: Env, name: str, argv: list[str]) -> dict[str, Any] | 
 
 def slowdown(env: Env, reps: int) -> dict[str, Any]:
     split = str(env.tmp / "split_nofp")
-    rounds = "300"
-    env.run([split, "30"])
+    env.run([split, "30"])  # page in
+    probe = min(elapsed_from(env.run([split, "300"]).err) for _ in range(3))
+    rounds = str(max(100, round(300 * 1.5 / probe)))  # a ~1.5 s bare run
     times: dict[str, list[float]] = {"bare": [], "stax": [], "perf": []}
     lost = []
     for i in range(reps):
@@ -239,7 +240,7 @@ def throughput(inputs: dict[str, list[str]], reps: int) -> dict[str, Any]:
 
 def main() -> int:
     args = parse_args(__doc__ or "")
-    reps = 1 if args.quick else 3
+    reps = 1 if args.quick else 5
     doc: dict[str, Any] = {"frequency_hz": FREQ}
     lines: list[str] = []
     with bench_env("unwind") as env:
