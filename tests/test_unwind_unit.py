@@ -285,3 +285,43 @@ def test_rows_match_readelf(tmp_path: Path) -> None:
                 assert rules[names[col]] == (eh.OFFSET, int(val[1:])), (hex(pc), col)
         checked += 1
     assert checked > 5
+
+
+def test_header_table_matches_a_scan_of_eh_frame() -> None:
+    libc = next((p for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib64/libc.so.6")
+                 if Path(p).exists()), None)
+    if libc is None:
+        pytest.skip("no x86-64 libc found")
+    t = eh.load_image(path=libc)
+    assert t is not None and len(t) > 1000
+    scanned = eh.EhFrame(t.buf, t.vaddr, None, t.loads)
+    assert scanned.starts == t.starts
+    # every FDE decodes to rows, and a PC inside gets one
+    for pc in t.starts[:: max(1, len(t) // 200)]:
+        assert t.row_at(pc) is not None
+
+
+def test_vdso_has_call_frame_information() -> None:
+    from stax.symbols.vdso import read_vdso_image
+
+    data = read_vdso_image()
+    if data is None:
+        pytest.skip("no vDSO in this process")
+    t = eh.load_image(data=data)
+    assert t is not None and len(t) > 0
+    assert t.row_at(t.starts[0]) is not None
+
+
+def test_unwinder_errors_are_counted_not_raised() -> None:
+    from stax.profile.tables import Profile
+
+    p = Profile(None, dwarf_unwind=True)
+    assert p.unwinder is not None
+
+    def broken(pid: int, addr: int) -> tuple[eh.Row | None, int, int, str | None]:
+        raise RuntimeError("boom")
+
+    p.unwinder.walker.resolve = broken
+    assert p.unwinder.walk(1, _regs(0x1000, 0x8000), b"\0" * 64) == []
+    assert p.unwinder.stats()["stops"] == [
+        {"binary": "[unknown]", "reason": "unwinder error", "samples": 1}]

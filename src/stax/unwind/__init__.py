@@ -3,6 +3,7 @@ Public surface: Unwinder (bound to a Profile's mappings), REGS_MASK, STACK_SIZE,
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ STACK_SIZE = 32768
 """Bytes of user stack copied with every sample (see docs/architecture.md for the choice)."""
 
 _UNKNOWN_BINARY = 1
+INTERNAL = "unwinder error"
+log = logging.getLogger("stax.unwind")
 
 
 def dwarf_unwind_default() -> bool:
@@ -56,7 +59,13 @@ class Unwinder:
 
     def walk(self, pid: int, regs: tuple[int, ...], stack: bytes | None
              ) -> list[tuple[int, int]]:
-        return self.walker.walk(pid, regs, stack)
+        try:
+            return self.walker.walk(pid, regs, stack)
+        except Exception:  # a bug or a malformed binary must not end the recording
+            log.exception("unwinding a sample of pid %d failed", pid)
+            key = (_UNKNOWN_BINARY, INTERNAL)
+            self.walker.stops[key] = self.walker.stops.get(key, 0) + 1
+            return []
 
     def table(self, binary_id: int) -> EhFrame | None:
         if binary_id in self._tables:
