@@ -325,3 +325,19 @@ def test_unwinder_errors_are_counted_not_raised() -> None:
     assert p.unwinder.walk(1, _regs(0x1000, 0x8000), b"\0" * 64) == []
     assert p.unwinder.stats()["stops"] == [
         {"binary": "[unknown]", "reason": "unwinder error", "samples": 1}]
+
+
+def test_zplr_augmentation_with_personality_and_lsda() -> None:
+    # a C++ CIE: personality (indirect pcrel sdata4), LSDA and FDE pointer encodings
+    body = struct.pack("<I", 0) + b"\x01zPLR\0" + uleb(1) + sleb(-8) + b"\x10"
+    aug = b"\x9b" + struct.pack("<i", 0x1234) + b"\x1b" + b"\x1b"
+    c = entry(body + uleb(len(aug)) + aug + X86_INITIAL)
+    here = len(c)
+    fbody = struct.pack("<I", here + 4) + struct.pack("<i", 0x1000 - (here + 8))
+    fbody += struct.pack("<i", 0x40) + uleb(4) + struct.pack("<i", 0)  # LSDA pointer
+    fbody += b"\x41\x0e" + uleb(32)
+    t = eh.EhFrame(c + entry(fbody) + b"\0\0\0\0", 0, None, [(0, 0, 1 << 20)])
+    assert t.starts == [0x1000]
+    row = t.row_at(0x1010)
+    assert row is not None and (row.cfa_reg, row.cfa_off) == (7, 32)
+    assert row.fast == (7, 32, -8, ())

@@ -192,7 +192,7 @@ def parse_cie(buf: bytes, pos: int, end: int, buf_vaddr: int) -> CIE:
                 p += 1
             elif ch == "P":
                 penc = buf[p]
-                _v, p = read_encoded(buf, p + 1, penc & 0x7F, buf_vaddr)
+                _v, p = read_encoded(buf, p + 1, penc & 0x0F, buf_vaddr)  # size only
             elif ch == "S":
                 signal = True
             elif ch in "BG":
