@@ -11,6 +11,7 @@ import os
 import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MASK64 = (1 << 64) - 1
@@ -402,7 +403,8 @@ class _State:
                    _fast_form(cfa_reg, self.cfa_off, self.cfa_expr, rules, ra, sig))
 
 
-def _execute(st: _State, code: bytes, cie: CIE, advance: object, buf_vaddr: int) -> None:
+def _execute(st: _State, code: bytes, cie: CIE, advance: Callable[[int], None] | None,
+             buf_vaddr: int) -> None:
     p = 0
     n = len(code)
     caf = cie.code_align
@@ -415,7 +417,7 @@ def _execute(st: _State, code: bytes, cie: CIE, advance: object, buf_vaddr: int)
         low = op & 0x3F
         if hi == 0x40:  # advance_loc
             if advance is not None:
-                advance(st.loc + low * caf)  # type: ignore[operator]
+                advance(st.loc + low * caf)
             continue
         if hi == 0x80:  # offset
             off, p = uleb(code, p)
@@ -429,7 +431,7 @@ def _execute(st: _State, code: bytes, cie: CIE, advance: object, buf_vaddr: int)
         elif op == 0x01:  # set_loc
             loc, p = read_encoded(code, p, cie.fde_enc, 0)
             if advance is not None:
-                advance(loc)  # type: ignore[operator]
+                advance(loc)
         elif op in (0x02, 0x03, 0x04):  # advance_loc1/2/4
             if op == 0x02:
                 delta = code[p]
@@ -441,7 +443,7 @@ def _execute(st: _State, code: bytes, cie: CIE, advance: object, buf_vaddr: int)
                 delta = _u32.unpack_from(code, p)[0]
                 p += 4
             if advance is not None:
-                advance(st.loc + delta * caf)  # type: ignore[operator]
+                advance(st.loc + delta * caf)
         elif op == 0x05:  # offset_extended
             reg, p = uleb(code, p)
             off, p = uleb(code, p)
@@ -573,9 +575,9 @@ def load_image(path: str | None = None, data: bytes | None = None) -> EhFrame | 
     return _load_with(lambda off, n: bytes(buf[off:off + n]), len(buf))
 
 
-def _load_with(pread: object, size: int) -> EhFrame | None:
-    rd = pread  # (offset, n) -> bytes
-    ehdr = rd(0, 64)  # type: ignore[operator]
+def _load_with(rd: Callable[[int, int], bytes], size: int) -> EhFrame | None:
+    """``rd(offset, n)`` reads n bytes of the image at a file offset."""
+    ehdr = rd(0, 64)
     if len(ehdr) < 64 or ehdr[:4] != b"\x7fELF" or ehdr[4] != 2 or ehdr[5] != 1:
         raise CFIError("not a 64-bit little-endian ELF image")
     phoff = _u64.unpack_from(ehdr, 32)[0]
@@ -585,7 +587,7 @@ def _load_with(pread: object, size: int) -> EhFrame | None:
     loads: list[tuple[int, int, int]] = []
     ehf: tuple[int, int, int] | None = None
     if phoff and phnum and phentsize >= 56:
-        table = rd(phoff, phentsize * phnum)  # type: ignore[operator]
+        table = rd(phoff, phentsize * phnum)
         for i in range(len(table) // phentsize):
             p_type, _fl, p_offset, p_vaddr, _pa, p_filesz = struct.unpack_from(
                 "<IIQQQQ", table, i * phentsize)
@@ -601,26 +603,26 @@ def _load_with(pread: object, size: int) -> EhFrame | None:
         return None
 
     if ehf is not None and ehf[2] > 0:
-        hdr = rd(ehf[0], ehf[2])  # type: ignore[operator]
+        hdr = rd(ehf[0], ehf[2])
         eh_vaddr, index = _parse_hdr(hdr, ehf[1])
         loc = vaddr_to_offset(eh_vaddr)
         if loc is None:
             raise CFIError(".eh_frame outside every PT_LOAD segment")
-        buf = rd(loc[0], loc[1])  # type: ignore[operator]
+        buf = rd(loc[0], loc[1])
         if index is not None:
             index = [(pc, fde - eh_vaddr) for pc, fde in index]
         return EhFrame(buf, eh_vaddr, index, loads, entry)
     # no header: find .eh_frame among the sections
     if not shoff or not shnum or shentsize < 64 or shstrndx >= shnum:
         return None
-    sh = rd(shoff, shentsize * shnum)  # type: ignore[operator]
+    sh = rd(shoff, shentsize * shnum)
     secs = [struct.unpack_from("<IIQQQQ", sh, i * shentsize) for i in range(shnum)]
     _n, _t, _f, _a, str_off, str_size = secs[shstrndx]
-    names = rd(str_off, str_size)  # type: ignore[operator]
+    names = rd(str_off, str_size)
     for name_off, sh_type, _flags, addr, off, sz in secs:
         end = names.find(b"\0", name_off)
         if names[name_off:end] == b".eh_frame" and sh_type != 8 and sz:
-            return EhFrame(rd(off, sz), addr, None, loads, entry)  # type: ignore[operator]
+            return EhFrame(rd(off, sz), addr, None, loads, entry)
     return None
 
 
@@ -634,13 +636,13 @@ class TableCache:
         self.loaded = 0
         self.failed = 0
 
-    def get(self, key: object, loader: object) -> EhFrame | None:
+    def get(self, key: object, loader: Callable[[], EhFrame | None]) -> EhFrame | None:
         with self.lock:
             if key in self._tables:
                 self._tables.move_to_end(key)
                 return self._tables[key]
         try:
-            table = loader()  # type: ignore[operator]
+            table = loader()
             self.loaded += 1
         except (OSError, CFIError, struct.error, IndexError, ValueError):
             table = None
