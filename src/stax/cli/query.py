@@ -229,7 +229,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         print(f"  unwind: DWARF, {uw['stack_copy_bytes']}-byte stack copies; {uw['walks']} "
               f"walks, {uw['complete']} reached the outermost frame, {uw['cut_short']} cut "
               f"short ({uw['cut_short_pct']:.1f}%); {uw['frames']} frames "
-              f"({uw['frame_pointer_frames']} by frame pointer where no CFI), "
+              f"({uw['frame_pointer_frames']} by frame pointer where no CFI), deepest "
+              f"complete walk used {uw['max_stack_used_bytes']} bytes of stack, "
               f"{uw['tables_cached']} unwind tables cached")
         for st in uw["stops"]:
             print(f"    stopped early in {st['binary']}: {st['reason']}: {st['samples']} walks")
