@@ -1,4 +1,4 @@
-"""Run every stax benchmark in sequence: overhead, ingest, query_latency, web, archive,
+"""Run every stax benchmark in sequence: overhead, ingest, query_latency, unwind, web, archive,
 annotate_latency.
 
 ``--quick`` is passed through. With ``--json`` the numbers of all of them are printed as one JSON
@@ -18,7 +18,8 @@ from typing import Any
 from _common import log, parse_args
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("overhead", "ingest", "query_latency", "web", "archive", "annotate_latency")
+BENCHMARKS = ("overhead", "ingest", "query_latency", "unwind", "web", "archive",
+              "annotate_latency")
 
 
 def main() -> int:

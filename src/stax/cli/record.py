@@ -136,6 +136,11 @@ def summary_text(run: dict[str, Any]) -> list[str]:
     if run["lost_records"]:
         lines.append(f"warning: the kernel dropped {run['lost_records']} records (ring buffer "
                      "full); see stax diagnose")
+    uw = run.get("unwind")
+    if uw and uw.get("walks") and uw["cut_short"] * 100 > uw["walks"]:
+        lines.append(f"warning: {uw['cut_short']} of {uw['walks']} stacks "
+                     f"({uw['cut_short_pct']:.1f}%) were cut short by the DWARF unwinder; "
+                     "see stax diagnose")
     if run["samples"]:
         lines.append("stax: explore it with: stax top | stax flame | stax threads")
     return lines
@@ -191,7 +196,8 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
     os.close(err_w)
     try:
         run = client.call("start_launch", pid=pid, argv=command, frequency=args.frequency,
-                          time_limit_ms=(args.time_limit * 1000 if args.time_limit else None))
+                          time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
+                          dwarf_unwind=_dwarf(args))
     except (RemoteError, ServerUnavailable) as e:
         os.close(go_w)
         os.waitpid(pid, 0)
@@ -261,7 +267,8 @@ def attach(args: argparse.Namespace) -> int:
         return offline.record(args, [], None, str(e))
     try:
         run = client.call("start_attach", pid=pid, frequency=args.frequency,
-                          time_limit_ms=(args.time_limit * 1000 if args.time_limit else None))
+                          time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
+                          dwarf_unwind=_dwarf(args))
     except RemoteError as e:
         die(e.message)
     except ServerUnavailable as e:
@@ -293,6 +300,11 @@ def attach(args: argparse.Namespace) -> int:
             break
         progress.show(res["run"])
     return _finish(client, run["id"], args, progress, 0)
+
+
+def _dwarf(args: argparse.Namespace) -> bool:
+    """DWARF unwinding unless --no-dwarf-unwind / STAX_DWARF_UNWIND=0 (x86-64 only)."""
+    return not args.no_dwarf_unwind and os.uname().machine == "x86_64"
 
 
 def cmd_record(args: argparse.Namespace) -> int:

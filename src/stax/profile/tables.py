@@ -18,9 +18,11 @@ from stax.capture import records as rec
 
 if TYPE_CHECKING:
     from stax.symbols import Symbolizer
+    from stax.unwind import Unwinder
 
 KERNEL_BINARY = 0  # binary id reserved for kernel addresses
 UNKNOWN_BINARY = 1  # user addresses outside every known mapping
+REGS_ABI_64 = 2  # PERF_SAMPLE_REGS_ABI_64: the sampled registers are x86-64 ones
 ANON_PATH = "[anon]"  # anonymous executable memory (JIT code): one binary per process, and the
 # frame offset is the absolute address, so the symbolizer can consult /tmp/perf-PID.map
 
@@ -106,7 +108,8 @@ class Profile:
     read the append-only columns without it.
     """
 
-    def __init__(self, symbolizer: Symbolizer | None = None) -> None:
+    def __init__(self, symbolizer: Symbolizer | None = None, dwarf_unwind: bool = False,
+                 stack_size: int = 0) -> None:
         self.lock = threading.RLock()
         self.sym_lock = threading.Lock()
         self.symbolizer = symbolizer
@@ -139,6 +142,11 @@ class Profile:
         self.max_chain = sysctl.read_int("kernel.perf_event_max_stack", 127)
         self.first_time = 0
         self.last_time = 0
+        self.unwinder: Unwinder | None = None
+        if dwarf_unwind:
+            from stax.unwind import STACK_SIZE, Unwinder
+
+            self.unwinder = Unwinder(self, stack_size or STACK_SIZE)
 
     # --- interning --------------------------------------------------------------------------
 
@@ -226,7 +234,13 @@ class Profile:
         self.threads[tid].end_ns = time
 
     def sample_stack(self, s: rec.Sample) -> int:
-        """The interned stack id of any sample (on-CPU or an event such as a tracepoint)."""
+        """The interned stack id of any sample (on-CPU or an event such as a tracepoint).
+
+        With DWARF unwinding, the kernel part of the chain is followed by the user frames the
+        unwinder recovers from the sampled registers and stack copy.
+        """
+        if self.unwinder is not None and s.regs is not None and s.abi == REGS_ABI_64:
+            return self.unwound_stack(s)
         pid, chain = s.pid, s.chain
         key = (pid, chain)
         sid = self._chain_cache.get(key)
@@ -237,6 +251,33 @@ class Profile:
             self._chain_cache[key] = sid
         if len(chain) >= self.max_chain:
             self.counts["truncated_chains"] += 1
+        return sid
+
+    def unwound_stack(self, s: rec.Sample) -> int:
+        assert self.unwinder is not None and s.regs is not None
+        frames: list[int] = []
+        in_kernel = False
+        first = True
+        chain = s.chain
+        for ip in chain:
+            if ip >= rec.CONTEXT_MAX:
+                in_kernel = ip == rec.CONTEXT_KERNEL
+                first = True
+                continue
+            if in_kernel:
+                frames.append(self.frame_id(KERNEL_BINARY, ip if first else ip - 1))
+                first = False
+        if len(chain) >= self.max_chain:
+            self.counts["truncated_chains"] += 1
+        frame_id = self.frame_id
+        for binary, offset in self.unwinder.walk(s.pid, s.regs, s.stack):
+            if binary == UNKNOWN_BINARY:
+                self.counts["unmapped_frames"] += 1
+            frames.append(frame_id(binary, offset))
+        sid = -1
+        stack_id = self.stack_id
+        for fid in reversed(frames):
+            sid = stack_id(sid, fid)
         return sid
 
     def on_event_sample(self, s: rec.Sample) -> None:
@@ -260,6 +301,8 @@ class Profile:
         bid = self.binary_id(filename, build_id, pid)
         proc.add(Mapping(addr, addr + length, pgoff, bid))
         self._chain_cache.clear()
+        if self.unwinder is not None:
+            self.unwinder.forget(pid)
 
     def _note_jitdump(self, pid: int, path: str) -> None:
         """A JIT runtime maps its jitdump file executable so profilers can find it."""
@@ -278,6 +321,8 @@ class Profile:
             # a new program image: the old mappings are gone
             self.processes[pid] = Process(pid)
             self._chain_cache.clear()
+            if self.unwinder is not None:
+                self.unwinder.forget(pid)
 
     def on_fork(self, pid: int, ppid: int, tid: int, ptid: int, time: int) -> None:
         self.counts["fork"] += 1
@@ -306,10 +351,10 @@ class Profile:
     def on_other(self, rtype: int) -> None:
         self.counts["other"] += 1
 
-    def ingest(self, buf: bytes) -> None:
+    def ingest(self, buf: bytes, layout: rec.SampleLayout = rec.DEFAULT_LAYOUT) -> None:
         """Decode a stream of records in stream order (tests and offline input)."""
         with self.lock:
-            self.counts["records"] += rec.decode(buf, self)
+            self.counts["records"] += rec.decode(buf, self, layout)
 
     # --- seeding from /proc (attach) -------------------------------------------------------
 
@@ -353,6 +398,8 @@ class Profile:
                 th = self.threads.setdefault(tid, Thread(pid, tid, start_ns=time))
                 th.names.append((time, name))
             self._chain_cache.clear()
+            if self.unwinder is not None:
+                self.unwinder.forget(pid)
 
     # --- symbolisation --------------------------------------------------------------------
 

@@ -237,6 +237,19 @@ class Server:
         return {"runs": [r.summary() for r in self.registry.runs.values()],
                 "current": (c.id if (c := self.registry.current()) else None)}
 
+    @staticmethod
+    def _dwarf_param(params: dict[str, Any]) -> bool:
+        """``dwarf_unwind`` (default: on for x86-64): sample user registers and a stack copy
+        and unwind them with .eh_frame; false = the kernel's frame-pointer chain only."""
+        from stax.unwind import dwarf_unwind_default
+
+        v = params.get("dwarf_unwind")
+        if v is None:
+            return dwarf_unwind_default()
+        if not isinstance(v, bool):
+            raise RPCError(E_BAD_REQUEST, "dwarf_unwind must be a boolean")
+        return v
+
     def _start_params(self, params: dict[str, Any]) -> tuple[int, int, float | None]:
         pid = _int(params, "pid", lo=1)
         if pid is None:
@@ -255,12 +268,16 @@ class Server:
         argv = params.get("argv") or []
         if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
             raise RPCError(E_BAD_REQUEST, "argv must be a list of strings")
-        run = await asyncio.to_thread(self.registry.start, "launch", pid, argv, freq, limit)
+        dwarf = self._dwarf_param(params)
+        run = await asyncio.to_thread(self.registry.start, "launch", pid, argv, freq, limit,
+                                      dwarf)
         return run.summary()
 
     async def h_start_attach(self, params: dict[str, Any]) -> Any:
         pid, freq, limit = self._start_params(params)
-        run = await asyncio.to_thread(self.registry.start, "attach", pid, [], freq, limit)
+        dwarf = self._dwarf_param(params)
+        run = await asyncio.to_thread(self.registry.start, "attach", pid, [], freq, limit,
+                                      dwarf)
         return run.summary()
 
     async def h_target_exited(self, params: dict[str, Any]) -> Any:
@@ -352,6 +369,7 @@ class Server:
                 bytes_read = run.recorder.bytes_read
                 pending = len(run.recorder.orderer.pending)
                 last_sample = p.last_time
+                unwind = p.unwinder.stats() if p.unwinder is not None else None
             elapsed = max(run.elapsed_s(), 1e-9)
             health = await asyncio.to_thread(views.stack_health, p)
             lag_ms = None
@@ -374,7 +392,10 @@ class Server:
                             "cpus": info.cpus, "event_fds": info.event_fds,
                             "ring_buffer_bytes": info.buffer_bytes,
                             "bytes_read": bytes_read, "mode": "in-process",
-                            "unwinding": "frame pointers (kernel call chain)"},
+                            "unwinding": (f"DWARF (.eh_frame, {info.stack_copy_bytes}-byte "
+                                          "stack copies)" if info.dwarf_unwind else
+                                          "frame pointers (kernel call chain)")},
+                "unwind": unwind or {"method": "frame pointers"},
             }
         out["symbols"] = self.symbolizer.stats()  # after the stack walk above symbolised
         return out

@@ -75,6 +75,7 @@ class Run:
             counts = dict(p.counts)
             nthreads = len(p.threads)
             oncpu = sum(p.s_weight[:samples])
+            unwind = p.unwinder.stats() if p.unwinder is not None else None
         return {
             "id": self.id,
             "state": self.state,
@@ -98,6 +99,9 @@ class Run:
             "kernel_frames": self.recorder.info.kernel_frames,
             "notes": list(self.recorder.info.notes),
             "archive": self.archive,
+            "unwinding": "dwarf" if self.recorder.info.dwarf_unwind else "frame pointers",
+            "unwind": (None if unwind is None else {
+                k: unwind[k] for k in ("walks", "complete", "cut_short", "cut_short_pct")}),
         }
 
 
@@ -214,14 +218,14 @@ class Registry:
         return self.materialize(run)
 
     def start(self, mode: str, pid: int, argv: list[str], frequency: int,
-              time_limit_s: float | None) -> Run:
+              time_limit_s: float | None, dwarf_unwind: bool = False) -> Run:
         with self.lock:
             act = self.active
             if act is not None:
                 raise RPCError(E_BUSY, f"another run is already active (run {act.id}, pid "
                                        f"{act.pid}); stax wait or stax stop")
-            profile = Profile(self.symbolizer)
-            recorder = Recorder(profile, profile.lock, frequency)
+            profile = Profile(self.symbolizer, dwarf_unwind=dwarf_unwind)
+            recorder = Recorder(profile, profile.lock, frequency, dwarf_unwind=dwarf_unwind)
             try:
                 if mode == "launch":
                     recorder.open_launch(pid)
