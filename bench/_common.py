@@ -128,6 +128,7 @@ class Env:
         env["XDG_CACHE_HOME"] = str(tmp / "cache")
         env.pop("XDG_RUNTIME_DIR", None)
         env.pop("STAX_NO_AUTOSTART", None)
+        env["STAX_SERVER_WS_BIND"] = "127.0.0.1:0"  # never the user's port 8080
         self.env = env
         self.server_pid: int | None = None
 

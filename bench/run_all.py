@@ -1,6 +1,7 @@
-"""Run every stax benchmark in sequence: overhead, ingest, query_latency, staxd.
+"""Run every stax benchmark in sequence: overhead, ingest, query_latency, unwind, web, archive,
+annotate_latency, staxd.
 
-``--quick`` is passed through. With ``--json`` the numbers of all three are printed as one JSON
+``--quick`` is passed through. With ``--json`` the numbers of all of them are printed as one JSON
 document keyed by benchmark. Missed targets are reported, not failures; the exit status is
 non-zero only if a benchmark itself crashed.
 """
@@ -17,7 +18,8 @@ from typing import Any
 from _common import log, parse_args
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("overhead", "ingest", "query_latency", "staxd")
+BENCHMARKS = ("overhead", "ingest", "query_latency", "unwind", "web", "archive",
+              "annotate_latency", "staxd")
 
 
 def main() -> int:

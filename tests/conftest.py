@@ -91,6 +91,7 @@ def isolated_env(tmp: Path) -> dict[str, str]:
     env["XDG_CACHE_HOME"] = str(tmp / "cache")
     env.pop("XDG_RUNTIME_DIR", None)
     env.pop("STAX_NO_AUTOSTART", None)
+    env["STAX_SERVER_WS_BIND"] = "127.0.0.1:0"  # an ephemeral port per test server
     return env
 
 

@@ -197,3 +197,11 @@ def test_sample_layout_decodes_raw_user_registers_and_stack() -> None:
     assert s.stack == stack
     assert rec.index(data, layout) == [(42, 0)]
     assert rec.decode(data[:-8], S(), layout) == 0  # truncated: not a crash
+
+
+def test_a_zero_caller_address_is_not_a_crash() -> None:
+    """Frame-pointer walks can end on a 0 return address (seen right after exec)."""
+    p = Profile()
+    p.ingest(b"".join([comm(10, 10, "prog", 1, exec_=True),
+                       sample(10, 10, 2, [rec.CONTEXT_USER, 0x401000, 0])]))
+    assert p.counts["samples"] == 1 and len(p.s_stack) == 1

@@ -64,33 +64,35 @@ class User:
         return p
 
 
+_SKIP_COPY = ("playwright", "pip", "setuptools", "pygments", "hypothesis", "_pytest",
+              "pytest", "ruff", "__pycache__")
+
+
 def _user_python(user: User, base: Path) -> tuple[str, str] | None:
-    """An interpreter and PYTHONPATH with which ``user`` can import stax and its dependencies
-    (the venv's files may sit under a directory it cannot read, such as /root)."""
+    """An interpreter and PYTHONPATH with which ``user`` can import stax and its dependencies.
+    The venv's files may sit under a directory it cannot read (such as /root): then stax and
+    the venv's packages (minus test-only tools) are copied under ``base``."""
     candidates = [os.path.realpath(sys.executable)]
     system = shutil.which("python3", path="/usr/bin:/bin")
     if system:
         candidates.append(system)
-    paths = [str(ROOT / "src"), sysconfig.get_paths()["purelib"]]
+    purelib = sysconfig.get_paths()["purelib"]
+    direct = ":".join([str(ROOT / "src"), purelib])
     copy = base / "pylib"
+    copied = f"{copy / 'src'}:{copy / 'site'}"
     for py in candidates:
-        for pp in (":".join(paths), str(copy)):
-            if pp == str(copy) and not copy.exists():
+        for pp in (direct, copied):
+            if pp == copied and not copy.exists():
                 copy.mkdir(mode=0o755)
-                import cxxfilt
-                import elftools
-                import numpy
-
-                shutil.copytree(ROOT / "src" / "stax", copy / "stax")
-                for mod in (numpy, elftools, cxxfilt):
-                    src = Path(mod.__file__).parent  # type: ignore[arg-type]
-                    shutil.copytree(src, copy / src.name)
-                    libs = src.parent / (src.name + ".libs")
-                    if libs.exists():
-                        shutil.copytree(libs, copy / libs.name)
+                shutil.copytree(ROOT / "src" / "stax", copy / "src" / "stax",
+                                ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(purelib, copy / "site", symlinks=True,
+                                ignore=lambda d, names: [n for n in names if n.split("-")[0]
+                                                         .split(".")[0] in _SKIP_COPY])
                 subprocess.run(["chmod", "-R", "a+rX", str(copy)], check=True)
             probe = subprocess.run(
-                user.argv(py, "-c", "import sys, stax.cli.main, numpy, elftools, cxxfilt; "
+                user.argv(py, "-c", "import sys, stax.cli.main, stax.server.daemon, numpy, "
+                          "elftools, cxxfilt; "
                           f"sys.exit(sys.version_info[:2] != {tuple(sys.version_info[:2])})"),
                 env={"PYTHONPATH": pp, "PATH": "/usr/bin:/bin"}, capture_output=True,
                 cwd="/")

@@ -16,8 +16,12 @@ METHODS_LIFECYCLE = ("hello", "status", "list_runs", "start_launch", "start_atta
                      "target_exited", "wait", "stop", "select_run", "diagnostics", "dump",
                      "shutdown")
 # queries (all take optional "run", "tid", "start_ns", "end_ns", "exclude")
-METHODS_QUERY = ("top", "flamegraph", "threads", "timeline")
-METHODS = METHODS_LIFECYCLE + METHODS_QUERY
+METHODS_QUERY = ("top", "flamegraph", "threads", "timeline", "annotate")
+# pushed updates (the connection must be able to receive events: Unix socket or WebSocket)
+METHODS_SUBSCRIPTION = ("subscribe", "unsubscribe")
+# archives: write the current run to disk, load one as the current query state
+METHODS_ARCHIVE = ("save", "open")
+METHODS = METHODS_LIFECYCLE + METHODS_QUERY + METHODS_SUBSCRIPTION + METHODS_ARCHIVE
 
 # error codes carried in {"error": {"code": ..., "message": ...}}
 E_BAD_REQUEST = "bad_request"

@@ -18,6 +18,7 @@ from stax.capture import records as rec
 MAX_FREQUENCY = 100_000
 MAX_BUFFER_BYTES = 1 << 30
 MAX_REGS_MASK = (1 << 64) - 1
+MAX_STACK_USER = 65528  # the kernel's limit: below 64 KiB, a multiple of 8
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 PERF_TYPE_TRACEPOINT = 2
 
@@ -42,6 +43,7 @@ class EventSpec:
     buffer_bytes: int = 1 << 20
     sample_type: int = rec.SAMPLE_TYPE
     regs_user_mask: int = 0
+    stack_user_bytes: int = 0  # user stack copied per sample (layouts with SAMPLE_STACK_USER)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +65,8 @@ class EventSpec:
         for name, lo, hi in (("frequency", 1, MAX_FREQUENCY),
                              ("buffer_bytes", 1, MAX_BUFFER_BYTES),
                              ("sample_type", 0, MAX_REGS_MASK),
-                             ("regs_user_mask", 0, MAX_REGS_MASK)):
+                             ("regs_user_mask", 0, MAX_REGS_MASK),
+                             ("stack_user_bytes", 0, MAX_STACK_USER)):
             if name in d:
                 v = d[name]
                 if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
@@ -75,6 +78,8 @@ class EventSpec:
                     raise ValueError(f"{name} must be true or false")
                 out[name] = d[name]
         spec = cls(**out)
+        if spec.stack_user_bytes % 8:
+            raise ValueError("stack_user_bytes must be a multiple of 8")
         spec.layout()  # raises ValueError for a sample_type the decoder does not support
         return spec
 
@@ -91,7 +96,7 @@ def sample_attr(spec: EventSpec) -> perf.EventAttr:
     from stax.capture.recorder import _base_attr
 
     return _base_attr(spec.frequency, spec.launch, spec.kernel, spec.build_id,
-                      spec.buffer_bytes, spec.layout())
+                      spec.buffer_bytes, spec.layout(), spec.stack_user_bytes)
 
 
 def switch_attr(spec: EventSpec) -> perf.EventAttr:

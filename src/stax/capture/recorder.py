@@ -22,6 +22,7 @@ log = logging.getLogger("stax.capture")
 
 DEFAULT_FREQUENCY = 900
 MAX_FREQUENCY = 100_000
+DWARF_BUFFER_PAGES = 2048  # 8 MiB per CPU when every sample carries a stack copy
 
 
 class CaptureError(Exception):
@@ -38,13 +39,15 @@ class CaptureInfo:
     event_fds: int = 0
     buffer_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    dwarf_unwind: bool = False
+    stack_copy_bytes: int = 0
     mode: str = "in-process"  # who opened the events: "in-process" or "staxd"
     daemon_socket: str | None = None  # the staxd socket, when mode is "staxd"
 
 
 def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
-               buffer_bytes: int, layout: rec.SampleLayout = rec.DEFAULT_LAYOUT
-               ) -> perf.EventAttr:
+               buffer_bytes: int, layout: rec.SampleLayout = rec.DEFAULT_LAYOUT,
+               stack_user: int = 0) -> perf.EventAttr:
     flags = ["inherit", "mmap", "mmap2", "comm", "comm_exec", "task", "freq", "sample_id_all",
              "use_clockid", "watermark"]
     if launch:
@@ -53,12 +56,16 @@ def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
         flags += ["exclude_kernel", "exclude_hv", "exclude_callchain_kernel"]
     if build_id:
         flags.append("build_id")
+    if layout.stack:
+        # the user part comes from the DWARF unwinder; the kernel need not walk frame pointers
+        flags.append("exclude_callchain_user")
     return perf.EventAttr(
         type=perf.PERF_TYPE_SOFTWARE,
         config=perf.PERF_COUNT_SW_CPU_CLOCK,
         sample_period_or_freq=frequency,
         sample_type=layout.sample_type,
         sample_regs_user=layout.regs_user_mask,
+        sample_stack_user=stack_user if layout.stack else 0,
         flags=tuple(flags),
         wakeup=max(4096, buffer_bytes // 4),
     )
@@ -68,17 +75,30 @@ class Recorder:
     """Per-thread, per-CPU cpu-clock events with inherit, one ring buffer per CPU."""
 
     def __init__(self, sink: rec.Sink, lock: AbstractContextManager[object], frequency: int,
-                 buffer_pages: int = 256, opener: Opener | None = None) -> None:
+                 buffer_pages: int = 256, dwarf_unwind: bool = False,
+                 stack_size: int = 0, opener: Opener | None = None) -> None:
         self.opener: Opener = opener if opener is not None else LocalOpener()
         self.target_pid = 0
         self.lock = lock
-        self.layout = rec.SampleLayout()
+        self.stack_size = 0
+        if dwarf_unwind:
+            from stax.unwind import REGS_MASK, STACK_SIZE
+
+            self.stack_size = stack_size or STACK_SIZE
+            self.layout = rec.SampleLayout(
+                rec.SAMPLE_TYPE | perf.SAMPLE_REGS_USER | perf.SAMPLE_STACK_USER, REGS_MASK)
+            # every sample carries the stack copy: size the buffers for ~0.5 s of two busy
+            # threads per CPU at the default rate
+            buffer_pages = max(buffer_pages, DWARF_BUFFER_PAGES)
+        else:
+            self.layout = rec.SampleLayout()
         self.orderer = rec.Orderer(sink, self.layout)
         self.frequency = frequency
         self.buffer_pages = buffer_pages
         self.fds: list[int] = []
         self.buffers: list[perf.RingBuffer] = []
-        self.info = CaptureInfo(mode=self.opener.mode,
+        self.info = CaptureInfo(dwarf_unwind=dwarf_unwind, stack_copy_bytes=self.stack_size,
+                                mode=self.opener.mode,
                                 daemon_socket=getattr(self.opener, "path", None))
         self.opened_tids: set[int] = set()
         self._kernel = True
@@ -94,7 +114,8 @@ class Recorder:
                              kernel=self._kernel, build_id=self._build_id,
                              buffer_bytes=self.buffer_pages * 4096,
                              sample_type=self.layout.sample_type,
-                             regs_user_mask=self.layout.regs_user_mask)
+                             regs_user_mask=self.layout.regs_user_mask,
+                             stack_user_bytes=self.stack_size if self.layout.stack else 0)
             try:
                 fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
                 self.layout.kinds[perf.event_id(fd)] = "cpu-clock"

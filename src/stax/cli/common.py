@@ -69,8 +69,11 @@ def print_json(obj: Any) -> None:
 
 
 def run_line(r: dict[str, Any]) -> str:
-    return (f"run {r['id']}  [{r['state']}]  pid {r['pid']}  {r['samples']} samples / "
+    line = (f"run {r['id']}  [{r['state']}]  pid {r['pid']}  {r['samples']} samples / "
             f"{r.get('intervals', 0)} intervals  ({r['command']})")
+    if r.get("unwinding"):
+        line += f"  unwinding: {r['unwinding']}"
+    return line
 
 
 def fmt_ms(ns: int) -> str:

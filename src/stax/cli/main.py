@@ -99,6 +99,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("dump", "ask stax-server to write a debug snapshot to its log")
 
+    p = add("save", "write the current run (or --run ID) to a directory archive")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--run", type=int, metavar="ID")
+    json_flag(p)
+    p = add("open", "load an archive as the current query state")
+    p.add_argument("path", metavar="PATH", help="the archive directory or its main file")
+    json_flag(p)
+    p = add("compare", "compare two archives (no server needed)")
+    p.add_argument("base", metavar="BASE")
+    p.add_argument("cand", metavar="CAND")
+    p.add_argument("-n", type=_nonneg_int, default=20,
+                   help="rows per table (0 = all; default 20)")
+    json_flag(p)
+    p = add("export", "write a run in another tool's format")
+    p.add_argument("--format", required=True, choices=("folded", "speedscope", "pprof", "gecko"))
+    p.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
+    p.add_argument("--run", type=int, metavar="ID")
+    p.add_argument("--tid", type=int)
+    p = add("annotate", "one function disassembled, with samples per instruction and source "
+                        "lines")
+    p.add_argument("target", metavar="TARGET",
+                   help="a hex address (0x401136) or part of a function name (the hottest "
+                        "match wins)")
+    p.add_argument("--tid", type=int)
+    p.add_argument("--run", type=int, metavar="ID")
+    json_flag(p)
     p = add("setup", "as root: install staxd (the privileged perf broker) as a service")
     p.add_argument("--socket", default="/run/staxd.sock", metavar="PATH",
                    help="where staxd listens (default /run/staxd.sock)")
@@ -119,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
             from stax.cli.record import cmd_record
 
             return cmd_record(args)
+        if args.cmd in ("save", "open", "compare", "export"):
+            from stax.cli import archive
+
+            return {"save": archive.cmd_save, "open": archive.cmd_open,
+                    "compare": archive.cmd_compare, "export": archive.cmd_export}[args.cmd](args)
+        if args.cmd == "annotate":
+            from stax.cli.annotate import cmd_annotate
+
+            return cmd_annotate(args)
         if args.cmd == "setup":
             from stax.staxd.setup import cmd_setup
 

@@ -38,6 +38,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  {capture_line(res['current'])}")
     since = fmt_time(res["server_started_unix_ms"] / 1000)
     print(f"server up since {since} (pid {res['server_pid']})")
+    web = res.get("web") or {}
+    if web.get("url"):
+        print(f"web UI: {web['url']}")
+    elif web.get("error"):
+        print(f"web UI unavailable: {web['error']}")
     return 0
 
 
@@ -236,6 +241,18 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
           f"{h['samples_with_unresolved_frames']} samples with unresolved frames")
     for s in h["stopped_at"]:
         print(f"    walk stopped at {s['frame']}: {s['samples']} samples")
+    uw = run.get("unwind") or {}
+    if uw.get("method") == "dwarf":
+        print(f"  unwind: DWARF, {uw['stack_copy_bytes']}-byte stack copies; {uw['walks']} "
+              f"walks, {uw['complete']} reached the outermost frame, {uw['cut_short']} cut "
+              f"short ({uw['cut_short_pct']:.1f}%); {uw['frames']} frames "
+              f"({uw['frame_pointer_frames']} by frame pointer where no CFI), deepest "
+              f"complete walk used {uw['max_stack_used_bytes']} bytes of stack, "
+              f"{uw['tables_cached']} unwind tables cached")
+        for st in uw["stops"]:
+            print(f"    stopped early in {st['binary']}: {st['reason']}: {st['samples']} walks")
+    else:
+        print("  unwind: frame pointers only (kernel call chain)")
     ing = run["ingest"]
     lag = "-" if ing["last_sample_age_ms"] is None else f"{ing['last_sample_age_ms']} ms"
     print(f"  ingest: {ing['pending_records']} records waiting for time order, "

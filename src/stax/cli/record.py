@@ -58,24 +58,30 @@ def resolve_command(cmd: str) -> str:
     return found
 
 
+class Unreachable(Exception):
+    """No server answers and none could be started; the message says why."""
+
+
 def ensure_server() -> Client:
-    """Connect, starting a detached stax-server first when none answers."""
+    """Connect, starting a detached stax-server first when none answers; raises Unreachable."""
     try:
         return Client()
     except ServerUnavailable:
         pass
     if os.environ.get("STAX_NO_AUTOSTART") == "1":
-        die(f"stax-server isn't running (no server on {paths.server_socket()}) and "
-            "STAX_NO_AUTOSTART=1; start it with `stax-server &`")
+        raise Unreachable(f"no server on {paths.server_socket()} and STAX_NO_AUTOSTART=1")
     log_path = paths.server_log()
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
     sock = os.path.abspath(paths.server_socket())
-    with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stax.server.main", "--socket", sock, "--log-file",
-             log_path],
-            stdin=devnull, stdout=logf, stderr=logf, start_new_session=True, close_fds=True,
-            cwd="/")
+    try:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "stax.server.main", "--socket", sock, "--log-file",
+                 log_path],
+                stdin=devnull, stdout=logf, stderr=logf, start_new_session=True,
+                close_fds=True, cwd="/")
+    except OSError as e:
+        raise Unreachable(f"could not start stax-server: {e.strerror or e}") from None
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
         try:
@@ -88,7 +94,7 @@ def ensure_server() -> Client:
         print(f"stax: started stax-server (pid {proc.pid}, socket {sock}, log {log_path})",
               file=sys.stderr)
         return client
-    die(f"could not start stax-server (socket {sock}); see its log: {log_path}")
+    raise Unreachable(f"could not start stax-server (socket {sock}); see its log: {log_path}")
 
 
 class _Progress:
@@ -130,6 +136,11 @@ def summary_text(run: dict[str, Any]) -> list[str]:
     if run["lost_records"]:
         lines.append(f"warning: the kernel dropped {run['lost_records']} records (ring buffer "
                      "full); see stax diagnose")
+    uw = run.get("unwind")
+    if uw and uw.get("walks") and uw["cut_short"] * 100 > uw["walks"]:
+        lines.append(f"warning: {uw['cut_short']} of {uw['walks']} stacks "
+                     f"({uw['cut_short_pct']:.1f}%) were cut short by the DWARF unwinder; "
+                     "see stax diagnose")
     if run["samples"]:
         lines.append("stax: explore it with: stax top | stax flame | stax threads")
     return lines
@@ -156,7 +167,12 @@ def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Pr
 
 def launch(args: argparse.Namespace, command: list[str]) -> int:
     exe = resolve_command(command[0])
-    client = ensure_server()
+    try:
+        client = ensure_server()
+    except Unreachable as e:
+        from stax.cli import offline
+
+        return offline.record(args, command, exe, str(e))
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -181,7 +197,8 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
     try:
         run = client.call("start_launch", pid=pid, argv=command, frequency=args.frequency,
                           daemon_socket=args.daemon_socket,
-                          time_limit_ms=(args.time_limit * 1000 if args.time_limit else None))
+                          time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
+                          dwarf_unwind=_dwarf(args))
     except (RemoteError, ServerUnavailable) as e:
         os.close(go_w)
         os.waitpid(pid, 0)
@@ -243,11 +260,17 @@ def attach(args: argparse.Namespace) -> int:
         die(f"no process with pid {pid}")
     except PermissionError:
         pass  # it exists; the server decides whether it may sample it
-    client = ensure_server()
+    try:
+        client = ensure_server()
+    except Unreachable as e:
+        from stax.cli import offline
+
+        return offline.record(args, [], None, str(e))
     try:
         run = client.call("start_attach", pid=pid, frequency=args.frequency,
                           daemon_socket=args.daemon_socket,
-                          time_limit_ms=(args.time_limit * 1000 if args.time_limit else None))
+                          time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
+                          dwarf_unwind=_dwarf(args))
     except RemoteError as e:
         die(e.message)
     except ServerUnavailable as e:
@@ -279,6 +302,11 @@ def attach(args: argparse.Namespace) -> int:
             break
         progress.show(res["run"])
     return _finish(client, run["id"], args, progress, 0)
+
+
+def _dwarf(args: argparse.Namespace) -> bool:
+    """DWARF unwinding unless --no-dwarf-unwind / STAX_DWARF_UNWIND=0 (x86-64 only)."""
+    return not args.no_dwarf_unwind and os.uname().machine == "x86_64"
 
 
 def cmd_record(args: argparse.Namespace) -> int:

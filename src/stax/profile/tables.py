@@ -18,9 +18,17 @@ from stax.capture import records as rec
 
 if TYPE_CHECKING:
     from stax.symbols import Symbolizer
+    from stax.unwind import Unwinder
 
 KERNEL_BINARY = 0  # binary id reserved for kernel addresses
 UNKNOWN_BINARY = 1  # user addresses outside every known mapping
+REGS_ABI_64 = 2  # PERF_SAMPLE_REGS_ABI_64: the sampled registers are x86-64 ones
+ANON_PATH = "[anon]"  # anonymous executable memory (JIT code): one binary per process, and the
+# frame offset is the absolute address, so the symbolizer can consult /tmp/perf-PID.map
+
+
+def _is_anon(filename: str) -> bool:
+    return not filename or filename.startswith("//anon") or filename.startswith("[anon")
 
 
 @dataclass(slots=True)
@@ -100,13 +108,14 @@ class Profile:
     read the append-only columns without it.
     """
 
-    def __init__(self, symbolizer: Symbolizer | None = None) -> None:
+    def __init__(self, symbolizer: Symbolizer | None = None, dwarf_unwind: bool = False,
+                 stack_size: int = 0) -> None:
         self.lock = threading.RLock()
         self.sym_lock = threading.Lock()
         self.symbolizer = symbolizer
         self.binaries: list[Binary] = [Binary("[kernel.kallsyms]", None, 0),
                                        Binary("[unknown]", None, 0)]
-        self._binary_ids: dict[tuple[str, str | None], int] = {}
+        self._binary_ids: dict[tuple[str, str | None, int], int] = {}
         self.frame_binary = array("i")
         self.frame_offset = array("Q")
         self.frame_func = array("i")  # -1 until symbolised
@@ -133,11 +142,16 @@ class Profile:
         self.max_chain = sysctl.read_int("kernel.perf_event_max_stack", 127)
         self.first_time = 0
         self.last_time = 0
+        self.unwinder: Unwinder | None = None
+        if dwarf_unwind:
+            from stax.unwind import STACK_SIZE, Unwinder
+
+            self.unwinder = Unwinder(self, stack_size or STACK_SIZE)
 
     # --- interning --------------------------------------------------------------------------
 
     def binary_id(self, path: str, build_id: str | None, pid: int) -> int:
-        key = (path, build_id)
+        key = (path, build_id, pid if path == ANON_PATH else 0)
         bid = self._binary_ids.get(key)
         if bid is None:
             bid = len(self.binaries)
@@ -180,6 +194,8 @@ class Profile:
             # callers are return addresses: look them up at ip - 1 (inside the call instruction)
             addr = ip if first_in_context else ip - 1
             first_in_context = False
+            if addr < 0:  # a zero return address ends a frame-pointer walk
+                continue
             if context == rec.CONTEXT_KERNEL:
                 frames.append(self.frame_id(KERNEL_BINARY, addr))
                 continue
@@ -218,7 +234,13 @@ class Profile:
         self.threads[tid].end_ns = time
 
     def sample_stack(self, s: rec.Sample) -> int:
-        """The interned stack id of any sample (on-CPU or an event such as a tracepoint)."""
+        """The interned stack id of any sample (on-CPU or an event such as a tracepoint).
+
+        With DWARF unwinding, the kernel part of the chain is followed by the user frames the
+        unwinder recovers from the sampled registers and stack copy.
+        """
+        if self.unwinder is not None and s.regs is not None and s.abi == REGS_ABI_64:
+            return self.unwound_stack(s)
         pid, chain = s.pid, s.chain
         key = (pid, chain)
         sid = self._chain_cache.get(key)
@@ -229,6 +251,33 @@ class Profile:
             self._chain_cache[key] = sid
         if len(chain) >= self.max_chain:
             self.counts["truncated_chains"] += 1
+        return sid
+
+    def unwound_stack(self, s: rec.Sample) -> int:
+        assert self.unwinder is not None and s.regs is not None
+        frames: list[int] = []
+        in_kernel = False
+        first = True
+        chain = s.chain
+        for ip in chain:
+            if ip >= rec.CONTEXT_MAX:
+                in_kernel = ip == rec.CONTEXT_KERNEL
+                first = True
+                continue
+            if in_kernel:
+                frames.append(self.frame_id(KERNEL_BINARY, ip if first else ip - 1))
+                first = False
+        if len(chain) >= self.max_chain:
+            self.counts["truncated_chains"] += 1
+        frame_id = self.frame_id
+        for binary, offset in self.unwinder.walk(s.pid, s.regs, s.stack):
+            if binary == UNKNOWN_BINARY:
+                self.counts["unmapped_frames"] += 1
+            frames.append(frame_id(binary, offset))
+        sid = -1
+        stack_id = self.stack_id
+        for fid in reversed(frames):
+            sid = stack_id(sid, fid)
         return sid
 
     def on_event_sample(self, s: rec.Sample) -> None:
@@ -243,11 +292,24 @@ class Profile:
         proc = self.processes.get(pid)
         if proc is None:
             proc = self.processes[pid] = Process(pid)
-        if filename.startswith("[") or not filename or filename.startswith("//anon"):
+        if _is_anon(filename):
+            filename, pgoff = ANON_PATH, addr
+        elif filename.endswith(".dump"):
+            self._note_jitdump(pid, filename)
+        elif filename.startswith("["):
             pgoff = 0 if filename != "[vdso]" else pgoff
-        bid = self.binary_id(filename or "[anon]", build_id, pid)
+        bid = self.binary_id(filename, build_id, pid)
         proc.add(Mapping(addr, addr + length, pgoff, bid))
         self._chain_cache.clear()
+        if self.unwinder is not None:
+            self.unwinder.forget(pid)
+
+    def _note_jitdump(self, pid: int, path: str) -> None:
+        """A JIT runtime maps its jitdump file executable so profilers can find it."""
+        from stax.symbols.perfmap import is_jitdump_path
+
+        if self.symbolizer is not None and is_jitdump_path(path):
+            self.symbolizer.perf_maps.add_jitdump(pid, path)
 
     def on_comm(self, pid: int, tid: int, comm: str, exec_: bool, time: int) -> None:
         self.counts["comm"] += 1
@@ -259,6 +321,8 @@ class Profile:
             # a new program image: the old mappings are gone
             self.processes[pid] = Process(pid)
             self._chain_cache.clear()
+            if self.unwinder is not None:
+                self.unwinder.forget(pid)
 
     def on_fork(self, pid: int, ppid: int, tid: int, ptid: int, time: int) -> None:
         self.counts["fork"] += 1
@@ -287,10 +351,10 @@ class Profile:
     def on_other(self, rtype: int) -> None:
         self.counts["other"] += 1
 
-    def ingest(self, buf: bytes) -> None:
+    def ingest(self, buf: bytes, layout: rec.SampleLayout = rec.DEFAULT_LAYOUT) -> None:
         """Decode a stream of records in stream order (tests and offline input)."""
         with self.lock:
-            self.counts["records"] += rec.decode(buf, self)
+            self.counts["records"] += rec.decode(buf, self, layout)
 
     # --- seeding from /proc (attach) -------------------------------------------------------
 
@@ -315,7 +379,11 @@ class Profile:
                 pgoff = int(parts[2], 16)
                 if path.startswith("/") and path not in build_ids:
                     build_ids[path] = read_build_id(path)
-                bid = self.binary_id(path or "[anon]", build_ids.get(path), pid)
+                if _is_anon(path):
+                    path, pgoff = ANON_PATH, lo
+                elif path.endswith(".dump"):
+                    self._note_jitdump(pid, path)
+                bid = self.binary_id(path, build_ids.get(path), pid)
                 proc.add(Mapping(lo, hi, pgoff, bid))
             try:
                 tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
@@ -330,6 +398,8 @@ class Profile:
                 th = self.threads.setdefault(tid, Thread(pid, tid, start_ns=time))
                 th.names.append((time, name))
             self._chain_cache.clear()
+            if self.unwinder is not None:
+                self.unwinder.forget(pid)
 
     # --- symbolisation --------------------------------------------------------------------
 

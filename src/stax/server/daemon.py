@@ -32,6 +32,7 @@ from stax.protocol import (
     encode,
 )
 from stax.server.runs import Registry, Run
+from stax.server.subscriptions import PUSH, Subscriptions
 
 log = logging.getLogger("stax.server")
 
@@ -74,10 +75,15 @@ class Server:
         self.socket_path = socket_path
         self.started = time.time()
         self.symbolizer = Symbolizer()
-        self.registry = Registry(self.symbolizer)
+        from stax.server.history import History
+
+        self.history = History()
+        self.registry = Registry(self.symbolizer, self.history, on_stopped=self._persist)
         self.requests = 0
         self._server: asyncio.AbstractServer | None = None
         self._stopping: asyncio.Event | None = None
+        self.subs = Subscriptions(self)
+        self.web: Any = None  # stax.server.web.WebUI once serve() started it
         self.handlers: dict[str, Handler] = {
             "hello": self.h_hello,
             "status": self.h_status,
@@ -95,17 +101,29 @@ class Server:
             "flamegraph": self.h_flamegraph,
             "threads": self.h_threads,
             "timeline": self.h_timeline,
+            "subscribe": self.subs.subscribe,
+            "unsubscribe": self.subs.unsubscribe,
+            "save": self.h_save,
+            "open": self.h_open,
+            "annotate": self.h_annotate,
         }
 
     # --- transport ----------------------------------------------------------------------------
 
     async def serve(self) -> None:
         self._stopping = asyncio.Event()
+        restored = await asyncio.to_thread(self.registry.restore)
+        if restored:
+            log.info("%d finished runs restored from %s", restored, self.history.dir)
         path = self.socket_path
         if os.path.exists(path):
             if _socket_alive(path):
                 raise SystemExit(f"error: a stax-server is already listening on {path}")
             os.unlink(path)
+        from stax.server.web import WebUI
+
+        self.web = WebUI(self)  # bound before the Unix socket exists: status always knows
+        await self.web.start()
         old = os.umask(0o177)
         try:
             os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
@@ -126,11 +144,18 @@ class Server:
         finally:
             log.info("stax-server shutting down")
             self._server.close()
+            await self.subs.close()
+            await self.web.close()
             await asyncio.to_thread(self.registry.stop_all)
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def push(msg: dict[str, Any]) -> None:
+            writer.write(encode(msg))
+            await writer.drain()
+
+        PUSH.set(push)
         try:
             while True:
                 try:
@@ -147,6 +172,7 @@ class Server:
         except (ConnectionError, BrokenPipeError):
             pass
         finally:
+            self.subs.drop_connection(push)
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -186,7 +212,7 @@ class Server:
 
     async def h_hello(self, params: dict[str, Any]) -> Any:
         return {"server": "stax-server", "version": __version__, "protocol": PROTOCOL_VERSION,
-                "pid": os.getpid()}
+                "pid": os.getpid(), "web": self.web_info()}
 
     async def h_status(self, params: dict[str, Any]) -> Any:
         act = self.registry.active
@@ -198,11 +224,31 @@ class Server:
             "socket": self.socket_path,
             "active": act.summary() if act else None,
             "current": cur.summary() if cur else None,
+            "web": self.web_info(),
         }
+
+    def web_info(self) -> dict[str, Any]:
+        """Where the browser UI is served (``url``), or why it is not (``error``)."""
+        if self.web is None:
+            return {"url": None, "bind": None, "error": "not started", "connections": 0}
+        return self.web.info()
 
     async def h_list_runs(self, params: dict[str, Any]) -> Any:
         return {"runs": [r.summary() for r in self.registry.runs.values()],
                 "current": (c.id if (c := self.registry.current()) else None)}
+
+    @staticmethod
+    def _dwarf_param(params: dict[str, Any]) -> bool:
+        """``dwarf_unwind`` (default: on for x86-64): sample user registers and a stack copy
+        and unwind them with .eh_frame; false = the kernel's frame-pointer chain only."""
+        from stax.unwind import dwarf_unwind_default
+
+        v = params.get("dwarf_unwind")
+        if v is None:
+            return dwarf_unwind_default()
+        if not isinstance(v, bool):
+            raise RPCError(E_BAD_REQUEST, "dwarf_unwind must be a boolean")
+        return v
 
     def _daemon_socket(self, params: dict[str, Any]) -> str | None:
         path = params.get("daemon_socket")
@@ -228,20 +274,24 @@ class Server:
         argv = params.get("argv") or []
         if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
             raise RPCError(E_BAD_REQUEST, "argv must be a list of strings")
+        dwarf = self._dwarf_param(params)
         run = await asyncio.to_thread(self.registry.start, "launch", pid, argv, freq, limit,
-                                      self._daemon_socket(params))
+                                      dwarf, self._daemon_socket(params))
         return run.summary()
 
     async def h_start_attach(self, params: dict[str, Any]) -> Any:
         pid, freq, limit = self._start_params(params)
+        dwarf = self._dwarf_param(params)
         run = await asyncio.to_thread(self.registry.start, "attach", pid, [], freq, limit,
-                                      self._daemon_socket(params))
+                                      dwarf, self._daemon_socket(params))
         return run.summary()
 
     async def h_target_exited(self, params: dict[str, Any]) -> Any:
         run = self.registry.get(_int(params, "run"))
         status = _int(params, "status")
         run.exit_status = status
+        if run.recorder is not None:
+            await asyncio.to_thread(self._update_kept, run, {"exit_status": status})
         return run.summary()
 
     async def h_wait(self, params: dict[str, Any]) -> Any:
@@ -308,7 +358,9 @@ class Server:
             "symbols": self.symbolizer.stats(),
             "run": None,
         }
-        if run is not None:
+        if run is not None and run.recorder is None:  # read from an archive
+            out["run"] = await asyncio.to_thread(self.run_diagnostics, run)
+        elif run is not None:
             p = run.profile
             with p.lock:
                 counts = dict(p.counts)
@@ -323,6 +375,7 @@ class Server:
                 bytes_read = run.recorder.bytes_read
                 pending = len(run.recorder.orderer.pending)
                 last_sample = p.last_time
+                unwind = p.unwinder.stats() if p.unwinder is not None else None
             elapsed = max(run.elapsed_s(), 1e-9)
             health = await asyncio.to_thread(views.stack_health, p)
             lag_ms = None
@@ -346,10 +399,68 @@ class Server:
                             "ring_buffer_bytes": info.buffer_bytes,
                             "bytes_read": bytes_read, "mode": info.mode,
                             "daemon_socket": info.daemon_socket,
-                            "unwinding": "frame pointers (kernel call chain)"},
+                            "unwinding": (f"DWARF (.eh_frame, {info.stack_copy_bytes}-byte "
+                                          "stack copies)" if info.dwarf_unwind else
+                                          "frame pointers (kernel call chain)")},
+                "unwind": unwind or {"method": "frame pointers"},
             }
         out["symbols"] = self.symbolizer.stats()  # after the stack walk above symbolised
         return out
+
+    def run_diagnostics(self, run: Run) -> dict[str, Any]:
+        from stax.archive.diag import run_diagnostics
+
+        elapsed = (float(run.stored.get("elapsed_ms") or 0) / 1000 if run.stored is not None
+                   else run.elapsed_s())
+        return run_diagnostics(run.profile, run.summary(), run.recorder, elapsed,
+                               run.stored_diag)
+
+    def _persist(self, run: Run) -> None:
+        """Keep a finished run on disk (called from its capture thread once it stopped)."""
+        path = self.history.save(run.profile, run.id, run.summary(), self.run_diagnostics(run))
+        if path is not None:
+            run.archive = path
+            log.info("run %d kept in %s", run.id, path)
+
+    def _update_kept(self, run: Run, fields: dict[str, Any]) -> None:
+        """Fields learnt after a run was kept on disk (the launcher reports the exit status
+        once the capture has ended)."""
+        from stax.archive.format import ArchiveError, update_run
+
+        run.done.wait(30)  # the capture thread keeps the run on disk before it is done
+        if run.archive is None:
+            return
+        try:
+            update_run(run.archive, fields)
+        except ArchiveError as e:
+            log.warning("could not update kept run %d: %s", run.id, e)
+
+    async def h_save(self, params: dict[str, Any]) -> Any:
+        from stax.archive.format import ArchiveError, save
+
+        path = params.get("path")
+        if not isinstance(path, str) or not path:
+            raise RPCError(E_BAD_REQUEST, "path (a string) is required")
+        if not os.path.isabs(path):
+            raise RPCError(E_BAD_REQUEST, "path must be absolute")
+        run = self._maybe_run(params)
+        if run is None:
+            raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
+        summary = run.summary()
+        diag = await asyncio.to_thread(self.run_diagnostics, run)
+        try:
+            res = await asyncio.to_thread(save, run.profile, path, summary, diag)
+        except ArchiveError as e:
+            raise RPCError(E_BAD_REQUEST, str(e)) from None
+        res["run"] = summary
+        return res
+
+    async def h_open(self, params: dict[str, Any]) -> Any:
+        path = params.get("path")
+        if not isinstance(path, str) or not path:
+            raise RPCError(E_BAD_REQUEST, "path (a string) is required")
+        run = await asyncio.to_thread(self.registry.open_archive, path)
+        return run.summary()
 
     async def h_dump(self, params: dict[str, Any]) -> Any:
         self.dump_state()
@@ -373,7 +484,8 @@ class Server:
     def _maybe_run(self, params: dict[str, Any]) -> Run | None:
         run_id = _int(params, "run")
         if run_id is None:
-            return self.registry.current()
+            cur = self.registry.current()
+            return self.registry.materialize(cur) if cur is not None else None
         return self.registry.get(run_id)
 
     async def _query(self, params: dict[str, Any], fn: Callable[..., dict[str, Any]],
@@ -413,6 +525,25 @@ class Server:
     async def h_timeline(self, params: dict[str, Any]) -> Any:
         buckets = _int(params, "buckets", 100, lo=1)
         return await self._query(params, views.timeline, min(buckets or 100, 10_000))
+
+    async def h_annotate(self, params: dict[str, Any]) -> Any:
+        from stax.profile import annotate
+
+        target = params.get("target")
+        if not isinstance(target, str) or not target.strip():
+            raise RPCError(E_BAD_REQUEST, "target is required: a hex address (0x401136) or "
+                                          "part of a function name")
+        exact = params.get("exact", False)
+        if not isinstance(exact, bool):
+            raise RPCError(E_BAD_REQUEST, "exact must be true or false")
+
+        def run(p: Any, flt: views.Filter) -> dict[str, Any]:
+            try:
+                return annotate.annotate(p, flt, target, exact)
+            except annotate.AnnotateError as e:
+                raise RPCError(E_BAD_REQUEST, str(e)) from None
+
+        return await self._query(params, run)
 
 
 def _socket_alive(path: str) -> bool:

@@ -1,18 +1,20 @@
 """ELF reading for symbolization: build-id notes, PT_LOAD offset->vaddr mapping, and
-lazily-built function tables from .symtab/.dynsym (plus MiniDebugInfo and build-id debug files)."""
+lazily-built function tables from .symtab/.dynsym (plus MiniDebugInfo and separate debug files)."""
 
 from __future__ import annotations
 
 import lzma
-import os
 import struct
 import threading
 from io import BytesIO
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from elftools.elf.elffile import ELFFile
 
 from .table import SymbolRow, SymbolTable
+
+if TYPE_CHECKING:
+    from .debuginfo import DebugInfoFinder
 
 __all__ = [
     "ElfImage",
@@ -39,7 +41,6 @@ _MAX_NOTE_BYTES = 1 << 20
 _MAX_HEADERS = 1 << 16
 _MAX_SECTIONS = 1 << 20
 _PAGE = 4096
-DEBUG_ROOT = "/usr/lib/debug/.build-id"
 
 
 class ElfLoadError(Exception):
@@ -277,24 +278,21 @@ def _collect_minidebuginfo(elf: ELFFile, funcs: list[SymbolRow], notype: list[Sy
         return False
 
 
-def debug_file_for(build_id: str | None) -> str | None:
-    if not build_id or len(build_id) < 3:
-        return None
-    path = os.path.join(DEBUG_ROOT, build_id[:2], build_id[2:] + ".debug")
-    return path if os.path.isfile(path) else None
-
-
 def _collect_debug_file(
-    build_id: str | None, funcs: list[SymbolRow], notype: list[SymbolRow]
+    path: str,
+    build_id: str | None,
+    finder: DebugInfoFinder | None,
+    funcs: list[SymbolRow],
+    notype: list[SymbolRow],
 ) -> bool:
-    path = debug_file_for(build_id)
-    if path is None or build_id is None:
+    """Symbols from a separate debug file (build-id tree, .gnu_debuglink, debuginfod)."""
+    from .debuginfo import default_finder
+
+    debug_path = (finder or default_finder()).find(path, build_id, "separate")
+    if debug_path is None:
         return False
     try:
-        with open(path, "rb") as f:
-            bid = build_id_from_stream(f)
-            if bid is None or not same_build_id(bid, build_id):
-                return False
+        with open(debug_path, "rb") as f:
             return _collect_symbols(ELFFile(f), funcs, notype)
     except Exception:
         return False
@@ -312,6 +310,7 @@ class ElfImage:
         "_lock",
         "_funcs",
         "_notype",
+        "finder",
     )
 
     def __init__(
@@ -330,6 +329,7 @@ class ElfImage:
         self._lock = threading.Lock()
         self._funcs: SymbolTable | None = None
         self._notype: SymbolTable | None = None
+        self.finder: DebugInfoFinder | None = None  # where separate debug files are looked up
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -417,7 +417,9 @@ class ElfImage:
                         return SymbolTable(), SymbolTable()
                 elf = ELFFile(stream)
                 has_symtab = _collect_symbols(elf, funcs, notype)
-                if not has_symtab and not _collect_debug_file(self.build_id, funcs, notype):
+                if not has_symtab and not _collect_debug_file(
+                    self.path, self.build_id, self.finder, funcs, notype
+                ):
                     _collect_minidebuginfo(elf, funcs, notype)
         except Exception as exc:
             # Keep whatever was collected before the damage was hit.

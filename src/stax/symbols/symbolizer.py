@@ -11,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from io import BytesIO
 
+from .debuginfo import DebugInfoFinder
 from .demangle import demangle
 from .elf import (
     ElfImage,
@@ -21,11 +22,13 @@ from .elf import (
     same_build_id,
 )
 from .kernel import KALLSYMS, KernelSymbols
+from .perfmap import PerfMaps
 from .vdso import VDSO_NAME, read_vdso_image
 
-__all__ = ["Resolved", "Symbolizer", "KERNEL_BINARY"]
+__all__ = ["Resolved", "Symbolizer", "KERNEL_BINARY", "JIT_BINARY"]
 
 KERNEL_BINARY = "[kernel.kallsyms]"
+JIT_BINARY = "[jit]"  # code named by a perf map file (/tmp/perf-PID.map)
 _ANON_NAMES = frozenset({"", "//anon", "/anon_hugepage", "[anon]"})
 _DELETED = " (deleted)"
 _DEFAULT_MAX_BINARIES = 256
@@ -69,7 +72,11 @@ class Symbolizer:
         self,
         max_binaries: int = _DEFAULT_MAX_BINARIES,
         kallsyms_path: str = KALLSYMS,
+        debug_finder: DebugInfoFinder | None = None,
+        perf_maps: PerfMaps | None = None,
     ) -> None:
+        self.debug_finder = debug_finder or DebugInfoFinder()
+        self.perf_maps = perf_maps or PerfMaps()
         self._lock = threading.RLock()
         self._max_binaries = max(1, max_binaries)
         self._images: OrderedDict[_ImageKey, ElfImage] = OrderedDict()
@@ -87,6 +94,7 @@ class Symbolizer:
             "missing_files": 0,
             "bad_files": 0,
             "build_id_mismatches": 0,
+            "jit_resolved": 0,
         }
 
     # ---------------------------------------------------------------------------------------
@@ -130,6 +138,10 @@ class Symbolizer:
             out["binaries_cached"] = len(self._images)
             out["symbols_cached"] = sum(img.symbol_count() for img in self._images.values())
             out["kernel_symbols"] = len(self._kernel) if self._kernel is not None else 0
+        for name, value in self.debug_finder.stats.items():
+            out[f"debug_{name}"] = value
+        for name, value in self.debug_finder.debuginfod.stats.items():
+            out[f"debuginfod_{name}"] = value
         return out
 
     def clear(self) -> None:
@@ -137,6 +149,7 @@ class Symbolizer:
         with self._lock:
             self._images.clear()
             self._paths.clear()
+        self.debug_finder.clear()
 
     # ---------------------------------------------------------------------------------------
     # user space
@@ -150,6 +163,14 @@ class Symbolizer:
         self, path: str, build_id: str | None, file_offset: int, pid: int | None
     ) -> Resolved:
         if path in _ANON_NAMES:
+            # Anonymous executable memory (JIT code): `file_offset` is the absolute address.
+            if pid is not None:
+                hit = self.perf_maps.lookup(pid, file_offset)
+                if hit is not None:
+                    name, start, size, map_path = hit
+                    with self._lock:
+                        self._stats["jit_resolved"] += 1
+                    return Resolved(demangle(name), JIT_BINARY, map_path, start, size, True)
             return self._unresolved("[anon]", "", file_offset)
         if path == VDSO_NAME:
             image = self._vdso_image(build_id)
@@ -183,6 +204,7 @@ class Symbolizer:
                     try:
                         bid = build_id_from_stream(BytesIO(data))
                         self._vdso = ElfImage.open(VDSO_NAME, bid, data=data)
+                        self._vdso.finder = self.debug_finder
                         self._stats["binaries_loaded"] += 1
                     except (ElfLoadError, ValueError):
                         self._vdso = None
@@ -293,6 +315,7 @@ class Symbolizer:
             except ElfLoadError as exc:
                 self._fail(path, bid, pid, now, "bad_files", str(exc))
                 return None
+            image.finder = self.debug_finder
             self._stats["binaries_loaded"] += 1
             self._images[key] = image
             while len(self._images) > self._max_binaries:

@@ -1,0 +1,55 @@
+"""``stax compare``: two archives read directly (no server), their totals and per-function
+self-time deltas, biggest regressions and improvements first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stax.archive.format import Archive, intervals_of, load
+from stax.profile import views
+
+
+def _totals(a: Archive) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, int]]]:
+    top = views.top(a.profile, views.Filter(), "self", 0)
+    iv = intervals_of(a)
+    offcpu = int(iv["duration_ns"].sum()) if iv is not None else 0
+    funcs = {(r["func"], r["binary"]): {"samples": r["self_samples"], "ns": r["self_ns"]}
+             for r in top["rows"]}
+    run = a.run or {}
+    return {"path": a.path, "command": run.get("command"), "samples": top["total_samples"],
+            "oncpu_ns": top["total_ns"], "offcpu_ns": offcpu,
+            "intervals": int(len(iv["tid"])) if iv is not None else 0}, funcs
+
+
+def compare(base_path: str, cand_path: str, limit: int = 20) -> dict[str, Any]:
+    """Raises ArchiveError on a bad archive."""
+    base, bf = _totals(load(base_path))
+    cand, cf = _totals(load(cand_path))
+    rows = []
+    for key in set(bf) | set(cf):
+        b = bf.get(key, {"samples": 0, "ns": 0})
+        c = cf.get(key, {"samples": 0, "ns": 0})
+        b_pct = 100.0 * b["samples"] / base["samples"] if base["samples"] else 0.0
+        c_pct = 100.0 * c["samples"] / cand["samples"] if cand["samples"] else 0.0
+        rows.append({"func": key[0], "binary": key[1],
+                     "base_self_samples": b["samples"], "cand_self_samples": c["samples"],
+                     "base_self_ns": b["ns"], "cand_self_ns": c["ns"],
+                     "delta_self_ns": c["ns"] - b["ns"],
+                     "base_self_pct": b_pct, "cand_self_pct": c_pct,
+                     "delta_self_pct": c_pct - b_pct,
+                     "status": ("new" if not b["samples"] else
+                                "gone" if not c["samples"] else "changed")})
+    rows.sort(key=lambda r: (-r["delta_self_ns"], r["func"]))
+    regressions = [r for r in rows if r["delta_self_ns"] > 0]
+    improvements = sorted((r for r in rows if r["delta_self_ns"] < 0),
+                          key=lambda r: (r["delta_self_ns"], r["func"]))
+    delta = {k: cand[k] - base[k] for k in ("samples", "oncpu_ns", "offcpu_ns", "intervals")}
+    delta["oncpu_pct"] = (100.0 * delta["oncpu_ns"] / base["oncpu_ns"]
+                          if base["oncpu_ns"] else None)
+    return {
+        "base": base, "cand": cand, "delta": delta, "functions": len(rows),
+        "regressions": regressions[:limit] if limit else regressions,
+        "improvements": improvements[:limit] if limit else improvements,
+        "unchanged": sum(1 for r in rows if r["delta_self_ns"] == 0),
+    }

@@ -1,0 +1,83 @@
+"""speedscope's JSON file format: shared frames, one sampled profile per thread (on-CPU, in time
+order, weights in nanoseconds) and one per thread for off-CPU intervals when there are any.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from stax import __version__
+from stax.archive.export import Paths, intervals, reason_name, samples, thread_name
+from stax.profile.tables import Profile
+
+SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
+
+
+def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None,
+            run: dict[str, Any] | None = None) -> bytes:
+    paths = Paths(p)
+    frames: list[dict[str, Any]] = []
+    frame_index: dict[Any, int] = {}
+
+    def frame(key: Any, name: str, file: str | None = None) -> int:
+        i = frame_index.get(key)
+        if i is None:
+            i = frame_index[key] = len(frames)
+            f: dict[str, Any] = {"name": name}
+            if file:
+                f["file"] = file
+            frames.append(f)
+        return i
+
+    stack_memo: dict[int, list[int]] = {}
+
+    def stack(sid: int) -> list[int]:
+        got = stack_memo.get(sid)
+        if got is None:
+            got = []
+            for func in paths.func_path(sid):
+                fn = p.funcs[func]
+                got.append(frame(("f", func), f"{fn.name} ({fn.binary})", fn.path or None))
+            stack_memo[sid] = got
+        return got
+
+    times, tids, stacks, weights = samples(p, tid)
+    per_thread: dict[int, tuple[list[list[int]], list[int], int, int]] = {}
+    last: dict[int, int] = {}
+    for t, th, sid, w in zip(times.tolist(), tids.tolist(), stacks.tolist(), weights.tolist(),
+                             strict=True):
+        entry = per_thread.get(th)
+        if entry is None:
+            entry = per_thread[th] = ([], [], t, t)
+        ss, ws, start, _end = entry
+        if last.get(th) == sid and ws:  # merge runs of the same stack
+            ws[-1] += w
+        else:
+            ss.append(stack(sid))
+            ws.append(w)
+            last[th] = sid
+        per_thread[th] = (ss, ws, start, t + w)
+    base = int(times[0]) if len(times) else 0
+    profiles = []
+    for th in sorted(per_thread):
+        ss, ws, start, end = per_thread[th]
+        profiles.append({"type": "sampled", "name": f"{thread_name(p, th)} (tid {th}) on-CPU",
+                         "unit": "nanoseconds", "startValue": start - base,
+                         "endValue": end - base, "samples": ss, "weights": ws})
+    off: dict[int, tuple[list[list[int]], list[int], int, int]] = {}
+    for th, start, dur, reason, sid in sorted(intervals(iv, tid), key=lambda r: r[1]):
+        ss, ws, s0, _e = off.get(th, ([], [], start, start))
+        st = stack(sid) + [frame(("r", reason), f"[off-cpu:{reason_name(p, reason)}]")]
+        ss.append(st)
+        ws.append(dur)
+        off[th] = (ss, ws, s0, start + dur)
+    for th in sorted(off):
+        ss, ws, start, end = off[th]
+        profiles.append({"type": "sampled", "name": f"{thread_name(p, th)} (tid {th}) off-CPU",
+                         "unit": "nanoseconds", "startValue": start - base,
+                         "endValue": end - base, "samples": ss, "weights": ws})
+    name = (run or {}).get("command") or "stax profile"
+    doc = {"$schema": SCHEMA_URL, "shared": {"frames": frames}, "profiles": profiles,
+           "name": str(name), "activeProfileIndex": 0, "exporter": f"stax {__version__}"}
+    return json.dumps(doc, separators=(",", ":")).encode()

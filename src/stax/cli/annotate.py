@@ -1,0 +1,120 @@
+"""``stax annotate TARGET``: one function disassembled, samples per instruction, source lines.
+Thin: calls the ``annotate`` RPC method and prints text (hot instructions coloured on a terminal)
+or ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from stax.cli.common import isatty, no_samples_hint, print_json, query
+
+RED = "\033[1;31m"
+GREEN = "\033[32m"
+DIM = "\033[2m"
+BLUE = "\033[34m"
+RESET = "\033[0m"
+HOT_PCT = 5.0  # at least this share of the function's samples: red
+WARM_PCT = 0.5  # at least this: green
+
+
+def _paint(text: str, color: str, on: bool) -> str:
+    return f"{color}{text}{RESET}" if on else text
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    res = query("annotate", args.json, run=args.run, tid=args.tid, target=args.target)
+    if res is None:
+        return 0
+    if res.get("function") is None:
+        return _no_match(res, args)
+    if args.json:
+        print_json(res)
+        return 0
+    out = sys.stdout
+    color = isatty(out)
+    fn = res["function"]
+    lines: list[str] = []
+    lines.append(f"matched {_quote(res['target'], res['matched_by'])} -> {fn['func']} @ "
+                 f"0x{fn['addr']:x} ({res['self_samples']} self samples)")
+    run = res["run"]
+    size = f", {fn['size']} bytes" if fn["size"] else ""
+    lines.append(f"run {run['id']} [{run['state']}] {run['command']}: {fn['func']}  "
+                 f"({fn['binary']}){size}, {res['self_samples']} of {res['total_samples']} "
+                 f"samples ({res['self_pct']:.1f}%), {res['self_ns'] / 1e6:.1f} ms on-CPU")
+    if fn.get("disk_path"):
+        src = (f"line info from {res['debug_file']}" if res["has_line_info"]
+               else "no DWARF line info")
+        lines.append(f"code from {fn['disk_path']} ({res['arch']}), {src}")
+    if res.get("note"):
+        lines.append(f"note: {res['note']}")
+    if not res["total_samples"] and args.tid is None:
+        lines.append(no_samples_hint(run))
+    sources = {(s["file"], s["line"]): s for s in res["sources"]}
+    insns = res["instructions"]
+    if insns:
+        width = max(len(f"{i['addr']:x}") for i in insns)
+        lines.append(f"{'samples':>8} {'%':>6}  {'address':>{width}}  instruction")
+        prev: tuple[str, int] | None = None
+        for ins in insns:
+            loc = (ins["file"], ins["line"]) if ins["file"] is not None else None
+            if loc is not None and loc != prev:
+                s = sources.get(loc)
+                text = (s["text"] or "").strip() if s else ""
+                head = f"{os.path.basename(loc[0])}:{loc[1]}"
+                share = ""
+                if s and s["samples"]:
+                    share = f"  [{s['samples']} samples]"
+                lines.append(_paint(f"{'':16}{head}{share}  {text}".rstrip(), BLUE, color))
+            prev = loc if loc is not None else prev
+            n = ins["samples"]
+            pct = ins["pct"]
+            row = (f"{n:8d} {pct:5.1f}%  {ins['addr']:>{width}x}:  {ins['text']}" if n
+                   else f"{'.':>8} {'':6}  {ins['addr']:>{width}x}:  {ins['text']}")
+            if n and pct >= HOT_PCT:
+                row = _paint(row, RED, color)
+            elif n and pct >= WARM_PCT:
+                row = _paint(row, GREEN, color)
+            elif not n:
+                row = _paint(row, DIM, color)
+            lines.append(row)
+    unplaced = res["unplaced_samples"]
+    lines.append(f"placed {res['placed_samples']} of {res['self_samples']} self samples on "
+                 f"instructions; {unplaced} unplaced")
+    if unplaced:
+        why = res["unplaced"]
+        lines.append(f"  unplaced: {why['mid_instruction']} inside an instruction, "
+                     f"{why['outside_disassembly']} outside the disassembled bytes, "
+                     f"{why['not_disassembled']} in code that was not disassembled, "
+                     f"{why['no_address']} with no address in the binary")
+        for u in res["unplaced_addrs"]:
+            lines.append(f"    0x{u['addr']:x}: {u['samples']} samples "
+                         f"({u['reason'].replace('_', ' ')})")
+    print("\n".join(lines))
+    return 0
+
+
+def _quote(target: str, how: str) -> str:
+    return target if how == "address" else f'"{target}"'
+
+
+def _no_match(res: dict[str, Any], args: argparse.Namespace) -> int:
+    what = _quote(res["target"], res["matched_by"])
+    if not res["total_samples"]:  # nothing recorded (for this thread): an answer, not an error
+        if args.json:
+            print_json(res)
+        else:
+            print(no_samples_hint(res["run"]) if args.tid is None
+                  else f"(no samples for tid {args.tid})")
+        return 0
+    if args.json:
+        print_json(res)
+    elif res["hottest"]:
+        print(f"no sampled function matches {what}; the hottest that did:")
+        for h in res["hottest"]:
+            print(f"  {h['self_samples']:7d}  {h['func']}  ({h['binary']})  0x{h['addr']:x}")
+    sys.stderr.write(f"error: no sampled function matches {what}\n")
+    return 1

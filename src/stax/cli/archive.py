@@ -1,0 +1,132 @@
+"""Archive subcommands: save, open, compare, export.
+
+``save``/``open`` ask the server; ``compare`` reads two archives itself; ``export`` has the
+server save the run to a temporary archive and converts that here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from stax.cli.common import call, die, print_json, run_line
+
+
+def _abs(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    res = call("save", timeout=600, path=_abs(args.path), run=args.run)
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"saved run {res['run']['id']} to {res['path']} ({res['samples']} samples, "
+          f"{res['bytes'] / 1024:.0f} KiB)")
+    return 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    from stax.archive.format import ArchiveError, locate
+
+    path = _abs(args.path)
+    try:
+        locate(path)  # a quick local check gives the clearest message for a wrong path
+    except ArchiveError as e:
+        die(str(e))
+    res = call("open", timeout=600, path=path)
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"opened: {run_line(res)}")
+    print("stax: explore it with: stax top | stax flame | stax threads")
+    return 0
+
+
+def _fmt_delta_ms(ns: int) -> str:
+    return f"{ns / 1e6:+10.1f} ms"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from stax.archive.compare import compare
+    from stax.archive.format import ArchiveError
+
+    try:
+        res = compare(_abs(args.base), _abs(args.cand), args.n)
+    except ArchiveError as e:
+        die(str(e))
+    if args.json:
+        print_json(res)
+        return 0
+    b, c, d = res["base"], res["cand"], res["delta"]
+    print(f"base: {b['path']}  ({b['command']})")
+    print(f"cand: {c['path']}  ({c['command']})")
+    pct = f" ({d['oncpu_pct']:+.1f}%)" if d["oncpu_pct"] is not None else ""
+    print(f"{'':10}{'base':>14}{'cand':>14}{'delta':>16}")
+    print(f"{'samples':10}{b['samples']:>14}{c['samples']:>14}{d['samples']:>+16}")
+    print(f"{'on-CPU':10}{b['oncpu_ns'] / 1e6:>11.1f} ms{c['oncpu_ns'] / 1e6:>11.1f} ms"
+          f"{_fmt_delta_ms(d['oncpu_ns']):>16}{pct}")
+    print(f"{'off-CPU':10}{b['offcpu_ns'] / 1e6:>11.1f} ms{c['offcpu_ns'] / 1e6:>11.1f} ms"
+          f"{_fmt_delta_ms(d['offcpu_ns']):>16}")
+
+    def table(title: str, rows: list[dict[str, Any]]) -> None:
+        print(f"\n{title}")
+        if not rows:
+            print("  (none)")
+            return
+        print(f"{'delta self':>14} {'base':>10} {'cand':>10}  {'share':>13}  function  (binary)")
+        for r in rows:
+            tag = f"  [{r['status']}]" if r["status"] != "changed" else ""
+            print(f"{_fmt_delta_ms(r['delta_self_ns'])} {r['base_self_ns'] / 1e6:7.1f} ms "
+                  f"{r['cand_self_ns'] / 1e6:7.1f} ms  {r['base_self_pct']:5.1f}→"
+                  f"{r['cand_self_pct']:5.1f}%  {r['func']}  ({r['binary']}){tag}")
+
+    table("regressions (self time grew, biggest first):", res["regressions"])
+    table("improvements (self time shrank, biggest first):", res["improvements"])
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from stax.archive.export import converter
+    from stax.archive.format import ArchiveError, intervals_of, load
+
+    convert = converter(args.format)
+    out_path = _abs(args.output) if args.output and args.output != "-" else None
+    if out_path is not None:
+        parent = os.path.dirname(out_path)
+        if not os.path.isdir(parent):
+            die(f"cannot write {args.output}: directory {parent} does not exist")
+        if os.path.isdir(out_path):
+            die(f"cannot write {args.output}: is a directory")
+    tmp = tempfile.mkdtemp(prefix="stax-export-")
+    try:
+        res = call("save", timeout=600, path=os.path.join(tmp, "run.stax"), run=args.run)
+        try:
+            a = load(res["path"])
+        except ArchiveError as e:
+            die(str(e))
+        if args.tid is not None and args.tid not in a.profile.threads:
+            die(f"no thread {args.tid} in run {res['run']['id']}")
+        data = convert(a.profile, args.tid, intervals_of(a), a.run)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if out_path is None:
+        if args.format == "pprof" and sys.stdout.isatty():
+            die("pprof output is binary; use -o FILE (or redirect stdout)")
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return 0
+    try:
+        part = out_path + ".part"
+        with open(part, "wb") as f:
+            f.write(data)
+        os.replace(part, out_path)
+    except OSError as e:
+        die(f"cannot write {args.output}: {e.strerror or e}")
+    print(f"wrote {args.format} export of run {res['run']['id']} to {out_path} "
+          f"({len(data)} bytes)", file=sys.stderr)
+    return 0

@@ -1,0 +1,167 @@
+"""``stax record`` without a server: the same capture code runs in this process, and the run is
+saved to an archive whose path is printed (``stax open PATH`` shows it later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from stax import __version__, paths
+from stax.cli.common import die, print_json
+
+
+def archive_dir() -> str:
+    return os.path.join(paths.state_dir(), "offline")
+
+
+def _summary(mode: str, pid: int, argv: list[str], args: argparse.Namespace, profile: Any,
+             recorder: Any, started_wall: float, elapsed_s: float, end_reason: str | None,
+             exit_status: int | None, error: str | None) -> dict[str, Any]:
+    p = profile
+    with p.lock:
+        samples = len(p.s_stack)
+        oncpu = sum(p.s_weight[:samples])
+        nthreads = len(p.threads)
+        lost = p.counts["lost"]
+    command = " ".join(argv)
+    if not command:
+        th = p.threads.get(pid)
+        command = th.name if th is not None and th.name else f"pid {pid}"
+    return {
+        "id": 0, "state": "stopped", "mode": mode, "pid": pid, "command": command,
+        "argv": argv, "frequency_hz": args.frequency,
+        "time_limit_ms": round(args.time_limit * 1000) if args.time_limit else None,
+        "samples": samples, "intervals": 0, "oncpu_ns": oncpu, "lost_records": lost,
+        "threads": nthreads, "started_at_unix_ms": int(started_wall * 1000),
+        "elapsed_ms": round(elapsed_s * 1000, 3), "end_reason": end_reason,
+        "exit_status": exit_status, "error": error,
+        "kernel_frames": recorder.info.kernel_frames,
+        "capture_mode": recorder.info.mode, "daemon_socket": recorder.info.daemon_socket,
+        "notes": [*recorder.info.notes, "recorded in-process: stax-server was unreachable"],
+        "recorded_by": f"stax {__version__} (in-process)",
+    }
+
+
+def record(args: argparse.Namespace, command: list[str], exe: str | None, reason: str) -> int:
+    """Record a launched command (``exe``) or ``args.pid`` here, then save an archive."""
+    from stax.archive.diag import run_diagnostics
+    from stax.archive.format import ArchiveError, save
+    from stax.capture.recorder import CaptureError, Recorder
+    from stax.cli.record import summary_text
+    from stax.profile.tables import Profile
+    from stax.symbols import Symbolizer
+
+    print(f"warning: stax-server unreachable ({reason}); recording in-process", file=sys.stderr)
+    profile = Profile(Symbolizer())
+    from stax.capture.broker import opener_for
+
+    opener, note = opener_for(getattr(args, "daemon_socket", None))
+    recorder = Recorder(profile, profile.lock, args.frequency, opener=opener)
+    if note:
+        recorder.info.notes.append(note)
+    stop = threading.Event()
+    started_wall, started = time.time(), time.monotonic()
+    deadline = started + args.time_limit if args.time_limit else None
+    child = None
+    if exe is not None:
+        go_r, go_w = os.pipe()
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        child = os.fork()
+        if child == 0:
+            try:
+                os.close(go_w)
+                os.close(err_r)
+                if os.read(go_r, 1) != b"g":
+                    os._exit(127)
+                for sig in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.execv(exe, command)
+            except OSError as e:
+                os.write(err_w, f"{e.errno}:{e.strerror}".encode())
+            finally:
+                os._exit(127)
+        os.close(go_r)
+        os.close(err_w)
+        pid = child
+        try:
+            recorder.open_launch(pid)
+        except CaptureError as e:
+            os.close(go_w)
+            os.waitpid(pid, 0)
+            die(str(e))
+    else:
+        pid = args.pid
+        try:
+            recorder.open_attach(pid)
+        except CaptureError as e:
+            die(str(e))
+        profile.seed_from_proc(pid, time.monotonic_ns())
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except OSError:
+        pidfd = None
+    result: dict[str, Any] = {}
+
+    def capture() -> None:
+        try:
+            result["end"] = recorder.run(stop, pidfd, deadline)
+        except Exception as e:  # the recording must end with an archive whatever happened
+            result["end"] = "error"
+            result["error"] = f"capture failed: {e}"
+
+    worker = threading.Thread(target=capture, name="capture", daemon=True)
+    worker.start()
+    status: int | None = None
+    if child is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the target
+        os.write(go_w, b"g")
+        os.close(go_w)
+        failure = os.read(err_r, 4096)
+        os.close(err_r)
+        _, wstatus = os.waitpid(child, 0)
+        status = os.waitstatus_to_exitcode(wstatus)
+        if status < 0:
+            status = 128 - status
+        if failure:
+            stop.set()
+            worker.join()
+            recorder.close()
+            msg = failure.decode(errors="replace").split(":", 1)[-1]
+            die(f"cannot execute {command[0]}: {msg}")
+    else:
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while worker.is_alive():
+        worker.join(0.1)
+    recorder.close()
+    if pidfd is not None:
+        os.close(pidfd)
+    elapsed = time.monotonic() - started
+    summary = _summary("launch" if child is not None else "attach", pid, command, args,
+                       profile, recorder, started_wall, elapsed, result.get("end"), status,
+                       result.get("error"))
+    diag = run_diagnostics(profile, summary, recorder, elapsed)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started_wall))
+    path = os.path.join(archive_dir(), f"run-{stamp}-{pid}.stax")
+    try:
+        saved = save(profile, path, summary, diag)
+    except ArchiveError as e:
+        die(f"recorded {summary['samples']} samples but could not save them: {e}")
+    summary["archive"] = saved["path"]
+    if args.json:
+        print_json(summary)
+    else:
+        lines = summary_text(summary)
+        lines[0] = lines[0].replace("stax: run 0 stopped", "stax: in-process recording stopped")
+        lines = [x for x in lines if "explore it with" not in x]
+        for line in lines:
+            print(line, file=sys.stderr)
+        print(f"stax: saved the recording to {saved['path']}", file=sys.stderr)
+        print(f"stax: view it with: stax open {saved['path']} (needs stax-server); "
+              "stax compare reads it directly", file=sys.stderr)
+    return status if status is not None else 0

@@ -1,0 +1,143 @@
+"""DWARF (.eh_frame) unwinding of sampled user stacks for stax.
+Public surface: Unwinder (bound to a Profile's mappings), REGS_MASK, STACK_SIZE, REASONS."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from stax.unwind.ehframe import TABLES, EhFrame, Row, load_image
+from stax.unwind.walker import (
+    NO_CFI,
+    NO_FDE,
+    OUTERMOST,
+    REASONS,
+    REGS_MASK,
+    UNMAPPED,
+    Walker,
+)
+
+if TYPE_CHECKING:
+    from stax.profile.tables import Profile
+
+__all__ = ["REASONS", "REGS_MASK", "STACK_SIZE", "Unwinder", "dwarf_unwind_default"]
+
+STACK_SIZE = 32768
+"""Bytes of user stack copied with every sample (see docs/architecture.md for the choice)."""
+
+_UNKNOWN_BINARY = 1
+INTERNAL = "unwinder error"
+log = logging.getLogger("stax.unwind")
+
+
+def dwarf_unwind_default() -> bool:
+    """DWARF unwinding is on by default on x86-64 unless STAX_DWARF_UNWIND=0."""
+    return os.uname().machine == "x86_64" and os.environ.get("STAX_DWARF_UNWIND") != "0"
+
+
+def _image_key(path: str, build_id: str | None, fs_path: str) -> tuple[Any, ...] | None:
+    if build_id:
+        return ("bid", build_id)
+    try:
+        st = os.stat(fs_path)
+    except OSError:
+        return None
+    return ("file", fs_path, st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class Unwinder:
+    """Walks the user stacks of one Profile's samples using the Profile's process mappings."""
+
+    def __init__(self, profile: Profile, stack_size: int = STACK_SIZE) -> None:
+        self.profile = profile
+        self.walker = Walker(self.resolve, stack_size)
+        self._tables: dict[int, EhFrame | None] = {}  # binary id -> table
+
+    def forget(self, pid: int) -> None:
+        self.walker.forget(pid)
+
+    def walk(self, pid: int, regs: tuple[int, ...], stack: bytes | None
+             ) -> list[tuple[int, int]]:
+        try:
+            return self.walker.walk(pid, regs, stack)
+        except Exception:  # a bug or a malformed binary must not end the recording
+            log.exception("unwinding a sample of pid %d failed", pid)
+            key = (_UNKNOWN_BINARY, INTERNAL)
+            self.walker.stops[key] = self.walker.stops.get(key, 0) + 1
+            return []
+
+    def table(self, binary_id: int) -> EhFrame | None:
+        if binary_id in self._tables:
+            return self._tables[binary_id]
+        b = self.profile.binaries[binary_id]
+        table = None
+        if b.path == "[vdso]":
+            from stax.symbols.vdso import read_vdso_image
+
+            data = read_vdso_image()
+            if data is not None:
+                table = TABLES.get(("vdso", b.build_id or ""),
+                                   lambda: load_image(data=data))
+        elif b.path.startswith("/"):
+            path = b.path.removesuffix(" (deleted)")
+            for fs_path in (path, f"/proc/{b.pid}/root{path}"):
+                if not os.path.exists(fs_path):
+                    continue
+                key = _image_key(path, b.build_id, fs_path)
+                if key is None:
+                    continue
+                if b.build_id:
+                    from stax.symbols.elf import normalize_build_id, read_build_id, same_build_id
+
+                    want = normalize_build_id(b.build_id)
+                    found = normalize_build_id(read_build_id(fs_path))
+                    if want and found and not same_build_id(want, found):
+                        continue  # a different build: its CFI would be wrong
+                table = TABLES.get(key, lambda p=fs_path: load_image(path=p))
+                break
+        self._tables[binary_id] = table
+        return table
+
+    def resolve(self, pid: int, addr: int) -> tuple[Row | None, int, int, str | None]:
+        proc = self.profile.processes.get(pid)
+        m = proc.find(addr) if proc is not None else None
+        if m is None:
+            return None, _UNKNOWN_BINARY, addr, UNMAPPED
+        offset = addr - m.start + m.pgoff
+        table = self.table(m.binary)
+        if table is None:
+            return None, m.binary, offset, NO_CFI
+        vaddr = table.file_offset_to_vaddr(offset)
+        if vaddr is None:
+            return None, m.binary, offset, NO_FDE
+        try:
+            row = table.row_at(vaddr)
+        except Exception:  # malformed CFI for this function: count it, keep going
+            row = None
+        if row is None:
+            return None, m.binary, offset, OUTERMOST if table.in_entry_gap(vaddr) else NO_FDE
+        return row, m.binary, offset, None
+
+    def stats(self) -> dict[str, Any]:
+        w = self.walker
+        binaries = self.profile.binaries
+        stops = [{"binary": binaries[b].name if b < len(binaries) else "?", "reason": r,
+                  "samples": n} for (b, r), n in sorted(w.stops.items(), key=lambda kv: -kv[1])]
+        cut = w.walks - w.complete
+        return {
+            "method": "dwarf",
+            "stack_copy_bytes": w.stack_size,
+            "walks": w.walks,
+            "complete": w.complete,
+            "cut_short": cut,
+            "cut_short_pct": round(100.0 * cut / w.walks, 2) if w.walks else 0.0,
+            "frames": w.frames,
+            "frame_pointer_frames": w.fp_frames,
+            "max_stack_used_bytes": w.max_used,
+            "stops": stops,
+            "tables_cached": len(TABLES),
+        }
+
+
+__all__ += ["NO_FDE", "NO_CFI", "UNMAPPED"]

@@ -1,0 +1,460 @@
+"""Archive format, bad archives (fuzzed), compare, history bounds and exports on hand-built
+profiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zlib
+from pathlib import Path
+
+import pytest
+from archive_helpers import SPLIT, build_profile, pprof_stacks
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stax.archive import compare as cmp
+from stax.archive import format as fm
+from stax.archive.export import converter
+from stax.profile import views
+from stax.server.history import History
+
+RUN = {"id": 1, "state": "stopped", "command": "./prog", "samples": 100, "mode": "launch",
+       "pid": 1, "argv": ["./prog"], "frequency_hz": 1000}
+
+
+def _saved(tmp_path: Path, spec: dict | None = None, name: str = "a.stax") -> str:
+    p = build_profile(SPLIT if spec is None else spec)
+    return fm.save(p, str(tmp_path / name), RUN)["path"]
+
+
+def test_round_trip_keeps_every_view_identical(tmp_path: Path) -> None:
+    p = build_profile(SPLIT, tid_of={"work_c": 101})
+    res = fm.save(p, str(tmp_path / "r.stax"), RUN, {"records": {"lost": 3}})
+    assert res["samples"] == 100 and res["bytes"] > 0
+    a = fm.load(res["path"])
+    for fn, args in ((views.top, ("self", 0)), (views.top, ("total", 0)),
+                     (views.flame, (0, 0.0)), (views.threads, (0,)),
+                     (views.timeline, (10,))):
+        assert fn(a.profile, views.Filter(), *args) == fn(p, views.Filter(), *args)
+    assert views.top(a.profile, views.Filter(tid=101), "self", 0)["total_samples"] == 10
+    assert a.run == RUN and a.diagnostics == {"records": {"lost": 3}}
+    assert sorted(os.listdir(res["path"])) == [fm.DATA_FILE, fm.MAIN_FILE]
+    # the main file opens the same archive
+    assert fm.load(os.path.join(res["path"], fm.MAIN_FILE)).profile.funcs == a.profile.funcs
+
+
+def test_empty_profile_round_trips(tmp_path: Path) -> None:
+    a = fm.load(_saved(tmp_path, {}))
+    assert views.top(a.profile, views.Filter())["total_samples"] == 0
+    assert fm.intervals_of(a) is None
+
+
+def test_off_cpu_tables_are_written_and_read_back(tmp_path: Path) -> None:
+    import numpy as np
+
+    p = build_profile(SPLIT)
+    p.intervals = {"tid": np.array([100, 100], np.int32),  # type: ignore[attr-defined]
+                   "start_ns": np.array([5, 900], np.int64),
+                   "duration_ns": np.array([700, 30], np.int64),
+                   "reason": np.array([1, 6], np.int16), "stack": np.array([0, 1], np.int32)}
+    a = fm.load(fm.save(p, str(tmp_path / "o.stax"), RUN)["path"])
+    iv = fm.intervals_of(a)
+    assert iv is not None
+    assert iv["start_ns"].tolist() == [5, 900] and iv["duration_ns"].tolist() == [700, 30]
+    assert a.manifest["tables"]["wakeups"]["rows"] == 0
+
+
+def test_save_is_atomic_and_replaces_an_old_archive(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _saved(tmp_path)
+    p2 = build_profile({("main", "other"): 7})
+
+    def boom(*a: object, **k: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fm.json, "dump", boom)
+    with pytest.raises(fm.ArchiveError, match="No space left"):
+        fm.save(p2, path, RUN)
+    monkeypatch.undo()
+    # the old archive is untouched and no half-written directory is left behind
+    assert views.top(fm.load(path).profile, views.Filter())["total_samples"] == 100
+    assert sorted(os.listdir(tmp_path)) == ["a.stax"]
+    with pytest.raises(fm.ArchiveError, match="No space left"):
+        monkeypatch.setattr(fm.json, "dump", boom)
+        fm.save(p2, str(tmp_path / "new.stax"), RUN)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["a.stax"]
+    fm.save(p2, path, RUN)
+    assert views.top(fm.load(path).profile, views.Filter())["total_samples"] == 7
+    assert sorted(os.listdir(tmp_path)) == ["a.stax"]
+
+
+def test_save_refuses_to_clobber_other_files(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(fm.ArchiveError, match="not a stax archive"):
+        fm.save(build_profile(SPLIT), str(tmp_path / "notes.txt"), RUN)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def _error(path: str) -> str:
+    with pytest.raises(fm.ArchiveError) as e:
+        fm.load(path)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_bad_archives_get_one_clear_error(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    good = _saved(tmp_path)
+    assert "no such file" in _error(str(tmp_path / "missing"))
+
+    def variant(name: str) -> Path:
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        return d
+
+    d = variant("truncated")
+    data = (d / fm.DATA_FILE).read_bytes()
+    (d / fm.DATA_FILE).write_bytes(data[: len(data) // 2])
+    assert "truncated" in _error(str(d))
+    d = variant("flipped")
+    data = bytearray((d / fm.DATA_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (d / fm.DATA_FILE).write_bytes(bytes(data))
+    assert "checksum" in _error(str(d))
+    d = variant("halfjson")
+    text = (d / fm.MAIN_FILE).read_text()
+    (d / fm.MAIN_FILE).write_text(text[: len(text) // 2])
+    assert "not valid JSON" in _error(str(d))
+    d = variant("random")
+    (d / fm.MAIN_FILE).write_bytes(os.urandom(4096))
+    assert "not a stax archive" in _error(str(d))
+    d = variant("foreign")
+    (d / fm.MAIN_FILE).write_text(json.dumps({"traceEvents": []}))
+    assert "not a stax archive" in _error(str(d))
+    d = variant("newer")
+    m = json.loads((d / fm.MAIN_FILE).read_text())
+    m["version"] = fm.VERSION + 1
+    (d / fm.MAIN_FILE).write_text(json.dumps(m))
+    assert f"version {fm.VERSION + 1}" in _error(str(d)) and "upgrade stax" in _error(str(d))
+    (tmp_path / "plain.json").write_text("{}")
+    assert "not a stax archive" in _error(str(tmp_path / "plain.json"))
+    assert "not a stax archive" in _error(str(tmp_path))  # a directory without the main file
+    d = variant("nodata")
+    os.unlink(d / fm.DATA_FILE)
+    assert "cannot read" in _error(str(d))
+    real_open = open
+
+    def denied(path: object, *a: object, **k: object) -> object:
+        if str(path).startswith(good):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **k)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", denied)
+    assert "Permission denied" in _error(good)
+
+
+@pytest.fixture(scope="module")
+def fuzz_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
+    d = tmp_path_factory.mktemp("fuzz")
+    path = _saved(d)
+    return (Path(path, fm.MAIN_FILE).read_bytes(), Path(path, fm.DATA_FILE).read_bytes())
+
+
+def _write(d: Path, main: bytes, data: bytes) -> str:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / fm.MAIN_FILE).write_bytes(main)
+    (d / fm.DATA_FILE).write_bytes(data)
+    return str(d)
+
+
+def _load_never_crashes(path: str) -> None:
+    try:
+        fm.load(path)
+    except fm.ArchiveError as e:
+        assert "\n" not in str(e)
+
+
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.binary(max_size=512))
+def test_fuzz_random_main_file(tmp_path: Path, fuzz_base: tuple[bytes, bytes],
+                               junk: bytes) -> None:
+    _load_never_crashes(_write(tmp_path / "r", junk, fuzz_base[1]))
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), max_size=8),
+       st.booleans(), st.integers(0, 1 << 20))
+def test_fuzz_mutated_bytes(tmp_path: Path, fuzz_base: tuple[bytes, bytes],
+                            flips: list[tuple[int, int]], in_data: bool, cut: int) -> None:
+    main, data = (bytearray(x) for x in fuzz_base)
+    target = data if in_data else main
+    for pos, val in flips:
+        if target:
+            target[pos % len(target)] = val
+    if cut and target:
+        del target[cut % len(target):]
+    _load_never_crashes(_write(tmp_path / "m", bytes(main), bytes(data)))
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) |
+                    st.floats(allow_nan=False) | st.text(max_size=5),
+                    lambda kids: st.lists(kids, max_size=3) |
+                    st.dictionaries(st.text(max_size=4), kids, max_size=3), max_leaves=10)
+
+
+@FUZZ
+@given(st.sampled_from(["binaries", "funcs", "threads", "tables", "data_bytes", "counts",
+                        "first_time_ns", "run", "version", "reasons", "diagnostics"]), JSON)
+def test_fuzz_manifest_fields(tmp_path: Path, fuzz_base: tuple[bytes, bytes], key: str,
+                              value: object) -> None:
+    m = json.loads(fuzz_base[0])
+    m[key] = value
+    _load_never_crashes(_write(tmp_path / "j", json.dumps(m).encode(), fuzz_base[1]))
+
+
+@FUZZ
+@given(st.sampled_from(["samples", "frames", "stacks"]), st.integers(-(1 << 31), 1 << 31),
+       st.integers(0, 99))
+def test_fuzz_out_of_range_indexes(tmp_path: Path, fuzz_base: tuple[bytes, bytes],
+                                   table: str, value: int, row: int) -> None:
+    """Columns with valid checksums but indexes that point nowhere are refused, not followed."""
+    import numpy as np
+
+    m = json.loads(fuzz_base[0])
+    data = bytearray(fuzz_base[1])
+    meta = m["tables"][table]
+    name, dtype, delta = fm.TABLES[table][2 if table == "samples" else 0]
+    col = meta["columns"][name]
+    blob = bytes(data[col["offset"]:col["offset"] + col["size"]])
+    arr = fm._decode(blob, dtype, delta, meta["rows"]).copy()
+    if not len(arr):
+        return
+    arr[row % len(arr)] = np.array(value).astype(dtype)
+    new = fm._encode(arr, dtype, delta, 6)
+    data = data[:col["offset"]] + new + data[col["offset"] + col["size"]:]
+    shift = len(new) - col["size"]
+    for t in m["tables"].values():
+        for c in t["columns"].values():
+            if c["offset"] > col["offset"]:
+                c["offset"] += shift
+    col["size"] = len(new)
+    col["crc32"] = zlib.crc32(new)
+    m["data_bytes"] = len(data)
+    path = _write(tmp_path / "i", json.dumps(m).encode(), bytes(data))
+    try:
+        a = fm.load(path)
+    except fm.ArchiveError:
+        return
+    views.top(a.profile, views.Filter(), "self", 0)  # whatever loaded must be queryable
+
+
+def test_compare_orders_regressions_and_improvements(tmp_path: Path) -> None:
+    base = _saved(tmp_path, SPLIT, "base.stax")
+    cand = _saved(tmp_path, {("main", "work_a"): 120, ("main", "work_b"): 20,
+                             ("main", "work_d"): 5}, "cand.stax")
+    res = cmp.compare(base, cand)
+    assert res["delta"]["samples"] == 45
+    assert res["delta"]["oncpu_ns"] == 45 * 1_000_000
+    assert [r["func"] for r in res["regressions"]] == ["work_a", "work_d"]
+    assert res["regressions"][0]["delta_self_ns"] == 60 * 1_000_000
+    assert res["regressions"][1]["status"] == "new"
+    assert [r["func"] for r in res["improvements"]] == ["work_b", "work_c"]
+    assert res["improvements"][1]["status"] == "gone"
+
+
+def test_history_keeps_the_newest_runs(tmp_path: Path) -> None:
+    h = History(str(tmp_path / "runs"), max_runs=2, max_bytes=1 << 30)
+    for i in (1, 2, 3):
+        h.save(build_profile(SPLIT), i, {**RUN, "id": i}, {})
+    assert [s.id for s in h.scan()] == [2, 3]
+    one = History._size(h.path_of(3))
+    h2 = History(str(tmp_path / "runs"), max_runs=10, max_bytes=one + one // 2)
+    h2.save(build_profile(SPLIT), 4, {**RUN, "id": 4}, {})
+    assert [s.id for s in h2.scan()] == [4]
+    # a save killed half-way leaves a hidden directory: never listed, removed at start
+    (tmp_path / "runs" / ".run-9.stax.abc.tmp").mkdir()
+    (tmp_path / "runs" / ".run-9.stax.abc.tmp" / fm.DATA_FILE).write_bytes(b"x")
+    assert [s.id for s in h2.scan()] == [4]
+    assert sorted(os.listdir(tmp_path / "runs")) == ["run-4.stax"]
+    off = History(str(tmp_path / "none"), max_runs=0)
+    assert off.save(build_profile(SPLIT), 1, RUN, {}) is None
+    assert not os.path.exists(tmp_path / "none")
+
+
+# --- exports ---------------------------------------------------------------------------------
+
+def test_folded_export() -> None:
+    p = build_profile(SPLIT)
+    text = converter("folded")(p, None, None, RUN).decode()
+    assert text.splitlines() == ["main;work_a 60", "main;work_b 30", "main;work_c 10"]
+
+
+def test_folded_export_of_one_thread_and_off_cpu() -> None:
+    import numpy as np
+
+    p = build_profile(SPLIT, tid_of={"work_c": 101})
+    assert converter("folded")(p, 101, None, RUN).decode() == "main;work_c 10\n"
+    iv = {"tid": np.array([100], np.int32), "start_ns": np.array([0], np.int64),
+          "duration_ns": np.array([5_000_000], np.int64), "reason": np.array([0], np.int16),
+          "stack": np.array([0], np.int32)}
+    lines = converter("folded")(p, None, iv, RUN).decode().splitlines()
+    assert "main;[off-cpu:reason-0] 5" in lines
+
+
+def _speedscope_schema() -> dict | None:
+    """The schema shipped in the speedscope npm package, if one is installed here."""
+    import subprocess
+
+    cands = [os.environ.get("SPEEDSCOPE_SCHEMA", "")]
+    npm = shutil.which("npm")
+    if npm:
+        try:
+            root = subprocess.run([npm, "root", "-g"], capture_output=True, text=True,
+                                  timeout=20).stdout.strip()
+            cands.append(os.path.join(root, "speedscope/dist/release/file-format-schema.json"))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    for c in cands:
+        if c and os.path.exists(c):
+            return json.loads(Path(c).read_text())
+    return None
+
+
+# The structure speedscope's file-format page documents (written from its description, not
+# copied): frames shared by name, sampled profiles with one weight per sample.
+STRUCTURE = {
+    "type": "object",
+    "required": ["$schema", "shared", "profiles"],
+    "properties": {
+        "$schema": {"const": "https://www.speedscope.app/file-format-schema.json"},
+        "shared": {"type": "object", "required": ["frames"], "properties": {"frames": {
+            "type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string"}, "file": {"type": "string"},
+                "line": {"type": "number"}, "col": {"type": "number"}}}}}},
+        "profiles": {"type": "array", "items": {
+            "type": "object",
+            "required": ["type", "name", "unit", "startValue", "endValue", "samples",
+                         "weights"],
+            "properties": {
+                "type": {"const": "sampled"}, "name": {"type": "string"},
+                "unit": {"enum": ["none", "nanoseconds", "microseconds", "milliseconds",
+                                  "seconds", "bytes"]},
+                "startValue": {"type": "number"}, "endValue": {"type": "number"},
+                "samples": {"type": "array",
+                            "items": {"type": "array", "items": {"type": "integer",
+                                                                 "minimum": 0}}},
+                "weights": {"type": "array", "items": {"type": "number"}}}}},
+        "name": {"type": "string"}, "activeProfileIndex": {"type": "number"},
+        "exporter": {"type": "string"},
+    },
+}
+
+
+def _speedscope_doc() -> dict:
+    import numpy as np
+
+    p = build_profile(SPLIT, tid_of={"work_c": 101})
+    iv = {"tid": np.array([101], np.int32), "start_ns": np.array([20_000_000_000], np.int64),
+          "duration_ns": np.array([3_000_000], np.int64), "reason": np.array([2], np.int16),
+          "stack": np.array([0], np.int32)}
+    return json.loads(converter("speedscope")(p, None, iv, RUN))
+
+
+def test_speedscope_export_has_the_documented_structure() -> None:
+    import jsonschema
+
+    doc = _speedscope_doc()
+    jsonschema.validate(doc, STRUCTURE)
+    frames = [f["name"] for f in doc["shared"]["frames"]]
+    on = {pr["name"]: pr for pr in doc["profiles"]}
+    main = on["worker-100 (tid 100) on-CPU"]
+    assert len(main["samples"]) == len(main["weights"])
+    assert sum(main["weights"]) == 90 * 1_000_000
+    for pr in doc["profiles"]:
+        assert all(0 <= i < len(frames) for s in pr["samples"] for i in s)
+    off = on["worker-101 (tid 101) off-CPU"]
+    assert off["weights"] == [3_000_000]
+    assert [frames[i] for i in off["samples"][0]][-1] == "[off-cpu:reason-2]"
+
+
+def test_speedscope_export_validates_against_speedscopes_own_schema() -> None:
+    import jsonschema
+
+    schema = _speedscope_schema()
+    if schema is None:
+        pytest.skip("the speedscope npm package (file-format-schema.json) is not installed; "
+                    "set SPEEDSCOPE_SCHEMA=PATH to validate against it")
+    jsonschema.validate(_speedscope_doc(), schema)
+
+
+def test_pprof_export_decodes_to_the_same_stacks() -> None:
+    import numpy as np
+
+    p = build_profile(SPLIT)
+    stacks, strings, prof = pprof_stacks(converter("pprof")(p, None, None, RUN))
+    assert stacks == {"main;work_a": 60, "main;work_b": 30, "main;work_c": 10}
+    types = [strings[__import__("archive_helpers").pb_decode(t)[1][0]] for t in prof[1]]
+    assert types == ["samples", "cpu"]
+    assert 3 in prof and 4 in prof and 5 in prof  # mappings, locations, functions
+    assert "/usr/bin/prog" in strings
+    iv = {"tid": np.array([100], np.int32), "start_ns": np.array([0], np.int64),
+          "duration_ns": np.array([7], np.int64), "reason": np.array([1], np.int16),
+          "stack": np.array([0], np.int32)}
+    _s, strings, prof = pprof_stacks(converter("pprof")(p, None, iv, RUN))
+    assert "off_cpu" in strings
+
+
+def test_gecko_export_tables_are_consistent() -> None:
+    p = build_profile(SPLIT, tid_of={"work_c": 101})
+    doc = json.loads(converter("gecko")(p, None, None, RUN))
+    assert doc["meta"]["preprocessedProfileVersion"] >= 1
+    assert len(doc["threads"]) == 2
+    total = 0
+    for th in doc["threads"]:
+        st_, fr, fn = th["stackTable"], th["frameTable"], th["funcTable"]
+        names = th["stringArray"]
+        for table in (st_, fr, fn, th["samples"], th["resourceTable"]):
+            for k, v in table.items():
+                if isinstance(v, list):
+                    assert len(v) == table["length"], k
+        for i, pre in enumerate(st_["prefix"]):
+            assert pre is None or 0 <= pre < i
+        leaf = {names[fn["name"][fr["func"][st_["frame"][s]]]] for s in th["samples"]["stack"]}
+        total += th["samples"]["length"]
+        if th["tid"] == 101:
+            assert leaf == {"work_c"}
+    assert total == 100
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["pid", "command", "argv", "elapsed_ms", "samples",
+                                        "notes", "exit_status", "kernel_frames", "mode"]),
+                       JSON, max_size=5),
+       st.dictionaries(st.sampled_from(["capture", "records"]), JSON, max_size=2))
+def test_opened_archives_with_odd_summaries_still_print(tmp_path: Path, run: dict,
+                                                        diag: dict) -> None:
+    """An archive written by another tool (or edited by hand) may lack summary fields or
+    hold odd values there: the server fills them in with the right types."""
+    from stax.archive.diag import run_diagnostics
+    from stax.cli.common import run_line
+    from stax.server.runs import Registry
+
+    path = fm.save(build_profile(SPLIT), str(tmp_path / "odd.stax"), run, diag)["path"]
+    reg = Registry(None)
+    r = reg.open_archive(path)
+    s = r.summary()
+    assert s["samples"] == 100 and isinstance(s["pid"], int)
+    assert isinstance(s["elapsed_ms"], int | float) and isinstance(s["notes"], list)
+    run_line(s)
+    d = run_diagnostics(r.profile, s, None, 1.0, r.stored_diag)
+    assert isinstance(d["capture"]["ring_buffer_bytes"], int)
+    assert all(isinstance(v, int) for v in d["records"].values())
