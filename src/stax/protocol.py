@@ -16,7 +16,7 @@ METHODS_LIFECYCLE = ("hello", "status", "list_runs", "start_launch", "start_atta
                      "target_exited", "wait", "stop", "select_run", "diagnostics", "dump",
                      "shutdown")
 # queries (all take optional "run", "tid", "start_ns", "end_ns", "exclude")
-METHODS_QUERY = ("top", "flamegraph", "threads", "timeline")
+METHODS_QUERY = ("top", "flamegraph", "threads", "timeline", "intervals", "wakers")
 METHODS = METHODS_LIFECYCLE + METHODS_QUERY
 
 # error codes carried in {"error": {"code": ..., "message": ...}}

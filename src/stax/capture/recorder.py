@@ -14,7 +14,7 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from stax.capture import perf
+from stax.capture import perf, sched
 from stax.capture import records as rec
 
 log = logging.getLogger("stax.capture")
@@ -37,6 +37,11 @@ class CaptureInfo:
     event_fds: int = 0
     buffer_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    offcpu: bool = False  # sched_switch events and switch records are open
+    wakeups: bool = False  # sched_waking events are open
+    offcpu_problem: str | None = None  # why off-CPU intervals are not recorded
+    wakeups_problem: str | None = None  # why wakeup edges are not recorded
+    tracefs: str | None = None
 
 
 def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
@@ -61,26 +66,110 @@ def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
     )
 
 
+def _tracepoint_attr(config: int, launch: bool, kernel: bool, buffer_bytes: int,
+                     layout: rec.SampleLayout, switches: bool) -> perf.EventAttr:
+    """A per-thread tracepoint event sampling every hit (period 1), inherited like the sampler,
+    writing into the same buffers with the same clock. No side-band records (the sampler
+    already reports mmap/comm/task) except context switches on the sched_switch event."""
+    flags = ["inherit", "sample_id_all", "use_clockid", "watermark"]
+    if launch:
+        flags += ["disabled", "enable_on_exec"]
+    if not kernel:
+        flags += ["exclude_callchain_kernel"]
+    if switches:
+        flags.append("context_switch")
+    return perf.EventAttr(type=perf.PERF_TYPE_TRACEPOINT, config=config,
+                          sample_period_or_freq=1, sample_type=layout.sample_type,
+                          sample_regs_user=layout.regs_user_mask, flags=tuple(flags),
+                          wakeup=max(4096, buffer_bytes // 4))
+
+
 class Recorder:
-    """Per-thread, per-CPU cpu-clock events with inherit, one ring buffer per CPU."""
+    """Per-thread, per-CPU cpu-clock events with inherit, one ring buffer per CPU; with off-CPU
+    capture, per-thread sched_switch (plus context-switch records) and sched_waking tracepoint
+    events writing into the same buffers."""
 
     def __init__(self, sink: rec.Sink, lock: AbstractContextManager[object], frequency: int,
-                 buffer_pages: int = 256) -> None:
+                 buffer_pages: int = 256, offcpu: bool = True) -> None:
         self.lock = lock
-        self.layout = rec.SampleLayout()
+        self.sched = sched.probe() if offcpu else sched.Probe(problem="disabled")
+        self.info = CaptureInfo()
+        if self.sched.switch_ok:
+            self.layout = rec.SampleLayout(rec.SAMPLE_TYPE | perf.SAMPLE_RAW)
+            self.info.offcpu = True
+            self.info.wakeups = self.sched.waking_ok
+            self.info.tracefs = self.sched.tracefs
+            # every context switch of the target adds three records: a bigger buffer
+            buffer_pages = max(buffer_pages, 1024)
+            setter = getattr(sink, "set_trace_formats", None)
+            if setter is not None:
+                setter(self.sched.formats)
+            if self.sched.mounted_by_stax:
+                self.info.notes.append(f"mounted tracefs at {self.sched.tracefs} for off-CPU "
+                                       "capture")
+            if not self.sched.waking_ok:
+                self._no_wakeups(self.sched.waking_problem or "sched_waking unavailable")
+        else:
+            self.layout = rec.SampleLayout()
+            if offcpu:
+                self._no_offcpu(self.sched.problem or "scheduler tracepoints unavailable")
         self.orderer = rec.Orderer(sink, self.layout)
         self.frequency = frequency
         self.buffer_pages = buffer_pages
         self.fds: list[int] = []
         self.buffers: list[perf.RingBuffer] = []
-        self.info = CaptureInfo()
         self.opened_tids: set[int] = set()
         self._kernel = True
         self._build_id = True
         self._launch = False
         self.bytes_read = 0
 
+    def _no_offcpu(self, why: str) -> None:
+        self.info.offcpu = False
+        self.info.wakeups = False
+        self.info.offcpu_problem = why
+        self.info.notes.append(f"off-CPU intervals and wakeups unavailable: {why}; recording "
+                               "on-CPU samples only")
+
+    def _no_wakeups(self, why: str) -> None:
+        self.info.wakeups = False
+        self.info.wakeups_problem = why
+        self.info.notes.append(f"wakeups unavailable: {why}")
+
     # --- opening ------------------------------------------------------------------------------
+
+    def _open_tracepoints(self, tid: int, cpu: int, out_fd: int) -> None:
+        """The sched_switch and sched_waking events of one thread on one CPU, redirected into
+        that CPU's buffer. A failure turns the feature off with a note, never the run."""
+        wanted = []
+        if self.info.offcpu:
+            wanted.append(("sched_switch", self.sched.switch_id, True))
+        if self.info.wakeups:
+            wanted.append(("sched_waking", self.sched.waking_id, False))
+        for kind, config, switches in wanted:
+            attr = _tracepoint_attr(config, self._launch, self._kernel,
+                                    self.buffer_pages * 4096, self.layout, switches)
+            try:
+                fd = perf.perf_event_open(attr, tid, cpu)
+            except perf.PerfError as e:
+                if e.errno == errno.ESRCH:
+                    raise
+                why = sched.open_error(e, f"sched:{kind}")
+                if kind == "sched_switch":
+                    self._no_offcpu(why)
+                    return
+                self._no_wakeups(why)
+                continue
+            self.fds.append(fd)
+            self.layout.kinds[perf.event_id(fd)] = kind
+            try:
+                perf.set_output(fd, out_fd)
+            except OSError as e:
+                why = f"could not share the ring buffer with sched:{kind}: {e.strerror}"
+                if kind == "sched_switch":
+                    self._no_offcpu(why)
+                    return
+                self._no_wakeups(why)
 
     def _open_one(self, tid: int, cpu: int) -> int:
         while True:
@@ -116,6 +205,8 @@ class Recorder:
                 self.buffers.append(self._map(fd))
             else:
                 perf.set_output(fd, self.buffers[i].fd)
+            if self.info.offcpu:
+                self._open_tracepoints(tid, cpu, self.buffers[i].fd)
         self.opened_tids.add(tid)
         self.info.event_fds = len(self.fds)
 

@@ -30,6 +30,7 @@ MISC_USER = 2
 MISC_COMM_EXEC = 1 << 13
 MISC_MMAP_BUILD_ID = 1 << 14
 MISC_SWITCH_OUT = 1 << 13
+MISC_SWITCH_OUT_PREEMPT = 1 << 14  # the task was preempted (still runnable)
 
 # callchain context markers (as unsigned 64-bit)
 CONTEXT_MAX = (1 << 64) - 4095
@@ -126,6 +127,7 @@ class Sink(Protocol):
     def on_lost(self, lost: int) -> None: ...
     def on_throttle(self, throttled: bool, time: int) -> None: ...
     def on_other(self, rtype: int) -> None: ...
+    def on_switch(self, out: bool, preempt: bool, pid: int, tid: int, time: int) -> None: ...
 
 
 def _cstr(buf: bytes, off: int, end: int) -> str:
@@ -260,6 +262,10 @@ def decode_at(buf: bytes, off: int, sink: Sink, layout: SampleLayout = DEFAULT_L
         sink.on_lost(_lost.unpack_from(buf, body)[1])
     elif rtype == RECORD_LOST_SAMPLES:
         sink.on_lost(_u64.unpack_from(buf, body)[0])
+    elif rtype == RECORD_SWITCH:
+        pid, tid, time = _id_tail.unpack_from(buf, tail)[:3]
+        sink.on_switch(bool(misc & MISC_SWITCH_OUT), bool(misc & MISC_SWITCH_OUT_PREEMPT),
+                       pid, tid, time)
     elif rtype in (RECORD_THROTTLE, RECORD_UNTHROTTLE):
         sink.on_throttle(rtype == RECORD_THROTTLE, _throttle.unpack_from(buf, body)[0])
     else:

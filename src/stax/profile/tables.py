@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from stax import sysctl
 from stax.capture import records as rec
+from stax.capture.sched import Formats
+from stax.profile import offcpu
 
 if TYPE_CHECKING:
     from stax.symbols import Symbolizer
@@ -131,6 +133,12 @@ class Profile:
             "decode_errors": 0, "truncated_chains": 0,
         }
         self.max_chain = sysctl.read_int("kernel.perf_event_max_stack", 127)
+        # off-CPU: intervals and wakeup edges (profile/offcpu.py builds them)
+        self.intervals = offcpu.Intervals()
+        self.wakeups = offcpu.Wakeups()
+        self.offcpu = offcpu.Builder(self.intervals, self.wakeups, self.reason_of)
+        self.trace_formats = Formats()
+        self._reason_cache: dict[tuple[int, int], int] = {}
         self.first_time = 0
         self.last_time = 0
 
@@ -233,7 +241,58 @@ class Profile:
 
     def on_event_sample(self, s: rec.Sample) -> None:
         """A sample from an event other than the cpu-clock sampler (e.g. a tracepoint)."""
-        self.counts["other"] += 1
+        if s.kind == "sched_switch" and s.raw is not None:
+            _prev, state = self.trace_formats.switch_out(s.raw)
+            self._touch_thread(s.pid, s.tid, s.time)
+            self.offcpu.switch_out(s.tid, s.time, state, self.sample_stack(s))
+        elif s.kind == "sched_waking" and s.raw is not None:
+            wakee, irq = self.trace_formats.waking_of(s.raw)
+            if irq:  # an interrupt or timer that fired while a target thread was on CPU
+                if wakee not in self.threads:
+                    return  # it woke some other program: not part of this run
+                chain = s.chain
+                if rec.CONTEXT_USER in chain:
+                    chain = chain[:chain.index(rec.CONTEXT_USER)]
+                self.offcpu.waking(s.time, 0, wakee, self.intern_chain(s.pid, chain))
+            else:
+                self.offcpu.waking(s.time, s.tid, wakee, self.sample_stack(s))
+        else:
+            self.counts["other"] += 1
+
+    def _touch_thread(self, pid: int, tid: int, time: int) -> None:
+        if not self.first_time:
+            self.first_time = time
+        th = self.threads.get(tid)
+        if th is None:
+            th = self.threads[tid] = Thread(pid, tid, start_ns=time)
+        th.end_ns = max(th.end_ns, time)
+
+    def on_switch(self, out: bool, preempt: bool, pid: int, tid: int, time: int) -> None:
+        """A context-switch record: switch-ins end off-CPU intervals (switch-outs come with
+        their stack and state from the sched_switch tracepoint)."""
+        self.counts["switches"] = self.counts.get("switches", 0) + 1
+        if not out:
+            self.offcpu.switch_in(tid, time)
+
+    def set_trace_formats(self, formats: Formats) -> None:
+        self.trace_formats = formats
+
+    def reason_of(self, stack: int, state: int) -> int:
+        """The reason code of an interval blocked at ``stack`` in ``state`` (memoised)."""
+        key = (stack, state)
+        code = self._reason_cache.get(key)
+        if code is None:
+            kernel: list[str] = []
+            user: list[str] = []
+            s = stack
+            while s >= 0:
+                fid = self.stack_frame[s]
+                name = self.funcs[self.func_of_frame(fid)].name
+                (kernel if self.frame_binary[fid] == KERNEL_BINARY else user).append(name)
+                s = self.stack_parent[s]
+            code = offcpu.REASON_CODE[offcpu.classify(state, kernel, user)]
+            self._reason_cache[key] = code
+        return code
 
     def on_mmap(self, pid: int, tid: int, addr: int, length: int, pgoff: int, prot: int,
                 build_id: str | None, filename: str, time: int) -> None:
