@@ -100,10 +100,13 @@ def _names(p: Profile) -> dict[int, str]:
         return {tid: th.name for tid, th in p.threads.items()}
 
 
+OUTSIDE = "[not traced]"  # a thread outside the target (its name is not recorded)
+
+
 def waker_name(names: dict[int, str], tid: int) -> str:
     if tid == 0:
         return "[interrupt]"
-    return names.get(tid, "?")
+    return names.get(tid, OUTSIDE)
 
 
 def intervals(p: Profile, flt: Any, limit: int = 100, reason: str | None = None,
@@ -132,7 +135,8 @@ def intervals(p: Profile, flt: Any, limit: int = 100, reason: str | None = None,
     for i in order.tolist():
         wk = int(c["wakeup"][i])
         row: dict[str, Any] = {
-            "index": i, "tid": int(c["tid"][i]), "thread": names.get(int(c["tid"][i]), "?"),
+            "index": i, "tid": int(c["tid"][i]),
+            "thread": names.get(int(c["tid"][i]), OUTSIDE),
             "start_ns": int(c["start"][i]) - base, "duration_ns": int(c["dur"][i]),
             "reason": REASONS[int(c["reason"][i])], "state": state_letter(int(c["state"][i])),
             "wakeup": None,
@@ -192,7 +196,7 @@ def wakers(p: Profile, flt: Any, limit: int = 20) -> dict:
     for (a, b), (n, n_ended, blocked, st) in order:
         hot = max(st.items(), key=lambda kv: kv[1])[0] if st else -1
         rows.append({"waker_tid": a, "waker": waker_name(names, a),
-                     "waker_pid": pids.get(a), "wakee_tid": b, "wakee": names.get(b, "?"),
+                     "waker_pid": pids.get(a), "wakee_tid": b, "wakee": names.get(b, OUTSIDE),
                      "wakee_pid": pids.get(b), "wakeups": n, "ended_intervals": n_ended,
                      "blocked_ns": blocked, "stack": _frames(p, hot), "stack_wakeups": st[hot]
                      if st else 0})
