@@ -37,12 +37,13 @@ def state_letter(state: int) -> str:
 # first rule with a frame whose name starts with one of its prefixes wins. Names are matched
 # after dropping compiler suffixes (".isra.0", ".constprop.0", ...).
 KERNEL_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("other", ("n_tty_read", "tty_read", "n_tty_write", "tty_write")),  # terminals
     ("sem", ("do_semtimedop", "ksys_semtimedop", "__x64_sys_semop", "__x64_sys_semtimedop",
              "__arm64_sys_semop", "__arm64_sys_semtimedop", "down_interruptible", "down_timeout",
              "down_killable", "___down_common", "__down_interruptible", "__down_killable",
              "__down_timeout")),
     ("ipc", ("pipe_read", "pipe_write", "pipe_wait", "anon_pipe_", "fifo_", "wait_for_partner",
-             "unix_", "do_wait",
+             "unix_", "__unix_", "do_wait",
              "kernel_wait4", "kernel_waitid", "__x64_sys_wait", "__x64_sys_pause",
              "__arm64_sys_pause", "sys_pause", "sigsuspend", "__x64_sys_rt_sigsuspend",
              "__arm64_sys_rt_sigsuspend", "do_sigtimedwait", "do_msgrcv", "do_msgsnd",
@@ -57,6 +58,10 @@ KERNEL_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
               "mutex_lock", "__mutex_lock", "rwsem_down_", "down_read", "down_write",
               "rt_mutex", "__rt_mutex", "percpu_rwsem_wait", "flock_", "locks_lock",
               "posix_lock", "fcntl_setlk")),
+    ("sleep", ("do_nanosleep", "hrtimer_nanosleep", "common_nsleep", "__x64_sys_nanosleep",
+               "__x64_sys_clock_nanosleep", "__arm64_sys_nanosleep",
+               "__arm64_sys_clock_nanosleep", "msleep", "usleep_range", "timerfd_read",
+               "do_timerfd", "__x64_sys_alarm")),
     ("ioW", ("vfs_write", "ksys_write", "__x64_sys_write", "__x64_sys_pwrite",
              "__arm64_sys_write", "vfs_fsync", "do_fsync", "file_write_and_wait",
              "balance_dirty_pages", "jbd2_", "filemap_write", "writeback_", "blkdev_write",
@@ -65,10 +70,6 @@ KERNEL_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
              "filemap_read", "filemap_fault", "do_read_fault", "filemap_get_pages",
              "folio_wait_bit", "wait_on_page_bit", "io_schedule", "bit_wait_io",
              "blkdev_read", "do_iter_read", "blk_", "submit_bio_wait", "do_page_cache_ra")),
-    ("sleep", ("do_nanosleep", "hrtimer_nanosleep", "common_nsleep", "__x64_sys_nanosleep",
-               "__x64_sys_clock_nanosleep", "__arm64_sys_nanosleep",
-               "__arm64_sys_clock_nanosleep", "msleep", "usleep_range", "timerfd_read",
-               "do_timerfd", "__x64_sys_alarm")),
     ("idle", ("kthread_parkme", "worker_thread", "smpboot_thread_fn", "rescuer_thread",
               "kthreadd", "rcu_gp_kthread")),
 )
