@@ -21,6 +21,7 @@ log = logging.getLogger("stax.capture")
 
 DEFAULT_FREQUENCY = 900
 MAX_FREQUENCY = 100_000
+OFFCPU_BUFFER_PAGES = 8192  # 32 MiB per CPU when off-CPU capture is on
 
 
 class CaptureError(Exception):
@@ -99,8 +100,10 @@ class Recorder:
             self.info.offcpu = True
             self.info.wakeups = self.sched.waking_ok
             self.info.tracefs = self.sched.tracefs
-            # every context switch of the target adds three records: a bigger buffer
-            buffer_pages = max(buffer_pages, 1024)
+            self.layout.skip_switch_out = True
+            # every context switch of the target adds a tracepoint sample with its stack and
+            # two switch records, every wakeup a sample: bigger buffers
+            buffer_pages = max(buffer_pages, OFFCPU_BUFFER_PAGES)
             setter = getattr(sink, "set_trace_formats", None)
             if setter is not None:
                 setter(self.sched.formats)

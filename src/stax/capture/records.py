@@ -67,6 +67,9 @@ class SampleLayout:
         self.regs = bool(sample_type & perf.SAMPLE_REGS_USER)
         self.stack = bool(sample_type & perf.SAMPLE_STACK_USER)
         self.kinds: dict[int, str] = {}
+        # drop PERF_RECORD_SWITCH switch-outs before ordering (off-CPU capture only needs the
+        # switch-ins; the sched_switch tracepoint reports switch-outs with more detail)
+        self.skip_switch_out = False
         # sample_id trailer (sample_id_all): pid/tid, time, cpu/res, identifier
         self.trailer_size = 32
         self.trailer_time_from_end = 24
@@ -151,9 +154,12 @@ def index(buf: bytes, layout: SampleLayout = DEFAULT_LAYOUT) -> list[tuple[int, 
     trailer = layout.trailer_size
     back = layout.trailer_time_from_end
     while off + 8 <= end:
-        rtype, _misc, size = hdr_unpack(buf, off)
+        rtype, misc, size = hdr_unpack(buf, off)
         if size < 8 or off + size > end:
             break
+        if rtype == RECORD_SWITCH and misc & MISC_SWITCH_OUT and layout.skip_switch_out:
+            off += size  # switch-outs come with stack and state from sched_switch instead
+            continue
         if rtype == RECORD_SAMPLE:
             t = u64(buf, off + 32)[0]
         elif size >= 8 + trailer:

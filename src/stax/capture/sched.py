@@ -10,6 +10,7 @@ import ctypes
 import errno
 import os
 import re
+import struct
 from dataclasses import dataclass, field
 
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -23,6 +24,9 @@ _FIELD = re.compile(r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<s
                     r"\s*signed:(?P<signed>\d)")
 
 
+_STRUCT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     offset: int
@@ -33,7 +37,11 @@ class Field:
         end = self.offset + self.size
         if end > len(raw):
             return 0
-        return int.from_bytes(raw[self.offset:end], "little", signed=self.signed)
+        code = _STRUCT_CODES.get(self.size)
+        if code is None:
+            return int.from_bytes(raw[self.offset:end], "little", signed=self.signed)
+        return struct.unpack_from("<" + (code if self.signed else code.upper()), raw,
+                                  self.offset)[0]
 
 
 def parse_format(text: str) -> tuple[int, dict[str, Field]]:

@@ -123,8 +123,10 @@ def classify(state: int, kernel: Sequence[str], user: Sequence[str]) -> str:
 
 class Intervals:
     """Off-CPU intervals, one row each: the thread, when it went off CPU (CLOCK_MONOTONIC ns),
-    for how long, why (an index into REASONS), the blocking stack, the state at switch-out,
-    and the index of the wakeup that ended it (-1: none recorded)."""
+    for how long, why (an index into REASONS; -1 until Profile.classify_pending() has run,
+    because classifying needs symbols and the capture path does not symbolise), the blocking
+    stack, the state at switch-out, and the index of the wakeup that ended it (-1: none
+    recorded)."""
 
     def __init__(self) -> None:
         self.tid = array("i")
@@ -161,7 +163,8 @@ class Builder:
                  reason_of: Callable[[int, int], int]) -> None:
         self.intervals = intervals
         self.wakeups = wakeups
-        self.reason_of = reason_of  # (stack, state) -> reason code
+        self.reason_of = reason_of  # (stack, state) -> reason code, or -1 if not known yet
+        self.unclassified: list[int] = []  # intervals whose reason is still -1
         self.pending: dict[int, tuple[int, int, int]] = {}  # tid -> (start, state, stack)
         self.last_wake: dict[int, int] = {}  # tid -> wakeup index while it is off CPU
         self.counts = {"switch_out": 0, "switch_in": 0, "unmatched_switch_in": 0,
@@ -190,7 +193,10 @@ class Builder:
         iv.tid.append(tid)
         iv.start_ns.append(start)
         iv.duration_ns.append(max(0, time - start))
-        iv.reason.append(self.reason_of(stack, state))
+        code = self.reason_of(stack, state)
+        if code < 0:
+            self.unclassified.append(len(iv.tid) - 1)
+        iv.reason.append(code)
         iv.stack.append(stack)
         iv.state.append(state)
         iv.wakeup.append(wk)

@@ -19,6 +19,7 @@ def columns(p: Profile) -> dict[str, Any]:
     def snap(a: Any, n: int, dtype: Any) -> Any:
         return np.frombuffer(a[:n], dtype=dtype) if n else np.zeros(0, dtype)
 
+    p.classify_pending()
     with p.lock:
         iv, wk = p.intervals, p.wakeups
         n, m = len(iv), len(wk)

@@ -278,21 +278,39 @@ class Profile:
         self.trace_formats = formats
 
     def reason_of(self, stack: int, state: int) -> int:
-        """The reason code of an interval blocked at ``stack`` in ``state`` (memoised)."""
-        key = (stack, state)
-        code = self._reason_cache.get(key)
-        if code is None:
-            kernel: list[str] = []
-            user: list[str] = []
-            s = stack
-            while s >= 0:
-                fid = self.stack_frame[s]
-                name = self.funcs[self.func_of_frame(fid)].name
-                (kernel if self.frame_binary[fid] == KERNEL_BINARY else user).append(name)
-                s = self.stack_parent[s]
-            code = offcpu.REASON_CODE[offcpu.classify(state, kernel, user)]
-            self._reason_cache[key] = code
-        return code
+        """The reason code of an interval blocked at ``stack`` in ``state`` if already known,
+        else -1 (classify_pending fills it in later, off the capture path)."""
+        return self._reason_cache.get((stack, state), -1)
+
+    def classify_pending(self) -> None:
+        """Give every interval recorded since the last call its reason bucket. Symbolises the
+        blocking stacks (outside the profile lock); views call this before reading."""
+        with self.lock:
+            todo = self.offcpu.unclassified
+            if not todo:
+                return
+            self.offcpu.unclassified = []
+            iv = self.intervals
+            keys = {(iv.stack[i], iv.state[i]) for i in todo}
+            keys -= self._reason_cache.keys()
+        codes = {key: self._classify(*key) for key in keys}
+        with self.lock:
+            self._reason_cache.update(codes)
+            cache = self._reason_cache
+            iv = self.intervals
+            for i in todo:
+                iv.reason[i] = cache[(iv.stack[i], iv.state[i])]
+
+    def _classify(self, stack: int, state: int) -> int:
+        kernel: list[str] = []
+        user: list[str] = []
+        s = stack
+        while s >= 0:
+            fid = self.stack_frame[s]
+            name = self.funcs[self.func_of_frame(fid)].name
+            (kernel if self.frame_binary[fid] == KERNEL_BINARY else user).append(name)
+            s = self.stack_parent[s]
+        return offcpu.REASON_CODE[offcpu.classify(state, kernel, user)]
 
     def on_mmap(self, pid: int, tid: int, addr: int, length: int, pgoff: int, prot: int,
                 build_id: str | None, filename: str, time: int) -> None:
