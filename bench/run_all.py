@@ -1,4 +1,4 @@
-"""Run every stax benchmark in sequence: overhead, ingest, query_latency.
+"""Run every stax benchmark in sequence: overhead, ingest, query_latency, offcpu.
 
 ``--quick`` is passed through. With ``--json`` the numbers of all three are printed as one JSON
 document keyed by benchmark. Missed targets are reported, not failures; the exit status is
@@ -17,7 +17,7 @@ from typing import Any
 from _common import log, parse_args
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("overhead", "ingest", "query_latency")
+BENCHMARKS = ("overhead", "ingest", "query_latency", "offcpu")
 
 
 def main() -> int:

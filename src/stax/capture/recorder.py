@@ -11,6 +11,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -126,6 +127,7 @@ class Recorder:
         self._build_id = True
         self._launch = False
         self.bytes_read = 0
+        self.backlog_bytes = 0  # read from the buffers, not decoded yet
 
     def _no_offcpu(self, why: str) -> None:
         self.info.offcpu = False
@@ -287,13 +289,25 @@ class Recorder:
 
     def drain(self, final: bool = False) -> int:
         """Read every buffer and apply, in time order, the records that are safe to apply."""
+        started, chunks = self._read_round()
+        return self._apply(started, chunks, final)
+
+    def _read_round(self) -> tuple[int, list[bytes]]:
+        """Copy out whatever every buffer holds; every record stamped before the returned
+        time (minus the orderer's margin) is in this round or an earlier one."""
         started = time.monotonic_ns()
-        n = 0
+        chunks = []
         for rb in self.buffers:
             data = rb.read()
             if data:
-                n += len(data)
-                self.orderer.add(data)
+                chunks.append(data)
+        return started, chunks
+
+    def _apply(self, started: int, chunks: list[bytes], final: bool = False) -> int:
+        n = 0
+        for data in chunks:
+            n += len(data)
+            self.orderer.add(data)
         self.bytes_read += n
         with self.lock:
             self.orderer.flush(None if final else started)
@@ -303,37 +317,63 @@ class Recorder:
             interval: float = 0.05) -> str:
         """Drain until ``stop`` is set, the target exits (pidfd readable) or the deadline passes.
 
+        A reader thread empties the ring buffers every 20 ms into a backlog that
+        this thread decodes, so a burst (every context switch of a busy target is a record)
+        waits in memory instead of overflowing the kernel's buffers while records are decoded.
+
         Returns why it ended: "stopped", "exited" or "time-limit".
         """
+        backlog: deque[tuple[int, list[bytes]]] = deque()
+        done_reading = threading.Event()
+
+        def reader() -> None:
+            while not done_reading.is_set():
+                started, chunks = self._read_round()
+                if chunks:
+                    self.backlog_bytes += sum(len(c) for c in chunks)
+                    backlog.append((started, chunks))
+                done_reading.wait(0.02)
+
         poller = select.poll()
-        for rb in self.buffers:
-            poller.register(rb.fd, select.POLLIN)
         if pidfd is not None:
             poller.register(pidfd, select.POLLIN)
+        thread = threading.Thread(target=reader, name="ring-reader", daemon=True)
+        thread.start()
         reason = "stopped"
-        while True:
-            if stop.is_set():
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                reason = "time-limit"
-                break
-            events = poller.poll(interval * 1000)
-            exited = pidfd is not None and any(fd == pidfd for fd, _ in events)
-            self.drain()
-            if exited:
-                reason = "exited"
-                break
+        try:
+            while True:
+                if stop.is_set():
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    reason = "time-limit"
+                    break
+                exited = bool(poller.poll(0 if backlog else interval * 1000))
+                budget = time.monotonic() + interval  # keep checking stop/deadline
+                while backlog and time.monotonic() < budget:
+                    started, chunks = backlog.popleft()
+                    self.backlog_bytes -= sum(len(c) for c in chunks)
+                    self._apply(started, chunks)
+                if exited:
+                    reason = "exited"
+                    break
+        finally:
+            done_reading.set()
+            thread.join()
         for fd in self.fds:
             try:
                 perf.ioctl(fd, perf.PERF_EVENT_IOC_DISABLE)
             except OSError:
                 pass
+        while backlog:
+            started, chunks = backlog.popleft()
+            self.backlog_bytes -= sum(len(c) for c in chunks)
+            self._apply(started, chunks)
         self.drain(final=True)
         return reason
 
     def unread_bytes(self) -> int:
         """Bytes the kernel has written that the capture loop has not read yet."""
-        return sum(rb.unread() for rb in list(self.buffers))
+        return sum(rb.unread() for rb in list(self.buffers)) + self.backlog_bytes
 
     def close(self) -> None:
         for rb in self.buffers:
