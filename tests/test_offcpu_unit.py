@@ -230,3 +230,14 @@ def test_tracepoint_attr_is_per_thread_every_hit() -> None:
     assert {"inherit", "context_switch", "enable_on_exec", "use_clockid"} <= set(a.flags)
     assert not {"mmap", "comm", "task"} & set(a.flags)
     assert a.sample_type & perf.SAMPLE_RAW
+
+
+def test_zero_return_addresses_in_a_tracepoint_chain_are_skipped() -> None:
+    p = Profile()
+    sid = p.intern_chain(1, (rec.CONTEXT_KERNEL, 0xffffffff81000010, rec.CONTEXT_USER, 0x1000,
+                             0, 0))
+    n = 0
+    while sid >= 0:
+        n += 1
+        sid = p.stack_parent[sid]
+    assert n == 2

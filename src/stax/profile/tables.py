@@ -185,6 +185,8 @@ class Profile:
                 context = ip
                 first_in_context = True
                 continue
+            if ip == 0:  # no frame (a tracepoint hit before the user stack exists, e.g. exec)
+                continue
             # callers are return addresses: look them up at ip - 1 (inside the call instruction)
             addr = ip if first_in_context else ip - 1
             first_in_context = False
