@@ -191,8 +191,13 @@ def test_attach_records_intervals_of_a_running_process(stax: Stax,
         target.wait(30)
     th = _threads(stax)
     assert th["sleeper"]["blocked"] == "sleep", th["sleeper"]
+    # reader was blocked on its pipe before the attach and stays blocked past the time
+    # limit: its interval starts at the attach (reason from /proc wchan) and ends with it
+    assert th["reader"]["blocked"] == "ipc", th["reader"]
+    assert 800e6 <= th["reader"]["offcpu_ns"] <= 1500e6, th["reader"]
     diag = stax("diagnose", "--json", check=True).json()["run"]["offcpu"]  # type: ignore
     assert diag["switch_out"] >= diag["switch_in"] - diag["unmatched_switch_in"]
+    assert diag["seeded"] >= 4 and diag["closed_at_end"] >= 1, diag
     text = stax("diagnose", check=True).out
     assert "off-CPU:" in text and "wakeups:" in text
 

@@ -120,6 +120,9 @@ def test_builder_pairs_switches_and_links_the_last_wakeup() -> None:
     assert b.open_intervals == 0 and len(iv) == 2
     b.switch_out(8, 500, STATE_INTERRUPTIBLE, 3)
     assert b.open_intervals == 1
+    assert b.close_open(900) == 1 and b.open_intervals == 0
+    assert (iv.tid[2], iv.duration_ns[2], iv.wakeup[2]) == (8, 400, -1)
+    assert b.counts["closed_at_end"] == 1 and b.counts["switch_in"] == 3
     assert b.counts["unmatched_switch_in"] == 1 and b.counts["exit_switches"] == 1
     assert len(wk) == 4 and list(wk.waker_tid) == [9, 8, 8, 8]
 
@@ -241,3 +244,32 @@ def test_zero_return_addresses_in_a_tracepoint_chain_are_skipped() -> None:
         n += 1
         sid = p.stack_parent[sid]
     assert n == 2
+
+
+def test_threads_blocked_before_an_attach_are_seeded_from_proc() -> None:
+    import os
+    import threading
+
+    r, w = os.pipe()
+    t = threading.Thread(target=os.read, args=(r, 1))
+    t.start()
+    try:
+        import time
+
+        time.sleep(0.2)
+        p = Profile()
+        tid = t.native_id
+        assert p.seed_blocked(os.getpid(), 1000) >= 1
+        assert tid in p.offcpu.pending
+        p.on_switch(False, False, os.getpid(), tid, 5000)
+        i = list(p.intervals.tid).index(tid)
+        assert offcpu.REASONS[p.intervals.reason[i]] == "ipc"
+        assert p.intervals.duration_ns[i] == 4000 and p.intervals.stack[i] == -1
+        # a switch-in stamped before the seed time (it had already woken): no interval
+        p.offcpu.seed(tid, 9000, STATE_INTERRUPTIBLE, 0)
+        assert p.offcpu.switch_in(tid, 8000) == -1
+    finally:
+        os.write(w, b"x")
+        t.join()
+        os.close(r)
+        os.close(w)

@@ -369,6 +369,10 @@ class Recorder:
             self.backlog_bytes -= sum(len(c) for c in chunks)
             self._apply(started, chunks)
         self.drain(final=True)
+        on_end = getattr(self.orderer.sink, "on_end", None)
+        if on_end is not None:
+            with self.lock:
+                on_end(time.monotonic_ns())
         return reason
 
     def unread_bytes(self) -> int:

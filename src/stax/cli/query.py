@@ -273,7 +273,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             print(f"  off-CPU: {run['intervals']} intervals from {off['switch_out']} switch-outs "
                   f"and {off['switch_in']} switch-ins ({off['unmatched_switch_in']} switch-ins "
                   f"without a recorded switch-out, {off['open_intervals']} threads off CPU "
-                  f"now); tracefs {off['tracefs']}")
+                  f"now, {off.get('seeded', 0)} already blocked at attach, "
+                  f"{off.get('closed_at_end', 0)} closed when the recording ended); tracefs "
+                  f"{off['tracefs']}")
             if off["wakeups_recorded"]:
                 print(f"  wakeups: {off['wakeups']} recorded, {off['linked_wakeups']} ended an "
                       "interval (wakers inside the target, and interrupts on its CPUs)")

@@ -52,8 +52,8 @@ KERNEL_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
               "__sock_", "___sys_recvmsg", "___sys_sendmsg", "__sys_recv", "__sys_send",
               "__sys_accept", "__sys_connect", "__skb_wait_for_more_packets",
               "__skb_recv_datagram", "do_epoll_wait", "ep_poll", "do_sys_poll", "do_poll",
-              "do_select", "core_sys_select", "__x64_sys_poll", "__x64_sys_ppoll",
-              "__x64_sys_select", "__x64_sys_pselect", "__x64_sys_epoll")),
+              "do_select", "core_sys_select", "poll_schedule_timeout", "__x64_sys_poll",
+              "__x64_sys_ppoll", "__x64_sys_select", "__x64_sys_pselect", "__x64_sys_epoll")),
     ("lock", ("futex_", "__futex_", "do_futex", "__x64_sys_futex", "__arm64_sys_futex",
               "mutex_lock", "__mutex_lock", "rwsem_down_", "down_read", "down_write",
               "rt_mutex", "__rt_mutex", "percpu_rwsem_wait", "flock_", "locks_lock",
@@ -165,10 +165,11 @@ class Builder:
         self.wakeups = wakeups
         self.reason_of = reason_of  # (stack, state) -> reason code, or -1 if not known yet
         self.unclassified: list[int] = []  # intervals whose reason is still -1
-        self.pending: dict[int, tuple[int, int, int]] = {}  # tid -> (start, state, stack)
+        # tid -> (start, state, stack, reason code or -1 to classify from the stack)
+        self.pending: dict[int, tuple[int, int, int, int]] = {}
         self.last_wake: dict[int, int] = {}  # tid -> wakeup index while it is off CPU
         self.counts = {"switch_out": 0, "switch_in": 0, "unmatched_switch_in": 0,
-                       "wakeups": 0, "exit_switches": 0}
+                       "wakeups": 0, "exit_switches": 0, "closed_at_end": 0, "seeded": 0}
 
     def switch_out(self, tid: int, time: int, state: int, stack: int) -> None:
         self.counts["switch_out"] += 1
@@ -177,8 +178,15 @@ class Builder:
             self.pending.pop(tid, None)
             self.last_wake.pop(tid, None)
             return
-        self.pending[tid] = (time, state, stack)
+        self.pending[tid] = (time, state, stack, -1)
         self.last_wake.pop(tid, None)
+
+    def seed(self, tid: int, time: int, state: int, reason: int) -> None:
+        """A thread already off CPU when recording began (its switch-out was not seen): its
+        interval starts at ``time``, with no stack and a reason found another way."""
+        if tid not in self.pending:
+            self.pending[tid] = (time, state, -1, reason)
+            self.counts["seeded"] += 1
 
     def switch_in(self, tid: int, time: int) -> int:
         """Close the thread's interval; returns its index or -1."""
@@ -187,13 +195,17 @@ class Builder:
         if got is None:
             self.counts["unmatched_switch_in"] += 1
             return -1
-        start, state, stack = got
+        start, state, stack, code = got
+        if time < start:  # a seeded interval that had already ended
+            self.counts["unmatched_switch_in"] += 1
+            return -1
         wk = self.last_wake.pop(tid, -1)
         iv = self.intervals
         iv.tid.append(tid)
         iv.start_ns.append(start)
         iv.duration_ns.append(max(0, time - start))
-        code = self.reason_of(stack, state)
+        if code < 0:
+            code = self.reason_of(stack, state)
         if code < 0:
             self.unclassified.append(len(iv.tid) - 1)
         iv.reason.append(code)
@@ -213,6 +225,21 @@ class Builder:
         if wakee in self.pending:
             self.last_wake[wakee] = idx
         return idx
+
+    def close_open(self, time: int) -> int:
+        """End every interval still open at ``time`` (the recording stopped while threads were
+        off CPU); returns how many. They keep the reason of their switch-out."""
+        n = 0
+        for tid in list(self.pending):
+            start = self.pending[tid][0]
+            if time >= start:
+                self.counts["switch_in"] -= 1  # not a real switch-in
+                self.switch_in(tid, time)
+                n += 1
+        self.pending.clear()
+        self.last_wake.clear()
+        self.counts["closed_at_end"] = self.counts.get("closed_at_end", 0) + n
+        return n
 
     def thread_exit(self, tid: int) -> None:
         self.pending.pop(tid, None)

@@ -276,6 +276,10 @@ class Profile:
         if not out:
             self.offcpu.switch_in(tid, time)
 
+    def on_end(self, time: int) -> None:
+        """The recording stopped at ``time``: threads still off CPU end their interval there."""
+        self.offcpu.close_open(time)
+
     def set_trace_formats(self, formats: Formats) -> None:
         self.trace_formats = formats
 
@@ -409,6 +413,35 @@ class Profile:
                 th = self.threads.setdefault(tid, Thread(pid, tid, start_ns=time))
                 th.names.append((time, name))
             self._chain_cache.clear()
+
+    def seed_blocked(self, pid: int, time: int) -> int:
+        """Threads of ``pid`` already blocked when an attach began: their off-CPU interval
+        starts now, classified from /proc (state and wchan, the kernel function they wait in)
+        since their blocking stack was not recorded. Returns how many."""
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            return 0
+        n = 0
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                    wchan = f.read().strip()
+            except OSError:
+                continue
+            letter = stat[stat.rfind(")") + 2:][:1]
+            state = {"S": offcpu.STATE_INTERRUPTIBLE, "D": offcpu.STATE_UNINTERRUPTIBLE}.get(
+                letter)
+            if state is None:
+                continue
+            kernel = [wchan] if wchan and wchan != "0" else []
+            code = offcpu.REASON_CODE[offcpu.classify(state, kernel, [])]
+            with self.lock:
+                self.offcpu.seed(tid, time, state, code)
+            n += 1
+        return n
 
     # --- symbolisation --------------------------------------------------------------------
 

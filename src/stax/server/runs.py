@@ -161,6 +161,8 @@ class Registry:
                       recorder)
             if mode == "attach":
                 profile.seed_from_proc(pid, time.monotonic_ns())
+                if recorder.info.offcpu:
+                    profile.seed_blocked(pid, time.monotonic_ns())
             self.next_id += 1
             self.runs[run.id] = run
             self.selected = run.id
