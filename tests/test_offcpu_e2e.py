@@ -59,21 +59,21 @@ def test_threads_c_reasons_durations_and_wakers(stax: Stax,
     # sleeper: 15 x 100 ms of nanosleep
     assert ms["sleeper"][2] == "sleep", ms
     sleep_ns = th["sleeper"]["offcpu_by_reason"]["sleep"]
-    assert 1495 <= sleep_ns / 1e6 <= 1650, th["sleeper"]
+    assert 1495 <= sleep_ns / 1e6 <= 1700, th["sleeper"]
     # waiter: blocks on the mutex from 50 ms until holder releases it at 1.5 s
     assert ms["waiter"][2] == "lock", ms
     lock_ms = th["waiter"]["offcpu_by_reason"]["lock"] / 1e6
-    assert 1400 <= lock_ms <= 1560, th["waiter"]
+    assert 1300 <= lock_ms <= 1650, th["waiter"]
     # holder sleeps 1.5 s holding the mutex; reader waits on the pipe for the whole run
     assert ms["holder"][2] == "sleep", ms
     assert ms["reader"][2] == "ipc", ms
-    assert ms["reader"][1] >= 1450, ms
+    assert ms["reader"][1] >= 1400, ms
     assert th["threads"]["blocked"] == "lock"  # the main thread joins
 
     rows = _wakers(stax)
     waiter = _edge(rows, "waiter")
     assert waiter["waker"] == "holder", waiter
-    assert 1400 <= waiter["blocked_ns"] / 1e6 <= 1560
+    assert 1300 <= waiter["blocked_ns"] / 1e6 <= 1650
     assert any("futex" in f["func"] for f in waiter["stack"]), waiter["stack"]
     reader = _edge(rows, "reader")
     assert reader["waker"] == "threads" and reader["waker_tid"] == run["pid"], reader
@@ -101,7 +101,7 @@ def test_threads_c_reasons_durations_and_wakers(stax: Stax,
     top = res["rows"][0]
     assert top["reason"] == "lock" and top["state"] == "S"
     assert top["wakeup"]["waker_tid"] == holder_tid
-    assert 1400 <= top["duration_ns"] / 1e6 <= 1560
+    assert 1300 <= top["duration_ns"] / 1e6 <= 1650
     assert top["stack"][0]["binary"] == "[kernel.kallsyms]"
     # kernel and user frames (which user frames a frame-pointer walk recovers through libc
     # depends on the unwinder)
@@ -115,7 +115,7 @@ def test_flame_offcpu_and_wall_modes(stax: Stax, workloads: dict[str, Path]) -> 
     if not off["offcpu_ns"]:  # type: ignore[index]
         pytest.fail("no off-CPU time: " + stax("diagnose", check=True).out)
     assert off["mode"] == "offcpu" and "note" not in off, off  # type: ignore[index]
-    assert off["offcpu_ns"] >= 4 * 1450e6 and off["intervals"] > 10  # type: ignore[index]
+    assert off["offcpu_ns"] >= 4 * 1300e6 and off["intervals"] > 10  # type: ignore[index]
     assert off["total_ns"] == off["offcpu_ns"]  # type: ignore[index]
 
     def names(nodes: list, acc: set[str]) -> set[str]:
@@ -143,9 +143,9 @@ def test_condition_variable_is_lock_woken_by_main(stax: Stax,
     th = _threads(stax)
     w = th["cvwaiter"]
     assert w["blocked"] == "lock", w
-    assert 780 <= w["offcpu_by_reason"]["lock"] / 1e6 <= 900, w
+    assert 700 <= w["offcpu_by_reason"]["lock"] / 1e6 <= 950, w
     edge = _edge(_wakers(stax), "cvwaiter")
-    assert edge["waker"] == "condvar" and edge["blocked_ns"] >= 780e6, edge
+    assert edge["waker"] == "condvar" and edge["blocked_ns"] >= 700e6, edge
 
 
 def test_tcp_on_loopback_is_conn(stax: Stax, workloads: dict[str, Path]) -> None:
@@ -154,7 +154,7 @@ def test_tcp_on_loopback_is_conn(stax: Stax, workloads: dict[str, Path]) -> None
     srv = th["tcpserver"]
     assert srv["blocked"] == "conn", srv
     # accept() for ~100 ms, then recv() for ~600 ms
-    assert 650 <= srv["offcpu_by_reason"]["conn"] / 1e6 <= 850, srv
+    assert 550 <= srv["offcpu_by_reason"]["conn"] / 1e6 <= 950, srv
     assert th["tcpclient"]["blocked"] == "sleep"
     # loopback delivery runs in softirq context: the wakeup is an interrupt or the client
     edge = _edge(_wakers(stax), "tcpserver")
