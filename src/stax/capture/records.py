@@ -70,6 +70,7 @@ class SampleLayout:
         # drop PERF_RECORD_SWITCH switch-outs before ordering (off-CPU capture only needs the
         # switch-ins; the sched_switch tracepoint reports switch-outs with more detail)
         self.skip_switch_out = False
+        self.skipped_switch_out = 0
         # sample_id trailer (sample_id_all): pid/tid, time, cpu/res, identifier
         self.trailer_size = 32
         self.trailer_time_from_end = 24
@@ -153,12 +154,14 @@ def index(buf: bytes, layout: SampleLayout = DEFAULT_LAYOUT) -> list[tuple[int, 
     u64 = _u64.unpack_from
     trailer = layout.trailer_size
     back = layout.trailer_time_from_end
+    skipped = 0
     while off + 8 <= end:
         rtype, misc, size = hdr_unpack(buf, off)
         if size < 8 or off + size > end:
             break
         if rtype == RECORD_SWITCH and misc & MISC_SWITCH_OUT and layout.skip_switch_out:
             off += size  # switch-outs come with stack and state from sched_switch instead
+            skipped += 1
             continue
         if rtype == RECORD_SAMPLE:
             t = u64(buf, off + 32)[0]
@@ -168,6 +171,8 @@ def index(buf: bytes, layout: SampleLayout = DEFAULT_LAYOUT) -> list[tuple[int, 
             t = 0
         out.append((t, off))
         off += size
+    if skipped:
+        layout.skipped_switch_out += skipped
     return out
 
 

@@ -319,6 +319,8 @@ class Server:
                 last_sample = p.last_time
                 offcpu_diag = {**run.summary()["offcpu"], **p.offcpu.counts,
                                "open_intervals": p.offcpu.open_intervals,
+                               "switch_out_records_dropped":
+                                   run.recorder.layout.skipped_switch_out,
                                "wakeups": len(p.wakeups),
                                "linked_wakeups": sum(1 for w in p.intervals.wakeup if w >= 0)}
             elapsed = max(run.elapsed_s(), 1e-9)
