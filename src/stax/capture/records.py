@@ -326,7 +326,12 @@ class Orderer:
         sink = self.sink
         layout = self.layout
         for _t, _seq, buf, off in ready:
-            if not decode_at(buf, off, sink, layout):
+            try:
+                ok = decode_at(buf, off, sink, layout)
+            except (ValueError, OverflowError, IndexError, KeyError, struct.error):
+                # one record the tables cannot take must not end the recording
+                ok = False
+            if not ok:
                 self.malformed += 1
         self.records += len(ready)
         return len(ready)
