@@ -90,7 +90,8 @@ def main() -> int:
                     pp = _run([perf, "record", "-q", "-e", "sched:sched_switch", "-g", "-o",
                                str(tmp / "perf.data"), "--", str(exe["pingpong"]), str(ROUNDS)])
                     perfed.append(elapsed_from(pp.stderr))
-                    m = re.search(r"[Ll]ost (\d+)", pp.stderr)
+                    st = _run([perf, "report", "-i", str(tmp / "perf.data"), "--stats"])
+                    m = re.search(r"LOST events:\s+(\d+)", st.stdout)
                     perf_lost.append(int(m.group(1)) if m else 0)
 
             log("accuracy: threads.c and condvar")
@@ -129,7 +130,7 @@ def main() -> int:
     ]
     if perfed:
         lines.append(f"  perf record -e sched:sched_switch -g  {pf:7.3f} s   "
-                     f"x{ratio(pf, b):.2f} vs bare (perf lost {perf_lost})")
+                     f"x{ratio(pf, b):.2f} vs bare (perf lost events {perf_lost})")
     else:
         lines.append("  perf: not installed, comparison skipped")
     lines.append(f"  stax lost records per run: {lost}  (target 0: "
