@@ -211,6 +211,7 @@ def test_profile_builds_intervals_views_from_tracepoint_samples() -> None:
     assert w["rows"][0]["waker"] == "waker" and w["rows"][0]["blocked_ns"] == 5000
     ivs = offviews.intervals(p, views.Filter(tid=101))
     assert ivs["rows"][0]["wakeup"]["waker_tid"] == 102 and ivs["offcpu_ns"] == 5000
+    assert ivs["rows"][0]["wakeup"]["runnable_ns"] == 1000
     fl = views.flame(p, flt, mode="wall")
     assert fl["total_ns"] == 1_005_000 and fl["intervals"] == 1 and fl["samples"] == 1
     assert views.flame(p, flt, mode="offcpu")["total_ns"] == 5000

@@ -144,8 +144,12 @@ def intervals(p: Profile, flt: Any, limit: int = 100, reason: str | None = None,
         }
         if wk >= 0 and wk < c["m"]:
             waker = int(c["w_waker"][wk])
-            row["wakeup"] = {"index": wk, "time_ns": int(c["w_time"][wk]) - base,
-                             "waker_tid": waker, "waker": waker_name(names, waker)}
+            wt = int(c["w_time"][wk])
+            end = int(c["start"][i]) + int(c["dur"][i])
+            row["wakeup"] = {"index": wk, "time_ns": wt - base,
+                             "waker_tid": waker, "waker": waker_name(names, waker),
+                             # from the wakeup to running again: waiting for a CPU
+                             "runnable_ns": max(0, end - wt)}
         if stacks:
             row["stack"] = _frames(p, int(c["stack"][i]))
         rows.append(row)
