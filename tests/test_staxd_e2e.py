@@ -251,6 +251,31 @@ def test_unprivileged_through_staxd_gets_kernel_frames(user_server: User, staxd:
     assert f"granted uid {user.uid} pid " in log, log
 
 
+def test_unprivileged_gets_offcpu_and_wakers_only_through_staxd(
+        user_server: User, staxd: Staxd, workloads: dict[str, Path]) -> None:
+    if not _tracefs_ready():
+        pytest.skip("tracefs is not mounted at /sys/kernel/tracing and cannot be mounted")
+    user = user_server
+    threads = _user_copy(user, workloads["threads"])
+    alone = user.stax("record", "--json", "--daemon-socket", str(user.home / "none.sock"),
+                      "--", threads, timeout=90)
+    assert alone.returncode == 0, alone.stderr
+    run = json.loads(alone.stdout)
+    assert run["intervals"] == 0 and not run["offcpu"]["intervals_recorded"], run
+    assert any("off-CPU intervals and wakeups unavailable" in n for n in run["notes"]), run
+    p = user.stax("record", "--json", "--daemon-socket", staxd.socket, "--", threads,
+                  timeout=90)
+    assert p.returncode == 0, p.stderr + staxd.log_text()
+    run = json.loads(p.stdout)
+    assert run["capture_mode"] == "staxd" and run["kernel_frames"] is True, run
+    assert run["offcpu"]["intervals_recorded"] and run["offcpu"]["wakeups_recorded"], run
+    assert run["intervals"] > 10, run
+    wakers = json.loads(user.stax("wakers", "--json", "-n", "0").stdout)
+    edges = {(r["waker"], r["wakee"]) for r in wakers["rows"]}
+    assert ("holder", "waiter") in edges, edges  # the mutex hand-over in threads.c
+    assert f"gave uid {user.uid} pid" in staxd.log_text()
+
+
 WAKEUPS = r"""
 import json, os, struct, sys, threading
 from stax.capture import perf

@@ -16,7 +16,7 @@ METHODS_LIFECYCLE = ("hello", "status", "list_runs", "start_launch", "start_atta
                      "target_exited", "wait", "stop", "select_run", "diagnostics", "dump",
                      "shutdown")
 # queries (all take optional "run", "tid", "start_ns", "end_ns", "exclude")
-METHODS_QUERY = ("top", "flamegraph", "threads", "timeline", "annotate")
+METHODS_QUERY = ("top", "flamegraph", "threads", "timeline", "annotate", "intervals", "wakers")
 # pushed updates (the connection must be able to receive events: Unix socket or WebSocket)
 METHODS_SUBSCRIPTION = ("subscribe", "unsubscribe")
 # archives: write the current run to disk, load one as the current query state

@@ -11,7 +11,7 @@ import os
 import socket
 import stat
 
-from stax.capture import perf
+from stax.capture import perf, sched
 from stax.capture.events import EventSpec, LocalOpener, Opener
 from stax.capture.recorder import CaptureError
 
@@ -93,6 +93,51 @@ class BrokerOpener:
         if isinstance(ans.get("errno"), int):
             raise perf.PerfError(ans["errno"], msg)
         raise CaptureError(f"staxd rejected the request: {msg}")
+
+    def sched_probe(self, local: sched.Probe) -> sched.Probe:
+        """The scheduler tracepoints as staxd sees them (this process may not read tracefs);
+        ``local`` (and its reason) when staxd cannot describe them either."""
+        from stax.staxd import wire
+
+        try:
+            if self.sock is None:
+                self.connect()
+            assert self.sock is not None
+            self.sock.sendall(wire.encode_formats_request())
+            while b"\n" not in self._buf:
+                data = self.sock.recv(1 << 20)
+                if not data:
+                    raise BrokerUnavailable("staxd closed the connection")
+                self._buf += data
+            line, self._buf = self._buf.split(b"\n", 1)
+            formats = json.loads(line).get("formats") or {}
+        except (OSError, ValueError, AttributeError, BrokerUnavailable):
+            self.close()
+            return local
+        try:
+            return self._probe_from(formats, local)
+        except (ValueError, AttributeError):
+            return local
+
+    def _probe_from(self, formats: dict[str, object], local: sched.Probe) -> sched.Probe:
+        pr = sched.Probe(tracefs=f"staxd ({self.path})")
+        sw, wk = formats.get("sched_switch"), formats.get("sched_waking")
+        if not isinstance(sw, str):
+            return local
+        pr.switch_id, fields = sched.parse_format(sw)
+        if not {"prev_pid", "prev_state"} <= fields.keys():
+            return local
+        pr.formats.switch = fields
+        if not isinstance(wk, str):
+            pr.waking_problem = "staxd's host has no sched:sched_waking tracepoint"
+            return pr
+        pr.waking_id, wfields = sched.parse_format(wk)
+        if not {"pid", "common_flags"} <= wfields.keys():
+            pr.waking_id = -1
+            pr.waking_problem = "sched:sched_waking has an unexpected format"
+            return pr
+        pr.formats.waking = wfields
+        return pr
 
     def open(self, spec: EventSpec, pid: int, tid: int, cpu: int) -> int:
         return self.request(pid, [(spec, tid, cpu)])[0]

@@ -20,7 +20,6 @@ MAX_BUFFER_BYTES = 1 << 30
 MAX_REGS_MASK = (1 << 64) - 1
 MAX_STACK_USER = 65528  # the kernel's limit: below 64 KiB, a multiple of 8
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-PERF_TYPE_TRACEPOINT = 2
 
 
 
@@ -113,13 +112,22 @@ def switch_attr(spec: EventSpec) -> perf.EventAttr:
                           wakeup=_watermark(spec))
 
 
+_TRACEPOINT_IDS: dict[tuple[str, str], int] = {}
+
+
 def tracepoint_id(group: str, name: str) -> int:
-    """The id of a tracepoint from tracefs (root-only on most hosts)."""
+    """The id of a tracepoint from tracefs (root-only on most hosts); ``$STAX_TRACEFS`` names
+    the tracefs directory to use instead of the usual places (as in stax.capture.sched)."""
+    key = (group, name)
+    if key in _TRACEPOINT_IDS:
+        return _TRACEPOINT_IDS[key]
+    override = os.environ.get("STAX_TRACEFS")
     last: OSError | None = None
-    for root in TRACEFS_ROOTS:
+    for root in ((override,) if override else TRACEFS_ROOTS):
         try:
             with open(os.path.join(root, "events", group, name, "id")) as f:
-                return int(f.read().strip())
+                _TRACEPOINT_IDS[key] = int(f.read().strip())
+                return _TRACEPOINT_IDS[key]
         except OSError as e:
             last = e
         except ValueError:
@@ -129,16 +137,27 @@ def tracepoint_id(group: str, name: str) -> int:
                               f"{TRACEFS_ROOTS[0]}, and readable?)")
 
 
-def _tracepoint(group: str, name: str) -> Callable[[EventSpec], perf.EventAttr]:
+def tracepoint_format(name: str) -> str | None:
+    """The format file of a scheduler tracepoint stax knows (never a caller-given path)."""
+    if name not in ("sched_switch", "sched_waking"):
+        return None
+    override = os.environ.get("STAX_TRACEFS")
+    for root in ((override,) if override else TRACEFS_ROOTS):
+        try:
+            with open(os.path.join(root, "events", "sched", name, "format")) as f:
+                return f.read(65536)
+        except OSError:
+            continue
+    return None
+
+
+def _tracepoint(group: str, name: str, switches: bool) -> Callable[[EventSpec], perf.EventAttr]:
     def build(spec: EventSpec) -> perf.EventAttr:
-        flags = ["inherit", "sample_id_all", "use_clockid", "watermark"]
-        if spec.launch:
-            flags += ["disabled", "enable_on_exec"]
-        if not spec.kernel:
-            flags += ["exclude_callchain_kernel"]
-        return perf.EventAttr(type=PERF_TYPE_TRACEPOINT, config=tracepoint_id(group, name),
-                              sample_period_or_freq=1, sample_type=spec.sample_type,
-                              flags=tuple(flags), wakeup=_watermark(spec))
+        from stax.capture.recorder import _tracepoint_attr
+
+        return _tracepoint_attr(tracepoint_id(group, name), spec.launch, spec.kernel,
+                                spec.buffer_bytes, spec.layout(), switches,
+                                spec.stack_user_bytes)
 
     build.__doc__ = (f"The {group}:{name} tracepoint, one sample per hit (the layout should "
                      "include SAMPLE_RAW for the payload).")
@@ -149,8 +168,8 @@ def _tracepoint(group: str, name: str) -> Callable[[EventSpec], perf.EventAttr]:
 BUILDERS: dict[str, Callable[[EventSpec], perf.EventAttr]] = {
     "sample": sample_attr,
     "switch": switch_attr,
-    "sched_waking": _tracepoint("sched", "sched_waking"),
-    "sched_switch": _tracepoint("sched", "sched_switch"),
+    "sched_waking": _tracepoint("sched", "sched_waking", switches=False),
+    "sched_switch": _tracepoint("sched", "sched_switch", switches=True),
 }
 
 

@@ -18,6 +18,7 @@ from stax import sysctl
 # --- constants from include/uapi/linux/perf_event.h -------------------------------------------
 
 PERF_TYPE_SOFTWARE = 1
+PERF_TYPE_TRACEPOINT = 2
 PERF_COUNT_SW_CPU_CLOCK = 0
 PERF_COUNT_SW_DUMMY = 9
 

@@ -11,10 +11,11 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from stax.capture import perf
+from stax.capture import perf, sched
 from stax.capture import records as rec
 from stax.capture.events import EventSpec, LocalOpener, Opener
 
@@ -23,6 +24,7 @@ log = logging.getLogger("stax.capture")
 DEFAULT_FREQUENCY = 900
 MAX_FREQUENCY = 100_000
 DWARF_BUFFER_PAGES = 2048  # 8 MiB per CPU when every sample carries a stack copy
+OFFCPU_BUFFER_PAGES = 8192  # 32 MiB per CPU when off-CPU capture is on
 
 
 class CaptureError(Exception):
@@ -43,6 +45,11 @@ class CaptureInfo:
     stack_copy_bytes: int = 0
     mode: str = "in-process"  # who opened the events: "in-process" or "staxd"
     daemon_socket: str | None = None  # the staxd socket, when mode is "staxd"
+    offcpu: bool = False  # sched_switch events and switch records are open
+    wakeups: bool = False  # sched_waking events are open
+    offcpu_problem: str | None = None  # why off-CPU intervals are not recorded
+    wakeups_problem: str | None = None  # why wakeup edges are not recorded
+    tracefs: str | None = None
 
 
 def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
@@ -71,42 +78,142 @@ def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
     )
 
 
+def _tracepoint_attr(config: int, launch: bool, kernel: bool, buffer_bytes: int,
+                     layout: rec.SampleLayout, switches: bool,
+                     stack_user: int = 0) -> perf.EventAttr:
+    """A per-thread tracepoint event sampling every hit (period 1), inherited like the sampler,
+    writing into the same buffers with the same clock. No side-band records (the sampler
+    already reports mmap/comm/task) except context switches on the sched_switch event."""
+    flags = ["inherit", "sample_id_all", "use_clockid", "watermark"]
+    if launch:
+        flags += ["disabled", "enable_on_exec"]
+    if not kernel:
+        flags += ["exclude_callchain_kernel"]
+    if switches:
+        flags.append("context_switch")
+    if layout.stack:
+        # blocking and waker stacks are unwound like on-CPU ones: the user registers at the
+        # kernel entry and a copy of the user stack, not the kernel's frame-pointer walk
+        flags.append("exclude_callchain_user")
+    return perf.EventAttr(type=perf.PERF_TYPE_TRACEPOINT, config=config,
+                          sample_period_or_freq=1, sample_type=layout.sample_type,
+                          sample_regs_user=layout.regs_user_mask,
+                          sample_stack_user=stack_user if layout.stack else 0,
+                          flags=tuple(flags), wakeup=max(4096, buffer_bytes // 4))
+
+
 class Recorder:
-    """Per-thread, per-CPU cpu-clock events with inherit, one ring buffer per CPU."""
+    """Per-thread, per-CPU cpu-clock events with inherit, one ring buffer per CPU; with off-CPU
+    capture, per-thread sched_switch (plus context-switch records) and sched_waking tracepoint
+    events writing into the same buffers."""
 
     def __init__(self, sink: rec.Sink, lock: AbstractContextManager[object], frequency: int,
                  buffer_pages: int = 256, dwarf_unwind: bool = False,
-                 stack_size: int = 0, opener: Opener | None = None) -> None:
+                 stack_size: int = 0, offcpu: bool = True,
+                 opener: Opener | None = None) -> None:
         self.opener: Opener = opener if opener is not None else LocalOpener()
         self.target_pid = 0
         self.lock = lock
         self.stack_size = 0
+        sample_type = rec.SAMPLE_TYPE
+        regs_mask = 0
         if dwarf_unwind:
             from stax.unwind import REGS_MASK, STACK_SIZE
 
             self.stack_size = stack_size or STACK_SIZE
-            self.layout = rec.SampleLayout(
-                rec.SAMPLE_TYPE | perf.SAMPLE_REGS_USER | perf.SAMPLE_STACK_USER, REGS_MASK)
+            sample_type |= perf.SAMPLE_REGS_USER | perf.SAMPLE_STACK_USER
+            regs_mask = REGS_MASK
             # every sample carries the stack copy: size the buffers for ~0.5 s of two busy
             # threads per CPU at the default rate
             buffer_pages = max(buffer_pages, DWARF_BUFFER_PAGES)
+        self.sched = sched.probe() if offcpu else sched.Probe(problem="disabled")
+        if offcpu and not self.sched.switch_ok and hasattr(self.opener, "sched_probe"):
+            self.sched = self.opener.sched_probe(self.sched)  # tracefs as staxd sees it
+        self.info = CaptureInfo(dwarf_unwind=dwarf_unwind, stack_copy_bytes=self.stack_size,
+                                mode=self.opener.mode,
+                                daemon_socket=getattr(self.opener, "path", None))
+        if self.sched.switch_ok:
+            self.layout = rec.SampleLayout(sample_type | perf.SAMPLE_RAW, regs_mask)
+            self.info.offcpu = True
+            self.info.wakeups = self.sched.waking_ok
+            self.info.tracefs = self.sched.tracefs
+            self.layout.skip_switch_out = True
+            # every context switch of the target adds a tracepoint sample with its stack and
+            # two switch records, every wakeup a sample: bigger buffers
+            buffer_pages = max(buffer_pages, OFFCPU_BUFFER_PAGES)
+            setter = getattr(sink, "set_trace_formats", None)
+            if setter is not None:
+                setter(self.sched.formats)
+            if self.sched.mounted_by_stax:
+                self.info.notes.append(f"mounted tracefs at {self.sched.tracefs} for off-CPU "
+                                       "capture")
+            if not self.sched.waking_ok:
+                self._no_wakeups(self.sched.waking_problem or "sched_waking unavailable")
         else:
-            self.layout = rec.SampleLayout()
+            self.layout = rec.SampleLayout(sample_type, regs_mask)
+            if offcpu:
+                self._no_offcpu(self.sched.problem or "scheduler tracepoints unavailable")
         self.orderer = rec.Orderer(sink, self.layout)
         self.frequency = frequency
         self.buffer_pages = buffer_pages
         self.fds: list[int] = []
         self.buffers: list[perf.RingBuffer] = []
-        self.info = CaptureInfo(dwarf_unwind=dwarf_unwind, stack_copy_bytes=self.stack_size,
-                                mode=self.opener.mode,
-                                daemon_socket=getattr(self.opener, "path", None))
         self.opened_tids: set[int] = set()
         self._kernel = True
         self._build_id = True
         self._launch = False
         self.bytes_read = 0
+        self.backlog_bytes = 0  # read from the buffers, not decoded yet
+
+    def _no_offcpu(self, why: str) -> None:
+        self.info.offcpu = False
+        self.info.wakeups = False
+        self.info.offcpu_problem = why
+        self.info.notes.append(f"off-CPU intervals and wakeups unavailable: {why}; recording "
+                               "on-CPU samples only")
+
+    def _no_wakeups(self, why: str) -> None:
+        self.info.wakeups = False
+        self.info.wakeups_problem = why
+        self.info.notes.append(f"wakeups unavailable: {why}")
 
     # --- opening ------------------------------------------------------------------------------
+
+    def _open_tracepoints(self, tid: int, cpu: int, out_fd: int) -> None:
+        """The sched_switch and sched_waking events of one thread on one CPU, redirected into
+        that CPU's buffer. A failure turns the feature off with a note, never the run."""
+        wanted = []
+        if self.info.offcpu:
+            wanted.append(("sched_switch", self.sched.switch_id, True))
+        if self.info.wakeups:
+            wanted.append(("sched_waking", self.sched.waking_id, False))
+        for kind, _config, _switches in wanted:
+            spec = EventSpec(kind, launch=self._launch, kernel=self._kernel,
+                             buffer_bytes=self.buffer_pages * 4096,
+                             sample_type=self.layout.sample_type,
+                             regs_user_mask=self.layout.regs_user_mask,
+                             stack_user_bytes=self.stack_size if self.layout.stack else 0)
+            try:
+                fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
+            except perf.PerfError as e:
+                if e.errno == errno.ESRCH:
+                    raise
+                why = sched.open_error(e, f"sched:{kind}")
+                if kind == "sched_switch":
+                    self._no_offcpu(why)
+                    return
+                self._no_wakeups(why)
+                continue
+            self.fds.append(fd)
+            self.layout.kinds[perf.event_id(fd)] = kind
+            try:
+                perf.set_output(fd, out_fd)
+            except OSError as e:
+                why = f"could not share the ring buffer with sched:{kind}: {e.strerror}"
+                if kind == "sched_switch":
+                    self._no_offcpu(why)
+                    return
+                self._no_wakeups(why)
 
     def _open_one(self, tid: int, cpu: int) -> int:
         while True:
@@ -148,6 +255,8 @@ class Recorder:
                 self.buffers.append(self._map(fd))
             else:
                 perf.set_output(fd, self.buffers[i].fd)
+            if self.info.offcpu:
+                self._open_tracepoints(tid, cpu, self.buffers[i].fd)
         self.opened_tids.add(tid)
         self.info.event_fds = len(self.fds)
 
@@ -237,13 +346,25 @@ class Recorder:
 
     def drain(self, final: bool = False) -> int:
         """Read every buffer and apply, in time order, the records that are safe to apply."""
+        started, chunks = self._read_round()
+        return self._apply(started, chunks, final)
+
+    def _read_round(self) -> tuple[int, list[bytes]]:
+        """Copy out whatever every buffer holds; every record stamped before the returned
+        time (minus the orderer's margin) is in this round or an earlier one."""
         started = time.monotonic_ns()
-        n = 0
+        chunks = []
         for rb in self.buffers:
             data = rb.read()
             if data:
-                n += len(data)
-                self.orderer.add(data)
+                chunks.append(data)
+        return started, chunks
+
+    def _apply(self, started: int, chunks: list[bytes], final: bool = False) -> int:
+        n = 0
+        for data in chunks:
+            n += len(data)
+            self.orderer.add(data)
         self.bytes_read += n
         with self.lock:
             self.orderer.flush(None if final else started)
@@ -253,37 +374,67 @@ class Recorder:
             interval: float = 0.05) -> str:
         """Drain until ``stop`` is set, the target exits (pidfd readable) or the deadline passes.
 
+        A reader thread empties the ring buffers every 20 ms into a backlog that
+        this thread decodes, so a burst (every context switch of a busy target is a record)
+        waits in memory instead of overflowing the kernel's buffers while records are decoded.
+
         Returns why it ended: "stopped", "exited" or "time-limit".
         """
+        backlog: deque[tuple[int, list[bytes]]] = deque()
+        done_reading = threading.Event()
+
+        def reader() -> None:
+            while not done_reading.is_set():
+                started, chunks = self._read_round()
+                if chunks:
+                    self.backlog_bytes += sum(len(c) for c in chunks)
+                    backlog.append((started, chunks))
+                done_reading.wait(0.02)
+
         poller = select.poll()
-        for rb in self.buffers:
-            poller.register(rb.fd, select.POLLIN)
         if pidfd is not None:
             poller.register(pidfd, select.POLLIN)
+        thread = threading.Thread(target=reader, name="ring-reader", daemon=True)
+        thread.start()
         reason = "stopped"
-        while True:
-            if stop.is_set():
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                reason = "time-limit"
-                break
-            events = poller.poll(interval * 1000)
-            exited = pidfd is not None and any(fd == pidfd for fd, _ in events)
-            self.drain()
-            if exited:
-                reason = "exited"
-                break
+        try:
+            while True:
+                if stop.is_set():
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    reason = "time-limit"
+                    break
+                exited = bool(poller.poll(0 if backlog else interval * 1000))
+                budget = time.monotonic() + interval  # keep checking stop/deadline
+                while backlog and time.monotonic() < budget:
+                    started, chunks = backlog.popleft()
+                    self.backlog_bytes -= sum(len(c) for c in chunks)
+                    self._apply(started, chunks)
+                if exited:
+                    reason = "exited"
+                    break
+        finally:
+            done_reading.set()
+            thread.join()
         for fd in self.fds:
             try:
                 perf.ioctl(fd, perf.PERF_EVENT_IOC_DISABLE)
             except OSError:
                 pass
+        while backlog:
+            started, chunks = backlog.popleft()
+            self.backlog_bytes -= sum(len(c) for c in chunks)
+            self._apply(started, chunks)
         self.drain(final=True)
+        on_end = getattr(self.orderer.sink, "on_end", None)
+        if on_end is not None:
+            with self.lock:
+                on_end(time.monotonic_ns())
         return reason
 
     def unread_bytes(self) -> int:
         """Bytes the kernel has written that the capture loop has not read yet."""
-        return sum(rb.unread() for rb in list(self.buffers))
+        return sum(rb.unread() for rb in list(self.buffers)) + self.backlog_bytes
 
     def close(self) -> None:
         for rb in self.buffers:

@@ -30,6 +30,7 @@ MISC_USER = 2
 MISC_COMM_EXEC = 1 << 13
 MISC_MMAP_BUILD_ID = 1 << 14
 MISC_SWITCH_OUT = 1 << 13
+MISC_SWITCH_OUT_PREEMPT = 1 << 14  # the task was preempted (still runnable)
 
 # callchain context markers (as unsigned 64-bit)
 CONTEXT_MAX = (1 << 64) - 4095
@@ -66,6 +67,10 @@ class SampleLayout:
         self.regs = bool(sample_type & perf.SAMPLE_REGS_USER)
         self.stack = bool(sample_type & perf.SAMPLE_STACK_USER)
         self.kinds: dict[int, str] = {}
+        # drop PERF_RECORD_SWITCH switch-outs before ordering (off-CPU capture only needs the
+        # switch-ins; the sched_switch tracepoint reports switch-outs with more detail)
+        self.skip_switch_out = False
+        self.skipped_switch_out = 0
         # sample_id trailer (sample_id_all): pid/tid, time, cpu/res, identifier
         self.trailer_size = 32
         self.trailer_time_from_end = 24
@@ -126,6 +131,7 @@ class Sink(Protocol):
     def on_lost(self, lost: int) -> None: ...
     def on_throttle(self, throttled: bool, time: int) -> None: ...
     def on_other(self, rtype: int) -> None: ...
+    def on_switch(self, out: bool, preempt: bool, pid: int, tid: int, time: int) -> None: ...
 
 
 def _cstr(buf: bytes, off: int, end: int) -> str:
@@ -148,10 +154,15 @@ def index(buf: bytes, layout: SampleLayout = DEFAULT_LAYOUT) -> list[tuple[int, 
     u64 = _u64.unpack_from
     trailer = layout.trailer_size
     back = layout.trailer_time_from_end
+    skipped = 0
     while off + 8 <= end:
-        rtype, _misc, size = hdr_unpack(buf, off)
+        rtype, misc, size = hdr_unpack(buf, off)
         if size < 8 or off + size > end:
             break
+        if rtype == RECORD_SWITCH and misc & MISC_SWITCH_OUT and layout.skip_switch_out:
+            off += size  # switch-outs come with stack and state from sched_switch instead
+            skipped += 1
+            continue
         if rtype == RECORD_SAMPLE:
             t = u64(buf, off + 32)[0]
         elif size >= 8 + trailer:
@@ -160,6 +171,8 @@ def index(buf: bytes, layout: SampleLayout = DEFAULT_LAYOUT) -> list[tuple[int, 
             t = 0
         out.append((t, off))
         off += size
+    if skipped:
+        layout.skipped_switch_out += skipped
     return out
 
 
@@ -260,6 +273,10 @@ def decode_at(buf: bytes, off: int, sink: Sink, layout: SampleLayout = DEFAULT_L
         sink.on_lost(_lost.unpack_from(buf, body)[1])
     elif rtype == RECORD_LOST_SAMPLES:
         sink.on_lost(_u64.unpack_from(buf, body)[0])
+    elif rtype == RECORD_SWITCH:
+        pid, tid, time = _id_tail.unpack_from(buf, tail)[:3]
+        sink.on_switch(bool(misc & MISC_SWITCH_OUT), bool(misc & MISC_SWITCH_OUT_PREEMPT),
+                       pid, tid, time)
     elif rtype in (RECORD_THROTTLE, RECORD_UNTHROTTLE):
         sink.on_throttle(rtype == RECORD_THROTTLE, _throttle.unpack_from(buf, body)[0])
     else:
@@ -309,7 +326,12 @@ class Orderer:
         sink = self.sink
         layout = self.layout
         for _t, _seq, buf, off in ready:
-            if not decode_at(buf, off, sink, layout):
+            try:
+                ok = decode_at(buf, off, sink, layout)
+            except (ValueError, OverflowError, IndexError, KeyError, struct.error):
+                # one record the tables cannot take must not end the recording
+                ok = False
+            if not ok:
                 self.malformed += 1
         self.records += len(ready)
         return len(ready)

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=int, metavar="ID")
     json_flag(p)
 
+    p = add("wakers", "wakeup edges: which thread woke which, and the blocked time it ended")
+    p.add_argument("-n", type=_nonneg_int, default=20, help="rows (0 = all; default 20)")
+    p.add_argument("--tid", type=int, help="only edges where this thread is either side")
+    p.add_argument("--run", type=int, metavar="ID")
+    json_flag(p)
+
     p = add("diagnose", "the server's own accounting for the current run")
     p.add_argument("--run", type=int, metavar="ID")
     json_flag(p)
@@ -165,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             "stop": query.cmd_stop, "select-run": query.cmd_select_run, "top": query.cmd_top,
             "flame": query.cmd_flame, "threads": query.cmd_threads,
             "diagnose": query.cmd_diagnose, "dump": query.cmd_dump,
+            "wakers": query.cmd_wakers,
         }[args.cmd]
         return handler(args)
     except CLIError as e:

@@ -167,13 +167,18 @@ def cmd_flame(args: argparse.Namespace) -> int:
         return 0
     if res.get("note"):
         print(f"({res['note']})")
-        return 0
     if not res["total_samples"]:
-        print(no_samples_hint(res["run"]) if args.tid is None
-              else f"(no samples for tid {args.tid})")
+        if args.mode == "offcpu":
+            if not res.get("note"):
+                print("(no off-CPU intervals" + (f" for tid {args.tid})" if args.tid is not None
+                                                 else ")"))
+        else:
+            print(no_samples_hint(res["run"]) if args.tid is None
+                  else f"(no samples for tid {args.tid})")
         return 0
-    print(_header(res, f"on-CPU {res['oncpu_ns'] / 1e6:.1f} ms ({res['total_samples']} "
-                       f"samples), off-CPU {res['offcpu_ns'] / 1e6:.1f} ms"))
+    print(_header(res, f"{args.mode}: on-CPU {res['oncpu_ns'] / 1e6:.1f} ms "
+                       f"({res.get('samples', res['total_samples'])} samples), off-CPU "
+                       f"{res['offcpu_ns'] / 1e6:.1f} ms ({res.get('intervals', 0)} intervals)"))
     out: list[str] = []
     for root in res["roots"]:
         _print_tree(root, 0, out)
@@ -200,6 +205,40 @@ def cmd_threads(args: argparse.Namespace) -> int:
               f"{r['blocked'] or '-':>8} {r['pid']:7d} {r['tid']:7d}  {r['name']}")
     if res["threads"] > len(res["rows"]):
         print(f"({res['threads'] - len(res['rows'])} more threads; -n 0 shows all)")
+    return 0
+
+
+def _stack_line(frames: list[dict[str, Any]], depth: int = 6) -> str:
+    """A stack, leaf first, on one line: ``f (bin) <- g (bin) <- …``."""
+    parts = [f"{f['func']}" for f in frames[:depth]]
+    more = len(frames) - depth
+    return " <- ".join(parts) + (f" <- … {more} more" if more > 0 else "")
+
+
+def cmd_wakers(args: argparse.Namespace) -> int:
+    res = query("wakers", args.json, run=args.run, tid=args.tid, limit=args.n)
+    if res is None:
+        return 0
+    if args.json:
+        print_json(res)
+        return 0
+    if res.get("note"):
+        print(f"({res['note']})")
+    if not res["rows"]:
+        if not res.get("note"):
+            print("(no wakeups recorded" + (f" for tid {args.tid})" if args.tid is not None
+                                            else ")"))
+        return 0
+    print(_header(res, f"{res['wakeups']} wakeups, {res['edges']} waker → wakee edges, by "
+                       "blocked time ended"))
+    print(f"{'blocked ms':>10} {'wakeups':>8} {'ended':>6}  waker (tid) → woken (tid)")
+    for r in res["rows"]:
+        print(f"{r['blocked_ns'] / 1e6:10.1f} {r['wakeups']:8d} {r['ended_intervals']:6d}  "
+              f"{r['waker']} ({r['waker_tid']}) → {r['wakee']} ({r['wakee_tid']})")
+        if r["stack"]:
+            print(f"{'':28}at {_stack_line(r['stack'])}")
+    if res["edges"] > len(res["rows"]):
+        print(f"({res['edges'] - len(res['rows'])} more edges; -n 0 shows all)")
     return 0
 
 
@@ -257,6 +296,22 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     lag = "-" if ing["last_sample_age_ms"] is None else f"{ing['last_sample_age_ms']} ms"
     print(f"  ingest: {ing['pending_records']} records waiting for time order, "
           f"{ing['unread_ring_bytes']} bytes unread in ring buffers, last sample age {lag}")
+    off = run.get("offcpu")
+    if off:
+        if off["intervals_recorded"]:
+            print(f"  off-CPU: {run['intervals']} intervals from {off['switch_out']} switch-outs "
+                  f"and {off['switch_in']} switch-ins ({off['unmatched_switch_in']} switch-ins "
+                  f"without a recorded switch-out, {off['open_intervals']} threads off CPU "
+                  f"now, {off.get('seeded', 0)} already blocked at attach, "
+                  f"{off.get('closed_at_end', 0)} closed when the recording ended); tracefs "
+                  f"{off['tracefs']}")
+            if off["wakeups_recorded"]:
+                print(f"  wakeups: {off['wakeups']} recorded, {off['linked_wakeups']} ended an "
+                      "interval (wakers inside the target, and interrupts on its CPUs)")
+            else:
+                print(f"  wakeups: unavailable ({off['wakeups_problem']})")
+        else:
+            print(f"  off-CPU: unavailable ({off['problem']})")
     for note in run.get("notes") or []:
         print(f"  note: {note}")
     return 0

@@ -127,6 +127,9 @@ def summary_text(run: dict[str, Any]) -> list[str]:
              f"{secs:.2f} s ({rate:.0f}/s at -F {run['frequency_hz']}), "
              f"{run['threads']} thread{'s' if run['threads'] != 1 else ''}, "
              f"{run['lost_records']} lost records"]
+    if run.get("offcpu", {}).get("intervals_recorded"):
+        lines[0] += (f", {run.get('intervals', 0)} off-CPU intervals "
+                     f"({run.get('offcpu_ns', 0) / 1e6:.1f} ms), {run.get('wakeups', 0)} wakeups")
     if run.get("exit_status") is not None:
         lines[0] += f", exit status {run['exit_status']}"
     for note in run.get("notes") or []:

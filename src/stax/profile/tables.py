@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from stax import sysctl
 from stax.capture import records as rec
+from stax.capture.sched import Formats
+from stax.profile import offcpu
 
 if TYPE_CHECKING:
     from stax.symbols import Symbolizer
@@ -140,6 +142,12 @@ class Profile:
             "decode_errors": 0, "truncated_chains": 0,
         }
         self.max_chain = sysctl.read_int("kernel.perf_event_max_stack", 127)
+        # off-CPU: intervals and wakeup edges (profile/offcpu.py builds them)
+        self.intervals = offcpu.Intervals()
+        self.wakeups = offcpu.Wakeups()
+        self.offcpu = offcpu.Builder(self.intervals, self.wakeups, self.reason_of)
+        self.trace_formats = Formats()
+        self._reason_cache: dict[tuple[int, int], int] = {}
         self.first_time = 0
         self.last_time = 0
         self.unwinder: Unwinder | None = None
@@ -190,6 +198,8 @@ class Profile:
             if ip >= rec.CONTEXT_MAX:
                 context = ip
                 first_in_context = True
+                continue
+            if ip == 0:  # no frame (a tracepoint hit before the user stack exists, e.g. exec)
                 continue
             # callers are return addresses: look them up at ip - 1 (inside the call instruction)
             addr = ip if first_in_context else ip - 1
@@ -282,7 +292,80 @@ class Profile:
 
     def on_event_sample(self, s: rec.Sample) -> None:
         """A sample from an event other than the cpu-clock sampler (e.g. a tracepoint)."""
-        self.counts["other"] += 1
+        if s.kind == "sched_switch" and s.raw is not None:
+            _prev, state = self.trace_formats.switch_out(s.raw)
+            self._touch_thread(s.pid, s.tid, s.time)
+            self.offcpu.switch_out(s.tid, s.time, state, self.sample_stack(s))
+        elif s.kind == "sched_waking" and s.raw is not None:
+            wakee, irq = self.trace_formats.waking_of(s.raw)
+            if irq:  # an interrupt or timer that fired while a target thread was on CPU
+                if wakee not in self.threads:
+                    return  # it woke some other program: not part of this run
+                chain = s.chain
+                if rec.CONTEXT_USER in chain:
+                    chain = chain[:chain.index(rec.CONTEXT_USER)]
+                self.offcpu.waking(s.time, 0, wakee, self.intern_chain(s.pid, chain))
+            else:
+                self.offcpu.waking(s.time, s.tid, wakee, self.sample_stack(s))
+        else:
+            self.counts["other"] += 1
+
+    def _touch_thread(self, pid: int, tid: int, time: int) -> None:
+        if not self.first_time:
+            self.first_time = time
+        th = self.threads.get(tid)
+        if th is None:
+            th = self.threads[tid] = Thread(pid, tid, start_ns=time)
+        th.end_ns = max(th.end_ns, time)
+
+    def on_switch(self, out: bool, preempt: bool, pid: int, tid: int, time: int) -> None:
+        """A context-switch record: switch-ins end off-CPU intervals (switch-outs come with
+        their stack and state from the sched_switch tracepoint)."""
+        self.counts["switches"] = self.counts.get("switches", 0) + 1
+        if not out:
+            self.offcpu.switch_in(tid, time)
+
+    def on_end(self, time: int) -> None:
+        """The recording stopped at ``time``: threads still off CPU end their interval there."""
+        self.offcpu.close_open(time)
+
+    def set_trace_formats(self, formats: Formats) -> None:
+        self.trace_formats = formats
+
+    def reason_of(self, stack: int, state: int) -> int:
+        """The reason code of an interval blocked at ``stack`` in ``state`` if already known,
+        else -1 (classify_pending fills it in later, off the capture path)."""
+        return self._reason_cache.get((stack, state), -1)
+
+    def classify_pending(self) -> None:
+        """Give every interval recorded since the last call its reason bucket. Symbolises the
+        blocking stacks (outside the profile lock); views call this before reading."""
+        with self.lock:
+            todo = self.offcpu.unclassified
+            if not todo:
+                return
+            self.offcpu.unclassified = []
+            iv = self.intervals
+            keys = {(iv.stack[i], iv.state[i]) for i in todo}
+            keys -= self._reason_cache.keys()
+        codes = {key: self._classify(*key) for key in keys}
+        with self.lock:
+            self._reason_cache.update(codes)
+            cache = self._reason_cache
+            iv = self.intervals
+            for i in todo:
+                iv.reason[i] = cache[(iv.stack[i], iv.state[i])]
+
+    def _classify(self, stack: int, state: int) -> int:
+        kernel: list[str] = []
+        user: list[str] = []
+        s = stack
+        while s >= 0:
+            fid = self.stack_frame[s]
+            name = self.funcs[self.func_of_frame(fid)].name
+            (kernel if self.frame_binary[fid] == KERNEL_BINARY else user).append(name)
+            s = self.stack_parent[s]
+        return offcpu.REASON_CODE[offcpu.classify(state, kernel, user)]
 
     def on_mmap(self, pid: int, tid: int, addr: int, length: int, pgoff: int, prot: int,
                 build_id: str | None, filename: str, time: int) -> None:
@@ -400,6 +483,35 @@ class Profile:
             self._chain_cache.clear()
             if self.unwinder is not None:
                 self.unwinder.forget(pid)
+
+    def seed_blocked(self, pid: int, time: int) -> int:
+        """Threads of ``pid`` already blocked when an attach began: their off-CPU interval
+        starts now, classified from /proc (state and wchan, the kernel function they wait in)
+        since their blocking stack was not recorded. Returns how many."""
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            return 0
+        n = 0
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                    wchan = f.read().strip()
+            except OSError:
+                continue
+            letter = stat[stat.rfind(")") + 2:][:1]
+            state = {"S": offcpu.STATE_INTERRUPTIBLE, "D": offcpu.STATE_UNINTERRUPTIBLE}.get(
+                letter)
+            if state is None:
+                continue
+            kernel = [wchan] if wchan and wchan != "0" else []
+            code = offcpu.REASON_CODE[offcpu.classify(state, kernel, [])]
+            with self.lock:
+                self.offcpu.seed(tid, time, state, code)
+            n += 1
+        return n
 
     # --- symbolisation --------------------------------------------------------------------
 

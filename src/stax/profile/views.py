@@ -150,10 +150,30 @@ def top(p: Profile, flt: Filter, sort: str = "self", limit: int = 20) -> dict:
             "functions": len(candidates), "rows": rows}
 
 
-def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.0) -> dict:
+def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.0,
+          mode: str = "cpu") -> dict:
     """The merged call tree, roots at the top. ``max_depth``/``threshold_pct`` prune what is
-    returned (0 = everything); pruned subtrees are summarised, never silently dropped."""
-    groups, total_n, total_w = _stack_weights(p, flt)
+    returned (0 = everything); pruned subtrees are summarised, never silently dropped.
+
+    ``mode``: ``cpu`` (on-CPU samples), ``offcpu`` (blocking stacks weighted by blocked time;
+    ``samples`` counts intervals) or ``wall`` (both). Outside ``cpu`` mode percentages and the
+    threshold are shares of time, not of samples."""
+    from stax.profile import offviews
+
+    cpu_groups, cpu_n, cpu_w = _stack_weights(p, flt)
+    off_groups, off_n, off_w = offviews.stack_weights(p, flt)
+    if mode == "offcpu":
+        groups, total_n, total_w = off_groups, off_n, off_w
+    elif mode == "wall":
+        groups = {k: list(v) for k, v in cpu_groups.items()}
+        for k, (n, w) in off_groups.items():
+            g = groups.setdefault(k, [0, 0])
+            g[0] += n
+            g[1] += w
+        total_n, total_w = cpu_n + off_n, cpu_w + off_w
+    else:
+        groups, total_n, total_w = cpu_groups, cpu_n, cpu_w
+    by_time = mode != "cpu"
     paths = _Paths(p, flt.exclude)
     # node: [samples, weight, children dict]
     root: list = [0, 0, {}]
@@ -168,7 +188,9 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
             child[0] += n
             child[1] += w
             node = child
-    min_n = total_n * threshold_pct / 100.0
+    min_n = (total_w if by_time else total_n) * threshold_pct / 100.0
+    ki = 1 if by_time else 0  # which node field the threshold and percentages use
+    total_k = total_w if by_time else total_n
 
     def depth_of(node: list) -> int:
         best = 0
@@ -182,7 +204,7 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
     def emit(func: int, node: list, depth: int) -> dict:
         out = func_row(p, func)
         out.update({"samples": node[0], "time_ns": node[1],
-                    "pct": 100.0 * node[0] / total_n if total_n else 0.0})
+                    "pct": 100.0 * node[ki] / total_k if total_k else 0.0})
         kids = sorted(node[2].items(), key=lambda kv: (-kv[1][1], -kv[1][0]))
         if max_depth and depth >= max_depth:
             if kids:
@@ -194,7 +216,7 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
         children = []
         hidden_n = hidden_w = hidden_nodes = 0
         for f, c in kids:
-            if c[0] < min_n:
+            if c[ki] < min_n:
                 hidden_n += c[0]
                 hidden_w += c[1]
                 hidden_nodes += 1
@@ -209,14 +231,15 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
     roots = []
     hidden = {"nodes": 0, "samples": 0, "time_ns": 0}
     for f, c in top_nodes:
-        if c[0] < min_n:
+        if c[ki] < min_n:
             hidden["nodes"] += 1
             hidden["samples"] += c[0]
             hidden["time_ns"] += c[1]
             continue
         roots.append(emit(f, c, 1))
-    return {"total_samples": total_n, "oncpu_ns": total_w, "offcpu_ns": 0, "mode": "cpu",
-            "roots": roots, "hidden": hidden}
+    return {"total_samples": total_n, "oncpu_ns": cpu_w, "offcpu_ns": off_w, "mode": mode,
+            "samples": cpu_n, "intervals": off_n, "total_ns": total_w, "roots": roots,
+            "hidden": hidden}
 
 
 def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
@@ -234,10 +257,15 @@ def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
         for i, tid in enumerate(uniq.tolist()):
             cnt[tid] = int(c[i])
             wsum[tid] = int(round(w[i]))
+    from stax.profile import offviews
+
+    off = offviews.per_thread(p)
     rows = []
     for tid, (pid, name) in infos.items():
+        off_ns, n_iv, blocked, by_reason = off.get(tid, (0, 0, None, {}))
         rows.append({"pid": pid, "tid": tid, "name": name, "samples": cnt.get(tid, 0),
-                     "oncpu_ns": wsum.get(tid, 0), "offcpu_ns": 0, "blocked": None})
+                     "oncpu_ns": wsum.get(tid, 0), "offcpu_ns": off_ns, "blocked": blocked,
+                     "intervals": n_iv, "offcpu_by_reason": by_reason})
     rows.sort(key=lambda r: (-(r["oncpu_ns"] + r["offcpu_ns"]), r["tid"]))
     total = len(rows)
     if limit > 0:

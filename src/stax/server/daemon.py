@@ -106,6 +106,8 @@ class Server:
             "save": self.h_save,
             "open": self.h_open,
             "annotate": self.h_annotate,
+            "intervals": self.h_intervals,
+            "wakers": self.h_wakers,
         }
 
     # --- transport ----------------------------------------------------------------------------
@@ -376,6 +378,12 @@ class Server:
                 pending = len(run.recorder.orderer.pending)
                 last_sample = p.last_time
                 unwind = p.unwinder.stats() if p.unwinder is not None else None
+                offcpu_diag = {**run.summary()["offcpu"], **p.offcpu.counts,
+                               "open_intervals": p.offcpu.open_intervals,
+                               "switch_out_records_dropped":
+                                   run.recorder.layout.skipped_switch_out,
+                               "wakeups": len(p.wakeups),
+                               "linked_wakeups": sum(1 for w in p.intervals.wakeup if w >= 0)}
             elapsed = max(run.elapsed_s(), 1e-9)
             health = await asyncio.to_thread(views.stack_health, p)
             lag_ms = None
@@ -403,6 +411,7 @@ class Server:
                                           "stack copies)" if info.dwarf_unwind else
                                           "frame pointers (kernel call chain)")},
                 "unwind": unwind or {"method": "frame pointers"},
+                "offcpu": offcpu_diag,
             }
         out["symbols"] = self.symbolizer.stats()  # after the stack walk above symbolised
         return out
@@ -511,16 +520,42 @@ class Server:
         mode = params.get("mode", "cpu")
         if mode not in ("cpu", "offcpu", "wall"):
             raise RPCError(E_BAD_REQUEST, "mode must be cpu, offcpu or wall")
-        res = await self._query(params, views.flame, depth, threshold)
-        res["mode"] = mode
-        if mode == "offcpu":
-            res["roots"] = []
-            res["note"] = "off-CPU intervals are not recorded by this version of stax"
+        res = await self._query(params, views.flame, depth, threshold, mode)
+        if mode != "cpu":
+            note = _offcpu_note(res["run"])
+            if note:
+                res["note"] = note
         return res
 
     async def h_threads(self, params: dict[str, Any]) -> Any:
         limit = _int(params, "limit", 20, lo=0)
         return await self._query(params, views.threads, limit)
+
+    async def h_intervals(self, params: dict[str, Any]) -> Any:
+        from stax.profile import offviews
+        from stax.profile.offcpu import REASONS
+
+        limit = _int(params, "limit", 100, lo=0)
+        reason = params.get("reason")
+        if reason is not None and reason not in REASONS:
+            raise RPCError(E_BAD_REQUEST, f"reason must be one of {', '.join(REASONS)}")
+        min_dur = _int(params, "min_duration_ns", 0, lo=0)
+        stacks = params.get("stacks", True)
+        if not isinstance(stacks, bool):
+            raise RPCError(E_BAD_REQUEST, "stacks must be true or false")
+        res = await self._query(params, offviews.intervals, limit, reason, min_dur, stacks)
+        if note := _offcpu_note(res["run"]):
+            res["note"] = note
+        return res
+
+    async def h_wakers(self, params: dict[str, Any]) -> Any:
+        from stax.profile import offviews
+
+        limit = _int(params, "limit", 20, lo=0)
+        res = await self._query(params, offviews.wakers, limit)
+        if note := _offcpu_note(res["run"], wakeups=True):
+            res["note"] = note
+        return res
 
     async def h_timeline(self, params: dict[str, Any]) -> Any:
         buckets = _int(params, "buckets", 100, lo=1)
@@ -544,6 +579,16 @@ class Server:
                 raise RPCError(E_BAD_REQUEST, str(e)) from None
 
         return await self._query(params, run)
+
+
+def _offcpu_note(run: dict[str, Any], wakeups: bool = False) -> str | None:
+    """Why a run has no off-CPU data (or no wakeups), from its summary; None if it has them."""
+    off = run.get("offcpu") or {}
+    if not off.get("intervals_recorded"):
+        return f"off-CPU intervals unavailable: {off.get('problem') or 'not recorded'}"
+    if wakeups and not off.get("wakeups_recorded"):
+        return f"wakeups unavailable: {off.get('wakeups_problem') or 'not recorded'}"
+    return None
 
 
 def _socket_alive(path: str) -> bool:

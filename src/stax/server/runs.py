@@ -77,6 +77,10 @@ class Run:
             nthreads = len(p.threads)
             oncpu = sum(p.s_weight[:samples])
             unwind = p.unwinder.stats() if p.unwinder is not None else None
+            intervals = len(p.intervals)
+            offcpu_ns = sum(p.intervals.duration_ns[:intervals])
+            wakeups = len(p.wakeups)
+        info = self.recorder.info
         return {
             "id": self.id,
             "state": self.state,
@@ -88,8 +92,13 @@ class Run:
             "time_limit_ms": (round(self.time_limit_s * 1000)
                               if self.time_limit_s is not None else None),
             "samples": samples,
-            "intervals": 0,
+            "intervals": intervals,
             "oncpu_ns": oncpu,
+            "offcpu_ns": offcpu_ns,
+            "wakeups": wakeups,
+            "offcpu": {"intervals_recorded": info.offcpu, "wakeups_recorded": info.wakeups,
+                       "problem": info.offcpu_problem,
+                       "wakeups_problem": info.wakeups_problem, "tracefs": info.tracefs},
             "lost_records": counts["lost"],
             "threads": nthreads,
             "started_at_unix_ms": int(self.started_wall * 1000),
@@ -251,6 +260,8 @@ class Registry:
                       recorder)
             if mode == "attach":
                 profile.seed_from_proc(pid, time.monotonic_ns())
+                if recorder.info.offcpu:
+                    profile.seed_blocked(pid, time.monotonic_ns())
             self.next_id += 1
             self.runs[run.id] = run
             self.selected = run.id

@@ -230,6 +230,11 @@ class Broker:
             log.info("refused %s: bad request: %s", peer, e)
             conn.sendall(wire.answer_bad(str(e)))
             return
+        if isinstance(req, wire.FormatsRequest):
+            formats = {n: events.tracepoint_format(n) for n in req.names}
+            log.info("gave %s the formats of %s", peer, ", ".join(req.names))
+            conn.sendall(wire.answer_formats(formats))
+            return
         what = (f"pid {req.pid} " + ",".join(f"{ev.spec.kind}@{ev.tid}/cpu{ev.cpu}"
                                              for ev in req.events[:8])
                 + (f",+{len(req.events) - 8}" if len(req.events) > 8 else ""))

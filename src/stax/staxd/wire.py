@@ -37,13 +37,23 @@ class Request:
     events: tuple[EventRequest, ...]
 
 
+TRACEPOINT_FORMATS = ("sched_switch", "sched_waking")
+
+
+@dataclass(frozen=True)
+class FormatsRequest:
+    """The format descriptions of scheduler tracepoints (fixed names), for decoding payloads."""
+
+    names: tuple[str, ...]
+
+
 def _id(v: Any, name: str, lo: int, hi: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise BadRequest(f"{name} must be an integer in {lo}..{hi}")
     return v
 
 
-def parse_request(line: bytes, ncpus: int | None = None) -> Request:
+def parse_request(line: bytes, ncpus: int | None = None) -> Request | FormatsRequest:
     """Decode and validate one request line."""
     if len(line) > MAX_LINE:
         raise BadRequest(f"request longer than {MAX_LINE} bytes")
@@ -53,12 +63,19 @@ def parse_request(line: bytes, ncpus: int | None = None) -> Request:
         raise BadRequest("request is not valid JSON") from None
     if not isinstance(doc, dict):
         raise BadRequest("request must be a JSON object")
-    extra = sorted(str(k) for k in doc if k not in ("v", "pid", "events"))
+    extra = sorted(str(k) for k in doc if k not in ("v", "pid", "events", "formats"))
     if extra:
         raise BadRequest(f"unknown request field(s): {', '.join(extra)[:200]}")
     if doc.get("v", VERSION) != VERSION:
         raise BadRequest(f"unsupported request version {str(doc.get('v'))[:20]} "
                          f"(this staxd speaks {VERSION})")
+    if "formats" in doc:
+        names = doc["formats"]
+        if ("pid" in doc or "events" in doc or not isinstance(names, list) or not names
+                or not all(isinstance(n, str) and n in TRACEPOINT_FORMATS for n in names)):
+            raise BadRequest(f"formats must be a list of {', '.join(TRACEPOINT_FORMATS)} "
+                             "and come alone")
+        return FormatsRequest(tuple(names))
     pid = _id(doc.get("pid"), "pid", 1, MAX_ID)
     events = doc.get("events")
     if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS:
@@ -83,6 +100,15 @@ def encode_request(pid: int, events: list[tuple[EventSpec, int, int]]) -> bytes:
     doc = {"v": VERSION, "pid": pid,
            "events": [{**spec.to_dict(), "tid": tid, "cpu": cpu} for spec, tid, cpu in events]}
     return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+
+
+def encode_formats_request(names: tuple[str, ...] = TRACEPOINT_FORMATS) -> bytes:
+    return (json.dumps({"v": VERSION, "formats": list(names)}) + "\n").encode()
+
+
+def answer_formats(formats: dict[str, str | None]) -> bytes:
+    """Each name's format text, or null when this host does not have it."""
+    return (json.dumps({"ok": True, "fds": 0, "formats": formats}) + "\n").encode()
 
 
 def answer_ok(n: int) -> bytes:
