@@ -1,7 +1,8 @@
 """End-to-end: staxd as root serving a real unprivileged user created by the test.
 
-Covers user-only stacks without staxd, kernel frames and wakeup edges through staxd, refusals
-with a reason, garbage on the socket, and `stax setup` as root and as the unprivileged user.
+Covers user-only stacks without staxd; kernel frames, off-CPU intervals and wakers through staxd;
+refusals with a reason, garbage on the socket, and `stax setup` as root and as the
+unprivileged user.
 """
 
 from __future__ import annotations

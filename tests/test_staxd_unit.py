@@ -31,6 +31,8 @@ def test_parser_total_on_bytes(data: bytes) -> None:
         req = wire.parse_request(data)
     except wire.BadRequest:
         return
+    if isinstance(req, wire.FormatsRequest):
+        return
     assert req.pid >= 1 and req.events
 
 
@@ -64,6 +66,7 @@ def test_parser_total_on_json(doc: dict) -> None:
     except wire.BadRequest as e:
         assert str(e)
         return
+    assert isinstance(req, wire.Request)
     assert 1 <= req.pid <= wire.MAX_ID and 1 <= len(req.events) <= wire.MAX_EVENTS
     for ev in req.events:
         assert ev.spec.kind in BUILDERS
@@ -74,6 +77,7 @@ def test_parser_total_on_json(doc: dict) -> None:
 def test_parser_round_trip_and_refusals() -> None:
     spec = EventSpec("sample", frequency=499, launch=True, kernel=False, buffer_bytes=8192)
     req = wire.parse_request(wire.encode_request(42, [(spec, 43, 1)]), ncpus=2)
+    assert isinstance(req, wire.Request)
     assert req.pid == 42 and req.events[0].tid == 43 and req.events[0].cpu == 1
     assert req.events[0].spec == spec
     for bad, why in [
@@ -262,3 +266,13 @@ def test_connection_loop_answers_any_bytes(chunks: list[bytes]) -> None:
     for line in out.splitlines():
         ans = json.loads(line)
         assert isinstance(ans, dict) and "ok" in ans
+
+
+def test_formats_request_names_only_known_tracepoints() -> None:
+    req = wire.parse_request(wire.encode_formats_request())
+    assert isinstance(req, wire.FormatsRequest)
+    assert req.names == ("sched_switch", "sched_waking")
+    for bad in (b'{"formats": ["../../etc/shadow"]}', b'{"formats": []}',
+                b'{"formats": ["sched_switch"], "pid": 1}', b'{"formats": "sched_switch"}'):
+        with pytest.raises(wire.BadRequest, match="formats"):
+            wire.parse_request(bad)
