@@ -1,7 +1,8 @@
 """Exports of a run to other tools' formats: one small module per format over the tables.
 
 Every converter takes the Profile, an optional thread filter and an optional off-CPU intervals
-table (NumPy columns tid/start_ns/duration_ns/reason/stack/state/wakeup) and returns the file's bytes.
+table (NumPy columns tid/start_ns/duration_ns/reason/stack/state/wakeup) and returns the file's
+bytes.
 """
 
 from __future__ import annotations
