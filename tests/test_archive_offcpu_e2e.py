@@ -39,6 +39,16 @@ def _queries(stax: Stax, *run: str) -> dict[str, Any]:
         assert isinstance(res, dict)
         res.pop("run")
         out[name] = res
+    # the intervals RPC (no CLI command): every interval with its stack, state and wakeup
+    from stax.client import Client
+
+    c = Client(stax.env["STAX_SERVER_SOCKET"])
+    try:
+        res = c.call("intervals", limit=0, **({"run": int(run[1])} if run else {}))
+    finally:
+        c.close()
+    res.pop("run")
+    out["intervals"] = res
     return out
 
 
@@ -61,6 +71,7 @@ def test_archive_and_history_answer_offcpu_views_like_the_live_run(
     assert sleeper["blocked"] == "sleep"
     assert SLEEP_MIN_NS <= sleeper["offcpu_ns"] <= SLEEP_MAX_NS, sleeper
     assert live["flame_offcpu"]["intervals"] > 0
+    assert len(live["intervals"]["rows"]) == live["flame_offcpu"]["intervals"]
     assert live_diag["offcpu"]["intervals_recorded"]
 
     # save -> open: a new run read from the archive answers exactly like the live one
