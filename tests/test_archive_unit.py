@@ -557,3 +557,24 @@ def test_opened_archives_with_odd_summaries_still_print(tmp_path: Path, run: dic
     d = run_diagnostics(r.profile, s, None, 1.0, r.stored_diag)
     assert isinstance(d["capture"]["ring_buffer_bytes"], int)
     assert all(isinstance(v, int) for v in d["records"].values())
+
+
+def test_archived_run_summary_and_diagnostics_without_stored_offcpu_sections(
+        tmp_path: Path) -> None:
+    """An archive whose summary and diagnostics predate the off-CPU fields still reports its
+    intervals, from the tables."""
+    from stax.archive.diag import run_diagnostics
+    from stax.server.runs import Registry
+
+    p = _with_offcpu(build_profile(SPLIT))
+    path = fm.save(p, str(tmp_path / "o.stax"), RUN, {"records": {"lost": 0}})["path"]
+    run = Registry(None).open_archive(path)
+    s = run.summary()
+    assert s["intervals"] == 2 and s["offcpu_ns"] == 730 and s["wakeups"] == 2
+    assert s["offcpu"]["intervals_recorded"] and s["offcpu"]["wakeups_recorded"]
+    assert s["unwinding"] == "frame pointers" and s["unwind"] is None
+    d = run_diagnostics(run.profile, s, None, 1.0, run.stored_diag)
+    assert d["unwind"] == {"method": "not stored in this archive"}
+    off = d["offcpu"]
+    assert off["intervals_recorded"] and off["switch_out"] == 2
+    assert off["wakeups"] == 2 and off["linked_wakeups"] == 1

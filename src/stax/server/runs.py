@@ -332,7 +332,7 @@ def _complete_summary(summary: dict[str, Any], profile: Profile | None) -> dict[
                  wakeups=len(profile.wakeups))
     for key, (types, default) in _SUMMARY_DEFAULTS.items():
         v = s.get(key)
-        if not isinstance(v, types) or (isinstance(v, bool) and bool not in (
+        if key not in s or not isinstance(v, types) or (isinstance(v, bool) and bool not in (
                 types if isinstance(types, tuple) else (types,))):
             s[key] = default
     if s["intervals"] and not s["offcpu"].get("intervals_recorded"):
