@@ -290,6 +290,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
               f"{uw['tables_cached']} unwind tables cached")
         for st in uw["stops"]:
             print(f"    stopped early in {st['binary']}: {st['reason']}: {st['samples']} walks")
+    elif uw.get("method", "frame pointers") != "frame pointers":
+        print(f"  unwind: {uw['method']}")
     else:
         print("  unwind: frame pointers only (kernel call chain)")
     ing = run["ingest"]

@@ -322,6 +322,11 @@ _SUMMARY_DEFAULTS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "elapsed_ms": ((int, float), 0.0), "end_reason": ((str, type(None)), None),
     "exit_status": ((int, type(None)), None), "error": ((str, type(None)), None),
     "kernel_frames": (bool, False), "notes": (list, []),
+    "offcpu_ns": (int, 0), "wakeups": (int, 0),
+    "offcpu": (dict, {"intervals_recorded": False, "wakeups_recorded": False,
+                      "problem": "not recorded in this archive",
+                      "wakeups_problem": "not recorded in this archive", "tracefs": None}),
+    "unwinding": (str, "frame pointers"), "unwind": ((dict, type(None)), None),
 }
 
 
@@ -329,13 +334,20 @@ def _complete_summary(summary: dict[str, Any], profile: Profile | None) -> dict[
     s = dict(summary)
     if profile is not None:  # counts from the tables themselves
         n = len(profile.s_stack)
+        m = len(profile.intervals)
         s.update(samples=n, oncpu_ns=int(sum(profile.s_weight[:n])),
-                 threads=len(profile.threads))
+                 threads=len(profile.threads), intervals=m,
+                 offcpu_ns=int(sum(profile.intervals.duration_ns[:m])),
+                 wakeups=len(profile.wakeups))
     for key, (types, default) in _SUMMARY_DEFAULTS.items():
         v = s.get(key)
-        if not isinstance(v, types) or (isinstance(v, bool) and bool not in (
+        if key not in s or not isinstance(v, types) or (isinstance(v, bool) and bool not in (
                 types if isinstance(types, tuple) else (types,))):
             s[key] = default
+    if s["intervals"] and not s["offcpu"].get("intervals_recorded"):
+        # an archive that holds intervals but whose summary predates the off-CPU fields
+        s["offcpu"] = {**s["offcpu"], "intervals_recorded": True, "problem": None,
+                       "wakeups_recorded": s["wakeups"] > 0}
     s["argv"] = [str(a) for a in s["argv"]]
     s["notes"] = [str(a) for a in s["notes"]]
     return s
