@@ -6,6 +6,7 @@ A library with no server imports: stax-server runs it in a thread, and the CLI c
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import select
@@ -25,6 +26,11 @@ DEFAULT_FREQUENCY = 900
 MAX_FREQUENCY = 100_000
 DWARF_BUFFER_PAGES = 2048  # 8 MiB per CPU when every sample carries a stack copy
 OFFCPU_BUFFER_PAGES = 8192  # 32 MiB per CPU when off-CPU capture is on
+# user stack bytes copied at each switch-out for the DWARF walk of the blocking stack: the
+# syscall wrappers and their callers' frames, not whole deep stacks (every context switch of
+# the target pays for it; docs/offcpu.md has the measurements)
+SWITCH_STACK_SIZE = 1024
+READ_INTERVAL_S = 0.005  # how often the reader thread empties the ring buffers
 
 
 class CaptureError(Exception):
@@ -83,7 +89,13 @@ def _tracepoint_attr(config: int, launch: bool, kernel: bool, buffer_bytes: int,
                      stack_user: int = 0) -> perf.EventAttr:
     """A per-thread tracepoint event sampling every hit (period 1), inherited like the sampler,
     writing into the same buffers with the same clock. No side-band records (the sampler
-    already reports mmap/comm/task) except context switches on the sched_switch event."""
+    already reports mmap/comm/task) except context switches on the sched_switch event.
+
+    With DWARF unwinding, sched_switch samples carry a small user stack copy
+    (SWITCH_STACK_SIZE) for the blocking stack; sched_waking samples carry none (size 0: the
+    registers still come, the layout is shared) and keep the kernel's frame-pointer chain for
+    the waker's user frames, since a copy at every wakeup doubles the cost of a switch-heavy
+    target for a stack that is mostly kernel frames."""
     flags = ["inherit", "sample_id_all", "use_clockid", "watermark"]
     if launch:
         flags += ["disabled", "enable_on_exec"]
@@ -91,10 +103,8 @@ def _tracepoint_attr(config: int, launch: bool, kernel: bool, buffer_bytes: int,
         flags += ["exclude_callchain_kernel"]
     if switches:
         flags.append("context_switch")
-    if layout.stack:
-        # blocking and waker stacks are unwound like on-CPU ones: the user registers at the
-        # kernel entry and a copy of the user stack, not the kernel's frame-pointer walk
-        flags.append("exclude_callchain_user")
+    if layout.stack and stack_user:
+        flags.append("exclude_callchain_user")  # the user part comes from the stack copy
     return perf.EventAttr(type=perf.PERF_TYPE_TRACEPOINT, config=config,
                           sample_period_or_freq=1, sample_type=layout.sample_type,
                           sample_regs_user=layout.regs_user_mask,
@@ -192,7 +202,10 @@ class Recorder:
                              buffer_bytes=self.buffer_pages * 4096,
                              sample_type=self.layout.sample_type,
                              regs_user_mask=self.layout.regs_user_mask,
-                             stack_user_bytes=self.stack_size if self.layout.stack else 0)
+                             # a small copy for blocking stacks only: see _tracepoint_attr
+                             stack_user_bytes=(min(SWITCH_STACK_SIZE, self.stack_size)
+                                               if kind == "sched_switch" and self.layout.stack
+                                               else 0))
             try:
                 fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
             except perf.PerfError as e:
@@ -389,12 +402,20 @@ class Recorder:
                 if chunks:
                     self.backlog_bytes += sum(len(c) for c in chunks)
                     backlog.append((started, chunks))
-                done_reading.wait(0.02)
+                done_reading.wait(READ_INTERVAL_S)
 
         poller = select.poll()
         if pidfd is not None:
             poller.register(pidfd, select.POLLIN)
         thread = threading.Thread(target=reader, name="ring-reader", daemon=True)
+        # The cyclic garbage collector's full passes walk every tracked object of the profile
+        # (interned tuples, caches) and hold the GIL for 100+ ms on big runs: long enough for
+        # the reader to miss its rounds and the kernel to drop records. Tables and caches make
+        # no cycles, so while recording only the young generations are collected, at a steady
+        # pace from this thread; full collections resume when the recording ends.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        next_gc = time.monotonic() + 1.0
         thread.start()
         reason = "stopped"
         try:
@@ -410,12 +431,17 @@ class Recorder:
                     started, chunks = backlog.popleft()
                     self.backlog_bytes -= sum(len(c) for c in chunks)
                     self._apply(started, chunks)
+                if time.monotonic() >= next_gc:
+                    gc.collect(1)
+                    next_gc = time.monotonic() + 1.0
                 if exited:
                     reason = "exited"
                     break
         finally:
             done_reading.set()
             thread.join()
+            if gc_was_enabled:
+                gc.enable()
         for fd in self.fds:
             try:
                 perf.ioctl(fd, perf.PERF_EVENT_IOC_DISABLE)

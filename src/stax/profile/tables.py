@@ -249,7 +249,8 @@ class Profile:
         With DWARF unwinding, the kernel part of the chain is followed by the user frames the
         unwinder recovers from the sampled registers and stack copy.
         """
-        if self.unwinder is not None and s.regs is not None and s.abi == REGS_ABI_64:
+        if (self.unwinder is not None and s.regs is not None and s.abi == REGS_ABI_64
+                and s.stack is not None):  # events without a stack copy: frame-pointer chain
             return self.unwound_stack(s)
         pid, chain = s.pid, s.chain
         key = (pid, chain)
@@ -280,7 +281,8 @@ class Profile:
         if len(chain) >= self.max_chain:
             self.counts["truncated_chains"] += 1
         frame_id = self.frame_id
-        for binary, offset in self.unwinder.walk(s.pid, s.regs, s.stack):
+        blocked = s.kind not in ("", "cpu-clock")
+        for binary, offset in self.unwinder.walk(s.pid, s.regs, s.stack, blocked):
             if binary == UNKNOWN_BINARY:
                 self.counts["unmapped_frames"] += 1
             frames.append(frame_id(binary, offset))

@@ -52,19 +52,24 @@ class Unwinder:
     def __init__(self, profile: Profile, stack_size: int = STACK_SIZE) -> None:
         self.profile = profile
         self.walker = Walker(self.resolve, stack_size)
+        # blocking stacks (sched_switch samples, smaller stack copies) are counted apart, so
+        # the on-CPU completeness figures and the record warning stay about on-CPU samples
+        self.blocked_walker = Walker(self.resolve, stack_size)
         self._tables: dict[int, EhFrame | None] = {}  # binary id -> table
 
     def forget(self, pid: int) -> None:
         self.walker.forget(pid)
+        self.blocked_walker.forget(pid)
 
-    def walk(self, pid: int, regs: tuple[int, ...], stack: bytes | None
-             ) -> list[tuple[int, int]]:
+    def walk(self, pid: int, regs: tuple[int, ...], stack: bytes | None,
+             blocked: bool = False) -> list[tuple[int, int]]:
+        walker = self.blocked_walker if blocked else self.walker
         try:
-            return self.walker.walk(pid, regs, stack)
+            return walker.walk(pid, regs, stack)
         except Exception:  # a bug or a malformed binary must not end the recording
             log.exception("unwinding a sample of pid %d failed", pid)
             key = (_UNKNOWN_BINARY, INTERNAL)
-            self.walker.stops[key] = self.walker.stops.get(key, 0) + 1
+            walker.stops[key] = walker.stops.get(key, 0) + 1
             return []
 
     def table(self, binary_id: int) -> EhFrame | None:
@@ -137,6 +142,10 @@ class Unwinder:
             "max_stack_used_bytes": w.max_used,
             "stops": stops,
             "tables_cached": len(TABLES),
+            "blocking_stacks": {"walks": self.blocked_walker.walks,
+                                "complete": self.blocked_walker.complete,
+                                "cut_short": self.blocked_walker.walks
+                                - self.blocked_walker.complete},
         }
 
 
