@@ -473,6 +473,18 @@ async function optional(method, params) {
     return { error: e };
   }
 }
+// Wakers and intervals walk every wakeup in the server: while a run records they are re-asked
+// at most every SLOW_MS (sooner when the scope changes), so a watching page costs ingest little.
+const SLOW_MS = 2000;
+const slowCache = new Map();
+async function throttled(method, params) {
+  const key = JSON.stringify([params, S.run.state]);
+  const hit = slowCache.get(method), now = performance.now();
+  if (hit && hit.key === key && (S.run.state !== "recording" || now - hit.at < SLOW_MS)) return hit.res;
+  const res = await optional(method, params);
+  slowCache.set(method, { key, at: now, res });
+  return res;
+}
 const isKernel = (b) => String(b).startsWith("[kernel");
 // the user-space part of a stack (leaf first), else its outermost kernel frames
 function stackBrief(stack, n = 3) {
@@ -484,7 +496,7 @@ const stackTitle = (stack) => (stack || []).map((f) => `${f.func} (${f.binary})`
 
 function fetchWakers(p) {
   if (!S.run) return Promise.resolve(null);
-  return optional("wakers", { ...p, limit: 10 });
+  return throttled("wakers", { ...p, limit: 10 });
 }
 
 function renderWakers(res) {
@@ -515,7 +527,7 @@ function renderWakers(res) {
 // the longest off-CPU intervals of the selected thread
 function fetchIntervals(p) {
   if (!S.run || S.tid === null) return Promise.resolve(null);
-  return optional("intervals", { ...p, limit: 8 });
+  return throttled("intervals", { ...p, limit: 8 });
 }
 
 function renderIntervals(res) {
@@ -530,7 +542,7 @@ function renderIntervals(res) {
     `<th>reason</th><th>state</th><th>woken by</th><th>blocked in</th></tr></thead><tbody>` +
     rows.map((r) => {
       const w = r.wakeup;
-      const woke = w ? `${esc(w.waker)}${w.runnable_ns ? ` <span class="muted">+${ms(w.runnable_ns)} runnable</span>` : ""}` : `<span class="muted">-</span>`;
+      const woke = w ? `${esc(w.waker)}${w.runnable_ns >= 50000 ? ` <span class="muted">+${ms(w.runnable_ns)} runnable</span>` : ""}` : `<span class="muted">-</span>`;
       return `<tr><td class="num">${secs(r.start_ns)}</td><td class="num">${ms(r.duration_ns)}</td>` +
         `<td>${esc(r.reason)}</td><td>${esc(r.state)}</td><td>${woke}</td>` +
         `<td class="fn" title="${esc(stackTitle(r.stack))}">${esc(stackBrief(r.stack))}</td></tr>`;
