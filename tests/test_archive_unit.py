@@ -51,19 +51,118 @@ def test_empty_profile_round_trips(tmp_path: Path) -> None:
     assert fm.intervals_of(a) is None
 
 
+def _with_offcpu(p: object) -> object:
+    """Two intervals of tid 100 (one linked to the wakeup that ended it) and two wakeups."""
+    from stax.profile import offcpu
+
+    b = p.offcpu  # type: ignore[attr-defined]
+    b.switch_out(100, 5, offcpu.STATE_UNINTERRUPTIBLE, 0)
+    b.switch_in(100, 705)
+    b.switch_out(100, 900, offcpu.STATE_INTERRUPTIBLE, 1)
+    b.waking(920, 101, 100, 2)
+    b.switch_in(100, 930)
+    b.waking(950, 0, 101, -1)
+    return p
+
+
 def test_off_cpu_tables_are_written_and_read_back(tmp_path: Path) -> None:
+    from stax.profile import offcpu, offviews
+
+    p = _with_offcpu(build_profile(SPLIT))
+    a = fm.load(fm.save(p, str(tmp_path / "o.stax"), RUN)["path"])
+    # every column, with the type the live table has, and the same values
+    for table in ("intervals", "wakeups"):
+        live, back = getattr(p, table), getattr(a.profile, table)
+        for name, _dtype, _delta in fm.TABLES[table]:
+            assert getattr(back, name).typecode == getattr(live, name).typecode
+            assert getattr(back, name).tolist() == getattr(live, name).tolist(), name
+    assert a.profile.intervals.wakeup.tolist() == [-1, 0]
+    assert a.profile.intervals.state.tolist() == [offcpu.STATE_UNINTERRUPTIBLE,
+                                                  offcpu.STATE_INTERRUPTIBLE]
+    assert a.manifest["reasons"] == list(offcpu.REASONS)
+    assert a.manifest["tables"]["wakeups"]["rows"] == 2
+    iv = fm.intervals_of(a)
+    assert iv is not None and iv["start_ns"].tolist() == [5, 900]
+    for fn, args in ((offviews.intervals, (0,)), (offviews.wakers, (0,)),
+                     (views.threads, (0,)), (views.flame, (0, 0.0, "offcpu")),
+                     (views.flame, (0, 0.0, "wall"))):
+        assert fn(a.profile, views.Filter(), *args) == fn(p, views.Filter(), *args)
+
+
+def test_reasons_map_back_by_name_and_unclassified_ones_are_classified(
+        tmp_path: Path) -> None:
+    from stax.profile import offcpu
+
+    p = _with_offcpu(build_profile(SPLIT))
+    p.classify_pending()
+    path = fm.save(p, str(tmp_path / "o.stax"), RUN)["path"]
+    want = [offcpu.REASONS[r] for r in p.intervals.reason]
+    main = Path(path) / fm.MAIN_FILE
+    m = json.loads(main.read_text())
+    # an archive written by a stax that listed the reasons in another order
+    names = list(reversed(offcpu.REASONS))
+    m["reasons"] = names + ["from-the-future"]
+    data = bytearray((Path(path) / fm.DATA_FILE).read_bytes())
+    col = m["tables"]["intervals"]["columns"]["reason"]
+    codes = [names.index(w) for w in want]
+    blob = zlib.compress(bytes(c & 0xFF for c in codes))
+    data[col["offset"]:col["offset"] + col["size"]] = blob
+    shift = len(blob) - col["size"]
+    for t in m["tables"].values():
+        for c in t["columns"].values():
+            if c["offset"] > col["offset"]:
+                c["offset"] += shift
+    col["size"], col["crc32"] = len(blob), zlib.crc32(blob)
+    m["data_bytes"] = len(data)
+    (Path(path) / fm.DATA_FILE).write_bytes(bytes(data))
+    main.write_text(json.dumps(m))
+    a = fm.load(path)
+    assert [offcpu.REASONS[r] for r in a.profile.intervals.reason] == want
+    # -1 (saved before classification) is classified on load from the stored names
+    m["reasons"] = list(offcpu.REASONS)
+    blob = zlib.compress(bytes([0xFF, 0xFF]))
+    data[col["offset"]:col["offset"] + col["size"]] = blob
+    col["crc32"] = zlib.crc32(blob)
+    (Path(path) / fm.DATA_FILE).write_bytes(bytes(data))
+    main.write_text(json.dumps(m))
+    a = fm.load(path)
+    assert a.profile.intervals.reason.tolist() == [-1, -1]
+    a.profile.classify_pending()
+    assert [offcpu.REASONS[r] for r in a.profile.intervals.reason] == want
+
+
+def test_bad_off_cpu_links_are_refused(tmp_path: Path) -> None:
+    p = _with_offcpu(build_profile(SPLIT))
+    p.intervals.wakeup[1] = 7  # no such wakeup
+    path = fm.save(p, str(tmp_path / "o.stax"), RUN)["path"]
+    with pytest.raises(fm.ArchiveError, match="interval -> wakeup"):
+        fm.load(path)
+
+
+def test_version_1_archives_still_open(tmp_path: Path) -> None:
     import numpy as np
 
-    p = build_profile(SPLIT)
-    p.intervals = {"tid": np.array([100, 100], np.int32),  # type: ignore[attr-defined]
-                   "start_ns": np.array([5, 900], np.int64),
-                   "duration_ns": np.array([700, 30], np.int64),
-                   "reason": np.array([1, 6], np.int16), "stack": np.array([0, 1], np.int32)}
-    a = fm.load(fm.save(p, str(tmp_path / "o.stax"), RUN)["path"])
-    iv = fm.intervals_of(a)
-    assert iv is not None
-    assert iv["start_ns"].tolist() == [5, 900] and iv["duration_ns"].tolist() == [700, 30]
-    assert a.manifest["tables"]["wakeups"]["rows"] == 0
+    p = _with_offcpu(build_profile(SPLIT))
+    p.classify_pending()
+    path = fm.save(p, str(tmp_path / "o.stax"), RUN)["path"]
+    main = Path(path) / fm.MAIN_FILE
+    m = json.loads(main.read_text())
+    # rewrite as version 1: reason as <i2, no state/wakeup columns, no reason names
+    m["version"], m["reasons"] = 1, []
+    cols = m["tables"]["intervals"]["columns"]
+    data = bytearray((Path(path) / fm.DATA_FILE).read_bytes())
+    blob = fm._encode(np.array(p.intervals.reason.tolist(), np.int16), "<i2", False, 3)
+    cols["reason"] = {"dtype": "<i2", "delta": False, "offset": len(data), "size": len(blob),
+                      "crc32": zlib.crc32(blob)}
+    data += blob
+    del cols["state"], cols["wakeup"]
+    m["data_bytes"] = len(data)
+    (Path(path) / fm.DATA_FILE).write_bytes(bytes(data))
+    main.write_text(json.dumps(m))
+    a = fm.load(path)
+    assert a.profile.intervals.reason.tolist() == p.intervals.reason.tolist()
+    assert a.profile.intervals.wakeup.tolist() == [-1, -1]
+    assert a.profile.intervals.duration_ns.tolist() == [700, 30]
 
 
 def test_save_is_atomic_and_replaces_an_old_archive(tmp_path: Path,
@@ -307,7 +406,7 @@ def test_folded_export_of_one_thread_and_off_cpu() -> None:
           "duration_ns": np.array([5_000_000], np.int64), "reason": np.array([0], np.int16),
           "stack": np.array([0], np.int32)}
     lines = converter("folded")(p, None, iv, RUN).decode().splitlines()
-    assert "main;[off-cpu:reason-0] 5" in lines
+    assert "main;[off-cpu:idle] 5" in lines
 
 
 def _speedscope_schema() -> dict | None:
@@ -383,7 +482,7 @@ def test_speedscope_export_has_the_documented_structure() -> None:
         assert all(0 <= i < len(frames) for s in pr["samples"] for i in s)
     off = on["worker-101 (tid 101) off-CPU"]
     assert off["weights"] == [3_000_000]
-    assert [frames[i] for i in off["samples"][0]][-1] == "[off-cpu:reason-2]"
+    assert [frames[i] for i in off["samples"][0]][-1] == "[off-cpu:sem]"
 
 
 def test_speedscope_export_validates_against_speedscopes_own_schema() -> None:
@@ -458,3 +557,24 @@ def test_opened_archives_with_odd_summaries_still_print(tmp_path: Path, run: dic
     d = run_diagnostics(r.profile, s, None, 1.0, r.stored_diag)
     assert isinstance(d["capture"]["ring_buffer_bytes"], int)
     assert all(isinstance(v, int) for v in d["records"].values())
+
+
+def test_archived_run_summary_and_diagnostics_without_stored_offcpu_sections(
+        tmp_path: Path) -> None:
+    """An archive whose summary and diagnostics predate the off-CPU fields still reports its
+    intervals, from the tables."""
+    from stax.archive.diag import run_diagnostics
+    from stax.server.runs import Registry
+
+    p = _with_offcpu(build_profile(SPLIT))
+    path = fm.save(p, str(tmp_path / "o.stax"), RUN, {"records": {"lost": 0}})["path"]
+    run = Registry(None).open_archive(path)
+    s = run.summary()
+    assert s["intervals"] == 2 and s["offcpu_ns"] == 730 and s["wakeups"] == 2
+    assert s["offcpu"]["intervals_recorded"] and s["offcpu"]["wakeups_recorded"]
+    assert s["unwinding"] == "frame pointers" and s["unwind"] is None
+    d = run_diagnostics(run.profile, s, None, 1.0, run.stored_diag)
+    assert d["unwind"] == {"method": "not stored in this archive"}
+    off = d["offcpu"]
+    assert off["intervals_recorded"] and off["switch_out"] == 2
+    assert off["wakeups"] == 2 and off["linked_wakeups"] == 1

@@ -4,7 +4,10 @@ mod hot {
     pub fn burn(n: u64) -> u64 {
         let mut acc = 0u64;
         for i in 0..n {
-            acc = std::hint::black_box(acc.wrapping_add(i ^ (acc >> 3)));
+            // a volatile store and load keep the optimiser from folding the loop
+            // (std::hint::black_box needs Rust 1.66; Debian 12 ships 1.63)
+            unsafe { std::ptr::write_volatile(&mut acc, acc.wrapping_add(i ^ (acc >> 3))) };
+            acc = unsafe { std::ptr::read_volatile(&acc) };
         }
         acc
     }

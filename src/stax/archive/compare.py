@@ -8,18 +8,25 @@ from typing import Any
 
 from stax.archive.format import Archive, intervals_of, load
 from stax.profile import views
+from stax.profile.offcpu import REASONS
 
 
 def _totals(a: Archive) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, int]]]:
     top = views.top(a.profile, views.Filter(), "self", 0)
     iv = intervals_of(a)
     offcpu = int(iv["duration_ns"].sum()) if iv is not None else 0
+    by_reason = {name: 0 for name in REASONS}
+    if iv is not None:
+        for code, ns in zip(iv["reason"].tolist(), iv["duration_ns"].tolist(), strict=True):
+            name = REASONS[code] if 0 <= code < len(REASONS) else "other"
+            by_reason[name] += ns
     funcs = {(r["func"], r["binary"]): {"samples": r["self_samples"], "ns": r["self_ns"]}
              for r in top["rows"]}
     run = a.run or {}
     return {"path": a.path, "command": run.get("command"), "samples": top["total_samples"],
             "oncpu_ns": top["total_ns"], "offcpu_ns": offcpu,
-            "intervals": int(len(iv["tid"])) if iv is not None else 0}, funcs
+            "intervals": int(len(iv["tid"])) if iv is not None else 0,
+            "offcpu_by_reason": by_reason}, funcs
 
 
 def compare(base_path: str, cand_path: str, limit: int = 20) -> dict[str, Any]:
@@ -47,6 +54,10 @@ def compare(base_path: str, cand_path: str, limit: int = 20) -> dict[str, Any]:
     delta = {k: cand[k] - base[k] for k in ("samples", "oncpu_ns", "offcpu_ns", "intervals")}
     delta["oncpu_pct"] = (100.0 * delta["oncpu_ns"] / base["oncpu_ns"]
                           if base["oncpu_ns"] else None)
+    delta["offcpu_pct"] = (100.0 * delta["offcpu_ns"] / base["offcpu_ns"]
+                           if base["offcpu_ns"] else None)
+    delta["offcpu_by_reason"] = {r: cand["offcpu_by_reason"][r] - base["offcpu_by_reason"][r]
+                                 for r in REASONS}
     return {
         "base": base, "cand": cand, "delta": delta, "functions": len(rows),
         "regressions": regressions[:limit] if limit else regressions,

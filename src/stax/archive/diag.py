@@ -11,6 +11,50 @@ from stax.profile import views
 from stax.profile.tables import Profile
 
 
+def capture_fields(p: Profile, recorder: Any) -> dict[str, Any]:
+    """The off-CPU and unwinding fields of a live run's summary (as Run.summary gives them)."""
+    info = recorder.info
+    with p.lock:
+        n = len(p.intervals)
+        offcpu_ns = sum(p.intervals.duration_ns[:n])
+        wakeups = len(p.wakeups)
+        unwind = p.unwinder.stats() if p.unwinder is not None else None
+    return {
+        "intervals": n, "offcpu_ns": offcpu_ns, "wakeups": wakeups,
+        "offcpu": {"intervals_recorded": info.offcpu, "wakeups_recorded": info.wakeups,
+                   "problem": info.offcpu_problem, "wakeups_problem": info.wakeups_problem,
+                   "tracefs": info.tracefs},
+        "unwinding": "dwarf" if info.dwarf_unwind else "frame pointers",
+        "unwind": (None if unwind is None else {
+            k: unwind[k] for k in ("walks", "complete", "cut_short", "cut_short_pct")}),
+    }
+
+
+def _offcpu_section(p: Profile, summary: dict[str, Any], recorder: Any | None,
+                    stored: dict[str, Any]) -> dict[str, Any]:
+    """The ``offcpu`` part of diagnostics: how intervals and wakeups were recorded (live from
+    the interval builder, or as the archive stored it) plus counts from the tables."""
+    with p.lock:
+        n = len(p.intervals)
+        table = {"wakeups": len(p.wakeups),
+                 "linked_wakeups": sum(1 for w in p.intervals.wakeup[:n] if w >= 0)}
+        builder = {**p.offcpu.counts, "open_intervals": p.offcpu.open_intervals}
+    if recorder is not None:
+        return {**(summary.get("offcpu") or {}), **builder,
+                "switch_out_records_dropped": recorder.layout.skipped_switch_out, **table}
+    old = stored.get("offcpu")
+    if isinstance(old, dict):
+        return {**old, **table}
+    # an archive whose diagnostics lack the section: what its summary and tables say
+    off = summary.get("offcpu") if isinstance(summary.get("offcpu"), dict) else {}
+    return {"intervals_recorded": bool(off.get("intervals_recorded", n > 0)),
+            "wakeups_recorded": bool(off.get("wakeups_recorded", table["wakeups"] > 0)),
+            "problem": off.get("problem") or "not recorded in this archive",
+            "wakeups_problem": off.get("wakeups_problem") or "not recorded in this archive",
+            "tracefs": off.get("tracefs"), "switch_out": n, "switch_in": n,
+            "unmatched_switch_in": 0, "open_intervals": 0, **table}
+
+
 def run_diagnostics(p: Profile, summary: dict[str, Any], recorder: Any | None,
                     elapsed_s: float, stored: dict[str, Any] | None = None) -> dict[str, Any]:
     stored = stored or {}
@@ -37,8 +81,13 @@ def run_diagnostics(p: Profile, summary: dict[str, Any], recorder: Any | None,
         capture = {"kernel_frames": info.kernel_frames, "build_ids": info.build_ids,
                    "cpus": info.cpus, "event_fds": info.event_fds,
                    "ring_buffer_bytes": info.buffer_bytes, "bytes_read": recorder.bytes_read,
-                   "mode": "in-process", "unwinding": "frame pointers (kernel call chain)"}
+                   "mode": "in-process",
+                   "unwinding": (f"DWARF (.eh_frame, {info.stack_copy_bytes}-byte stack "
+                                 "copies)" if info.dwarf_unwind else
+                                 "frame pointers (kernel call chain)")}
         unread = recorder.unread_bytes()
+        unwind: Any = (p.unwinder.stats() if p.unwinder is not None
+                       else {"method": "frame pointers"})
     else:
         capture = {"kernel_frames": summary.get("kernel_frames", False), "build_ids": False,
                    "cpus": [], "event_fds": 0, "ring_buffer_bytes": 0, "bytes_read": 0,
@@ -49,6 +98,9 @@ def run_diagnostics(p: Profile, summary: dict[str, Any], recorder: Any | None,
                             if k in capture and type(v) is type(capture[k])})
             capture["mode"] = f"archive (recorded {old.get('mode', '?')})"
         unread = 0
+        unwind = stored.get("unwind")
+        if not isinstance(unwind, dict):
+            unwind = {"method": "not stored in this archive"}
     return {
         **summary,
         "records": counts,
@@ -63,4 +115,6 @@ def run_diagnostics(p: Profile, summary: dict[str, Any], recorder: Any | None,
         "ingest": {"pending_records": pending, "last_sample_age_ms": lag_ms,
                    "unread_ring_bytes": unread},
         "capture": capture,
+        "unwind": unwind,
+        "offcpu": _offcpu_section(p, summary, recorder, stored),
     }

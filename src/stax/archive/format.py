@@ -16,10 +16,11 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from stax.profile.offcpu import REASON_CODE, REASONS
 from stax.profile.tables import Binary, Func, Profile, Thread
 
 FORMAT = "stax-archive"
-VERSION = 1
+VERSION = 2  # 2: intervals carry state and wakeup, reason is <i1 and named by "reasons"
 MAIN_FILE = "stax-archive.json"
 DATA_FILE = "columns.bin"
 SUFFIX = ".stax"
@@ -30,7 +31,8 @@ SAMPLES = [("time_ns", "<i8", True), ("tid", "<i4", False), ("stack", "<i4", Fal
 FRAMES = [("binary", "<i4", False), ("offset", "<u8", False), ("func", "<i4", False)]
 STACKS = [("parent", "<i4", False), ("frame", "<i4", False)]
 INTERVALS = [("tid", "<i4", False), ("start_ns", "<i8", True), ("duration_ns", "<i8", False),
-             ("reason", "<i2", False), ("stack", "<i4", False)]
+             ("reason", "<i1", False), ("stack", "<i4", False), ("state", "<i4", False),
+             ("wakeup", "<i4", False)]
 WAKEUPS = [("time_ns", "<i8", True), ("waker_tid", "<i4", False), ("wakee_tid", "<i4", False),
            ("waker_stack", "<i4", False)]
 TABLES: dict[str, list[tuple[str, str, bool]]] = {
@@ -43,7 +45,10 @@ _PROFILE_ATTRS = {
     "frames": ("frame_binary", "frame_offset", "frame_func"),
     "stacks": ("stack_parent", "stack_frame"),
 }
-_ARRAY_CODES = {"<i8": "q", "<i4": "i", "<i2": "h", "<u8": "Q", "<u1": "B"}
+_ARRAY_CODES = {"<i8": "q", "<i4": "i", "<i2": "h", "<i1": "b", "<u8": "Q", "<u1": "B"}
+# what version-1 archives hold differently: other dtypes, and columns they lack (read as this)
+_V1_DTYPES = {("intervals", "reason"): "<i2"}
+_V1_MISSING = {("intervals", "state"): 1, ("intervals", "wakeup"): -1}  # state 1: S
 MAX_JSON_BYTES = 256 << 20
 
 
@@ -109,9 +114,23 @@ def _profile_columns(p: Profile, table: str, n: int | None = None) -> list[Any] 
     for c, (_, dtype, _) in zip(cols, TABLES[table], strict=True):
         # array slices are copies: no buffer of a live array stays exported (it could not grow)
         part = c[:n] if n is not None else c[:]
-        out.append(np.frombuffer(part, dtype=dtype[1:]) if isinstance(c, array)
-                   else np.array(part))
+        if isinstance(part, array):  # read by the array's own item type, then widen/narrow
+            col = (np.frombuffer(part, dtype=np.dtype(part.typecode)) if len(part)
+                   else np.zeros(0, np.dtype(part.typecode)))
+        else:
+            col = np.asarray(part)
+        out.append(col.astype(dtype))
     return out
+
+
+def _rows(p: Profile, table: str) -> int | None:
+    """Rows of an optional table now (its first column's length), so all columns agree."""
+    obj = getattr(p, table, None)
+    if obj is None:
+        return None
+    first = TABLES[table][0][0]
+    col = obj.get(first) if isinstance(obj, dict) else getattr(obj, first, None)
+    return None if col is None else len(col)
 
 
 # --- save ------------------------------------------------------------------------------------
@@ -144,6 +163,9 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
                 raise ArchiveError(f"{path} exists and is not a stax archive; not overwriting")
         elif not overwrite:
             raise ArchiveError(f"{path} already exists")
+    classify = getattr(p, "classify_pending", None)
+    if classify is not None:
+        classify()  # off-CPU reasons are given lazily; an archive stores them all named
     resolve_all(p)
     with p.lock:
         n = len(p.s_stack)
@@ -160,15 +182,15 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
             "samples": _profile_columns(p, "samples", n),
             "frames": _profile_columns(p, "frames", nframes),
             "stacks": _profile_columns(p, "stacks", nstacks),
-            "intervals": _profile_columns(p, "intervals"),
-            "wakeups": _profile_columns(p, "wakeups"),
+            "intervals": _profile_columns(p, "intervals", _rows(p, "intervals")),
+            "wakeups": _profile_columns(p, "wakeups", _rows(p, "wakeups")),
         }
     manifest: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "created_unix_ms": int(time.time() * 1000),
         "run": run, "diagnostics": diagnostics or {}, "counts": counts,
         "first_time_ns": first, "last_time_ns": last,
         "binaries": binaries, "funcs": funcs, "threads": threads,
-        "reasons": list(getattr(p, "REASONS", []) or []),
+        "reasons": list(REASONS),
         "data_file": DATA_FILE, "tables": {},
     }
     try:
@@ -319,18 +341,29 @@ def _load(path: str) -> Archive:
         rows = meta.get("rows")
         _check(isinstance(rows, int) and 0 <= rows < 1 << 40, f"bad row count in {table}")
         cols = []
+        _check(isinstance(meta.get("columns"), dict), f"column index of {table}")
         for name, dtype, _delta in spec:
             c = meta["columns"].get(name)
-            _check(isinstance(c, dict) and c.get("dtype") == dtype, f"column {table}.{name}")
+            if c is None and m["version"] == 1 and (table, name) in _V1_MISSING:
+                cols.append(np.full(rows, _V1_MISSING[(table, name)], dtype=dtype))
+                continue
+            stored = dtype
+            if m["version"] == 1 and (table, name) in _V1_DTYPES:
+                stored = _V1_DTYPES[(table, name)]
+            _check(isinstance(c, dict) and c.get("dtype") == stored, f"column {table}.{name}")
             off, size = c.get("offset"), c.get("size")
             _check(isinstance(off, int) and isinstance(size, int) and 0 <= off
                    and 0 <= size and off + size <= len(data), f"column {table}.{name} range")
             blob = data[off:off + size]
             _check(zlib.crc32(blob) == c.get("crc32"), f"checksum of {table}.{name}")
             try:
-                cols.append(_decode(blob, dtype, bool(c.get("delta")), rows))
+                col = _decode(blob, stored, bool(c.get("delta")), rows)
             except zlib.error:
                 raise ArchiveError(f"corrupted archive: column {table}.{name}") from None
+            if stored != dtype:
+                info = np.iinfo(dtype)
+                col = np.clip(col, info.min, info.max).astype(dtype)
+            cols.append(col)
         tables[table] = cols
     p = Profile(None)
     p.binaries = [Binary(str(b[0]), b[1], int(b[2])) for b in m["binaries"]]
@@ -370,12 +403,39 @@ def _load(path: str) -> Archive:
     p.first_time = int(m.get("first_time_ns") or 0)
     p.last_time = int(m.get("last_time_ns") or 0)
     extra: dict[str, dict[str, Any]] = {}
-    for table in ("intervals", "wakeups"):
-        cols = dict(zip([c for c, _, _ in TABLES[table]], tables[table], strict=True))
-        _attach_table(p, table, cols, extra)
+    iv = dict(zip([c for c, _, _ in INTERVALS], tables["intervals"], strict=True))
+    wk = dict(zip([c for c, _, _ in WAKEUPS], tables["wakeups"], strict=True))
+    nwk = len(wk["time_ns"])
+    for what, col, hi in (("interval -> stack", iv["stack"], nstacks),
+                          ("interval -> wakeup", iv["wakeup"], nwk),
+                          ("wakeup -> stack", wk["waker_stack"], nstacks)):
+        _check(not len(col) or (int(col.min()) >= -1 and int(col.max()) < hi),
+               f"{what} index out of range")
+    iv["reason"] = _reason_codes(m.get("reasons"), iv["reason"])
+    _attach_table(p, "intervals", iv, extra)
+    _attach_table(p, "wakeups", wk, extra)
+    # intervals saved before their reason was known get one now (every frame is resolved)
+    p.offcpu.unclassified = np.flatnonzero(iv["reason"] < 0).tolist()
     run = m.get("run") if isinstance(m.get("run"), dict) else {}
     diag = m.get("diagnostics") if isinstance(m.get("diagnostics"), dict) else {}
     return Archive(d, p, run, diag, m, extra)
+
+
+def _reason_codes(names: Any, codes: Any) -> Any:
+    """Stored reason codes mapped, by the names the archive lists, onto this stax's codes;
+    unknown names and codes become ``other``, -1 (not classified yet) stays -1."""
+    import numpy as np
+
+    if not isinstance(names, list) or not names:
+        names = list(REASONS)  # version-1 archives listed none: they used this order
+    other = REASON_CODE["other"]
+    table = np.array([REASON_CODE.get(n, other) if isinstance(n, str) else other
+                      for n in names], dtype=np.int8)
+    c = codes.astype(np.int64)
+    known = (c >= 0) & (c < len(table))
+    out = np.where(known, table[np.clip(c, 0, len(table) - 1)], other).astype(np.int8)
+    out[c == -1] = -1
+    return out
 
 
 def _attach_table(p: Profile, table: str, cols: dict[str, Any], extra: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from stax.capture import perf, sched
 from stax.capture import records as rec
+from stax.capture.events import EventSpec, LocalOpener, Opener
 
 log = logging.getLogger("stax.capture")
 
@@ -42,6 +43,8 @@ class CaptureInfo:
     notes: list[str] = field(default_factory=list)
     dwarf_unwind: bool = False
     stack_copy_bytes: int = 0
+    mode: str = "in-process"  # who opened the events: "in-process" or "staxd"
+    daemon_socket: str | None = None  # the staxd socket, when mode is "staxd"
     offcpu: bool = False  # sched_switch events and switch records are open
     wakeups: bool = False  # sched_waking events are open
     offcpu_problem: str | None = None  # why off-CPU intervals are not recorded
@@ -106,7 +109,10 @@ class Recorder:
 
     def __init__(self, sink: rec.Sink, lock: AbstractContextManager[object], frequency: int,
                  buffer_pages: int = 256, dwarf_unwind: bool = False,
-                 stack_size: int = 0, offcpu: bool = True) -> None:
+                 stack_size: int = 0, offcpu: bool = True,
+                 opener: Opener | None = None) -> None:
+        self.opener: Opener = opener if opener is not None else LocalOpener()
+        self.target_pid = 0
         self.lock = lock
         self.stack_size = 0
         sample_type = rec.SAMPLE_TYPE
@@ -121,7 +127,11 @@ class Recorder:
             # threads per CPU at the default rate
             buffer_pages = max(buffer_pages, DWARF_BUFFER_PAGES)
         self.sched = sched.probe() if offcpu else sched.Probe(problem="disabled")
-        self.info = CaptureInfo(dwarf_unwind=dwarf_unwind, stack_copy_bytes=self.stack_size)
+        if offcpu and not self.sched.switch_ok and hasattr(self.opener, "sched_probe"):
+            self.sched = self.opener.sched_probe(self.sched)  # tracefs as staxd sees it
+        self.info = CaptureInfo(dwarf_unwind=dwarf_unwind, stack_copy_bytes=self.stack_size,
+                                mode=self.opener.mode,
+                                daemon_socket=getattr(self.opener, "path", None))
         if self.sched.switch_ok:
             self.layout = rec.SampleLayout(sample_type | perf.SAMPLE_RAW, regs_mask)
             self.info.offcpu = True
@@ -177,12 +187,14 @@ class Recorder:
             wanted.append(("sched_switch", self.sched.switch_id, True))
         if self.info.wakeups:
             wanted.append(("sched_waking", self.sched.waking_id, False))
-        for kind, config, switches in wanted:
-            attr = _tracepoint_attr(config, self._launch, self._kernel,
-                                    self.buffer_pages * 4096, self.layout, switches,
-                                    self.stack_size)
+        for kind, _config, _switches in wanted:
+            spec = EventSpec(kind, launch=self._launch, kernel=self._kernel,
+                             buffer_bytes=self.buffer_pages * 4096,
+                             sample_type=self.layout.sample_type,
+                             regs_user_mask=self.layout.regs_user_mask,
+                             stack_user_bytes=self.stack_size if self.layout.stack else 0)
             try:
-                fd = perf.perf_event_open(attr, tid, cpu)
+                fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
             except perf.PerfError as e:
                 if e.errno == errno.ESRCH:
                     raise
@@ -205,20 +217,26 @@ class Recorder:
 
     def _open_one(self, tid: int, cpu: int) -> int:
         while True:
-            attr = _base_attr(self.frequency, self._launch, self._kernel, self._build_id,
-                              self.buffer_pages * 4096, self.layout, self.stack_size)
+            spec = EventSpec("sample", frequency=self.frequency, launch=self._launch,
+                             kernel=self._kernel, build_id=self._build_id,
+                             buffer_bytes=self.buffer_pages * 4096,
+                             sample_type=self.layout.sample_type,
+                             regs_user_mask=self.layout.regs_user_mask,
+                             stack_user_bytes=self.stack_size if self.layout.stack else 0)
             try:
-                fd = perf.perf_event_open(attr, tid, cpu)
+                fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
                 self.layout.kinds[perf.event_id(fd)] = "cpu-clock"
                 return fd
             except perf.PerfError as e:
                 if e.errno in (errno.EACCES, errno.EPERM) and self._kernel:
                     self._kernel = False
                     self.info.kernel_frames = False
+                    how = ("staxd is not running as root" if self.opener.mode == "staxd" else
+                           "run `sudo stax setup` to start staxd, or record as root")
                     self.info.notes.append(
                         f"kernel frames unavailable (perf_event_paranoid="
-                        f"{perf.paranoid_level()}); run as root or through staxd "
-                        "(sudo stax setup) to get them")
+                        f"{perf.paranoid_level()}): recording user stacks only; to get them: "
+                        f"{how}")
                     continue
                 if e.errno == errno.EINVAL and self._build_id:
                     self._build_id = False
@@ -271,17 +289,24 @@ class Recorder:
     def open_launch(self, pid: int) -> None:
         """Open disabled events on a forked child that has not exec'd yet; they enable at exec."""
         self._launch = True
+        self.target_pid = pid
         self.info.cpus = perf.online_cpus()
         try:
             self._open_tid(pid)
         except OSError as e:
             self.close()
             raise self._fail(e, pid) from None
+        except CaptureError:
+            self.close()
+            raise
+        finally:
+            self.opener.close()
         self.info.buffer_bytes = len(self.buffers) * self.buffer_pages * 4096
 
     def open_attach(self, pid: int) -> None:
         """Open events on every existing thread of ``pid``; threads created later inherit them."""
         self._launch = False
+        self.target_pid = pid
         self.info.cpus = perf.online_cpus()
         if not os.path.exists(f"/proc/{pid}"):
             raise CaptureError(f"no process with pid {pid}")
@@ -303,6 +328,11 @@ class Recorder:
         except OSError as e:
             self.close()
             raise self._fail(e, pid) from None
+        except CaptureError:
+            self.close()
+            raise
+        finally:
+            self.opener.close()
         self.info.buffer_bytes = len(self.buffers) * self.buffer_pages * 4096
 
     @staticmethod

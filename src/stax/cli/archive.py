@@ -70,8 +70,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"{'samples':10}{b['samples']:>14}{c['samples']:>14}{d['samples']:>+16}")
     print(f"{'on-CPU':10}{b['oncpu_ns'] / 1e6:>11.1f} ms{c['oncpu_ns'] / 1e6:>11.1f} ms"
           f"{_fmt_delta_ms(d['oncpu_ns']):>16}{pct}")
+    opct = f" ({d['offcpu_pct']:+.1f}%)" if d.get("offcpu_pct") is not None else ""
     print(f"{'off-CPU':10}{b['offcpu_ns'] / 1e6:>11.1f} ms{c['offcpu_ns'] / 1e6:>11.1f} ms"
-          f"{_fmt_delta_ms(d['offcpu_ns']):>16}")
+          f"{_fmt_delta_ms(d['offcpu_ns']):>16}{opct}")
+    print(f"{'intervals':10}{b['intervals']:>14}{c['intervals']:>14}{d['intervals']:>+16}")
+    for reason, dr in d.get("offcpu_by_reason", {}).items():
+        bn, cn = b["offcpu_by_reason"][reason], c["offcpu_by_reason"][reason]
+        if bn or cn:
+            print(f"{'  ' + reason:10}{bn / 1e6:>11.1f} ms{cn / 1e6:>11.1f} ms"
+                  f"{_fmt_delta_ms(dr):>16}")
 
     def table(title: str, rows: list[dict[str, Any]]) -> None:
         print(f"\n{title}")

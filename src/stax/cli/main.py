@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tid", type=int)
     p.add_argument("--run", type=int, metavar="ID")
     json_flag(p)
+    p = add("setup", "as root: install staxd (the privileged perf broker) as a service")
+    p.add_argument("--socket", default="/run/staxd.sock", metavar="PATH",
+                   help="where staxd listens (default /run/staxd.sock)")
     return ap
 
 
@@ -157,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             from stax.cli.annotate import cmd_annotate
 
             return cmd_annotate(args)
+        if args.cmd == "setup":
+            from stax.staxd.setup import cmd_setup
+
+            return cmd_setup(args.socket)
         from stax.cli import query
 
         handler = {

@@ -23,6 +23,8 @@ def archive_dir() -> str:
 def _summary(mode: str, pid: int, argv: list[str], args: argparse.Namespace, profile: Any,
              recorder: Any, started_wall: float, elapsed_s: float, end_reason: str | None,
              exit_status: int | None, error: str | None) -> dict[str, Any]:
+    from stax.archive.diag import capture_fields
+
     p = profile
     with p.lock:
         samples = len(p.s_stack)
@@ -37,11 +39,13 @@ def _summary(mode: str, pid: int, argv: list[str], args: argparse.Namespace, pro
         "id": 0, "state": "stopped", "mode": mode, "pid": pid, "command": command,
         "argv": argv, "frequency_hz": args.frequency,
         "time_limit_ms": round(args.time_limit * 1000) if args.time_limit else None,
-        "samples": samples, "intervals": 0, "oncpu_ns": oncpu, "lost_records": lost,
+        "samples": samples, "oncpu_ns": oncpu, **capture_fields(p, recorder),
+        "lost_records": lost,
         "threads": nthreads, "started_at_unix_ms": int(started_wall * 1000),
         "elapsed_ms": round(elapsed_s * 1000, 3), "end_reason": end_reason,
         "exit_status": exit_status, "error": error,
         "kernel_frames": recorder.info.kernel_frames,
+        "capture_mode": recorder.info.mode, "daemon_socket": recorder.info.daemon_socket,
         "notes": [*recorder.info.notes, "recorded in-process: stax-server was unreachable"],
         "recorded_by": f"stax {__version__} (in-process)",
     }
@@ -57,8 +61,19 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     from stax.symbols import Symbolizer
 
     print(f"warning: stax-server unreachable ({reason}); recording in-process", file=sys.stderr)
-    profile = Profile(Symbolizer())
-    recorder = Recorder(profile, profile.lock, args.frequency)
+    # the same capture as the server's (Registry.start): DWARF unwinding unless turned off
+    # (--no-dwarf-unwind, STAX_DWARF_UNWIND=0), off-CPU intervals and wakeups when permitted,
+    # descriptors from staxd when its socket answers
+    from stax.capture.broker import opener_for
+    from stax.cli.record import _dwarf
+
+    dwarf = _dwarf(args)
+    profile = Profile(Symbolizer(), dwarf_unwind=dwarf)
+    opener, note = opener_for(getattr(args, "daemon_socket", None))
+    recorder = Recorder(profile, profile.lock, args.frequency, dwarf_unwind=dwarf,
+                        opener=opener)
+    if note:
+        recorder.info.notes.append(note)
     stop = threading.Event()
     started_wall, started = time.time(), time.monotonic()
     deadline = started + args.time_limit if args.time_limit else None
@@ -96,6 +111,8 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
         except CaptureError as e:
             die(str(e))
         profile.seed_from_proc(pid, time.monotonic_ns())
+        if recorder.info.offcpu:
+            profile.seed_blocked(pid, time.monotonic_ns())
     try:
         pidfd: int | None = os.pidfd_open(pid)
     except OSError:

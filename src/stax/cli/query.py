@@ -30,10 +30,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if res["active"]:
         print("active run:")
         print(f"  {run_line(res['active'])}")
+        print(f"  {capture_line(res['active'])}")
     else:
         print("no active run")
         if res["current"]:
             print(f"current query state: {run_line(res['current'])}")
+            print(f"  {capture_line(res['current'])}")
     since = fmt_time(res["server_started_unix_ms"] / 1000)
     print(f"server up since {since} (pid {res['server_pid']})")
     web = res.get("web") or {}
@@ -42,6 +44,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     elif web.get("error"):
         print(f"web UI unavailable: {web['error']}")
     return 0
+
+
+def capture_line(run: dict[str, Any]) -> str:
+    """How a run's events were opened: by the server itself or through staxd."""
+    if run.get("capture_mode") == "staxd":
+        how = f"events opened by staxd ({run.get('daemon_socket')})"
+    else:
+        how = "events opened in-process"
+    return f"capture: {how}, kernel frames {'yes' if run.get('kernel_frames') else 'no'}"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -249,7 +260,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     print(f"  state {run['state']}, end reason {run['end_reason'] or '-'}, "
           f"elapsed {run['elapsed_ms'] / 1000:.2f} s, {run['samples_per_s']} samples/s")
     cap = run["capture"]
-    print(f"  capture: {cap['mode']}, unwinding by {cap['unwinding']}, kernel frames "
+    mode = cap["mode"] + (f" ({cap['daemon_socket']})" if cap.get("daemon_socket") else "")
+    print(f"  capture: {mode}, unwinding by {cap['unwinding']}, kernel frames "
           f"{'yes' if cap['kernel_frames'] else 'no'}, build-ids from kernel "
           f"{'yes' if cap['build_ids'] else 'no'}, {cap['event_fds']} event fds on cpus "
           f"{cap['cpus']}, ring buffers {cap['ring_buffer_bytes'] // 1024} KiB, "
@@ -278,6 +290,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
               f"{uw['tables_cached']} unwind tables cached")
         for st in uw["stops"]:
             print(f"    stopped early in {st['binary']}: {st['reason']}: {st['samples']} walks")
+    elif uw.get("method", "frame pointers") != "frame pointers":
+        print(f"  unwind: {uw['method']}")
     else:
         print("  unwind: frame pointers only (kernel call chain)")
     ing = run["ingest"]

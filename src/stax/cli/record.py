@@ -199,6 +199,7 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
     os.close(err_w)
     try:
         run = client.call("start_launch", pid=pid, argv=command, frequency=args.frequency,
+                          daemon_socket=args.daemon_socket,
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
                           dwarf_unwind=_dwarf(args))
     except (RemoteError, ServerUnavailable) as e:
@@ -270,6 +271,7 @@ def attach(args: argparse.Namespace) -> int:
         return offline.record(args, [], None, str(e))
     try:
         run = client.call("start_attach", pid=pid, frequency=args.frequency,
+                          daemon_socket=args.daemon_socket,
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
                           dwarf_unwind=_dwarf(args))
     except RemoteError as e:

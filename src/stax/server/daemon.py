@@ -252,6 +252,12 @@ class Server:
             raise RPCError(E_BAD_REQUEST, "dwarf_unwind must be a boolean")
         return v
 
+    def _daemon_socket(self, params: dict[str, Any]) -> str | None:
+        path = params.get("daemon_socket")
+        if path is not None and (not isinstance(path, str) or not path or "\0" in path):
+            raise RPCError(E_BAD_REQUEST, "daemon_socket must be a non-empty path")
+        return path
+
     def _start_params(self, params: dict[str, Any]) -> tuple[int, int, float | None]:
         pid = _int(params, "pid", lo=1)
         if pid is None:
@@ -272,14 +278,14 @@ class Server:
             raise RPCError(E_BAD_REQUEST, "argv must be a list of strings")
         dwarf = self._dwarf_param(params)
         run = await asyncio.to_thread(self.registry.start, "launch", pid, argv, freq, limit,
-                                      dwarf)
+                                      dwarf, self._daemon_socket(params))
         return run.summary()
 
     async def h_start_attach(self, params: dict[str, Any]) -> Any:
         pid, freq, limit = self._start_params(params)
         dwarf = self._dwarf_param(params)
         run = await asyncio.to_thread(self.registry.start, "attach", pid, [], freq, limit,
-                                      dwarf)
+                                      dwarf, self._daemon_socket(params))
         return run.summary()
 
     async def h_target_exited(self, params: dict[str, Any]) -> Any:
@@ -399,7 +405,8 @@ class Server:
                 "capture": {"kernel_frames": info.kernel_frames, "build_ids": info.build_ids,
                             "cpus": info.cpus, "event_fds": info.event_fds,
                             "ring_buffer_bytes": info.buffer_bytes,
-                            "bytes_read": bytes_read, "mode": "in-process",
+                            "bytes_read": bytes_read, "mode": info.mode,
+                            "daemon_socket": info.daemon_socket,
                             "unwinding": (f"DWARF (.eh_frame, {info.stack_copy_bytes}-byte "
                                           "stack copies)" if info.dwarf_unwind else
                                           "frame pointers (kernel call chain)")},

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stax.capture.broker import opener_for
 from stax.capture.recorder import CaptureError, Recorder
 from stax.profile.tables import Profile
 from stax.protocol import E_BAD_REQUEST, E_BUSY, E_CAPTURE, E_NO_RUN, RPCError
@@ -111,6 +112,8 @@ class Run:
             "unwinding": "dwarf" if self.recorder.info.dwarf_unwind else "frame pointers",
             "unwind": (None if unwind is None else {
                 k: unwind[k] for k in ("walks", "complete", "cut_short", "cut_short_pct")}),
+            "capture_mode": self.recorder.info.mode,
+            "daemon_socket": self.recorder.info.daemon_socket,
         }
 
 
@@ -227,20 +230,26 @@ class Registry:
         return self.materialize(run)
 
     def start(self, mode: str, pid: int, argv: list[str], frequency: int,
-              time_limit_s: float | None, dwarf_unwind: bool = False) -> Run:
+              time_limit_s: float | None, dwarf_unwind: bool = False,
+              daemon_socket: str | None = None) -> Run:
         with self.lock:
             act = self.active
             if act is not None:
                 raise RPCError(E_BUSY, f"another run is already active (run {act.id}, pid "
                                        f"{act.pid}); stax wait or stax stop")
             profile = Profile(self.symbolizer, dwarf_unwind=dwarf_unwind)
-            recorder = Recorder(profile, profile.lock, frequency, dwarf_unwind=dwarf_unwind)
+            opener, note = opener_for(daemon_socket)
+            recorder = Recorder(profile, profile.lock, frequency, dwarf_unwind=dwarf_unwind,
+                                opener=opener)
+            if note:
+                recorder.info.notes.append(note)
             try:
                 if mode == "launch":
                     recorder.open_launch(pid)
                 else:
                     recorder.open_attach(pid)
             except CaptureError as e:
+                opener.close()
                 raise RPCError(E_CAPTURE, str(e)) from None
             try:
                 pidfd: int | None = os.pidfd_open(pid)
@@ -259,8 +268,8 @@ class Registry:
         run.thread = threading.Thread(target=self._capture, args=(run, pidfd),
                                       name=f"capture-{run.id}", daemon=True)
         run.thread.start()
-        log.info("run %d started: %s pid %d (%s) at %d Hz", run.id, mode, pid, run.label,
-                 frequency)
+        log.info("run %d started: %s pid %d (%s) at %d Hz, events opened %s", run.id, mode, pid,
+                 run.label, frequency, recorder.info.mode)
         return run
 
     def _capture(self, run: Run, pidfd: int | None) -> None:
@@ -313,6 +322,11 @@ _SUMMARY_DEFAULTS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "elapsed_ms": ((int, float), 0.0), "end_reason": ((str, type(None)), None),
     "exit_status": ((int, type(None)), None), "error": ((str, type(None)), None),
     "kernel_frames": (bool, False), "notes": (list, []),
+    "offcpu_ns": (int, 0), "wakeups": (int, 0),
+    "offcpu": (dict, {"intervals_recorded": False, "wakeups_recorded": False,
+                      "problem": "not recorded in this archive",
+                      "wakeups_problem": "not recorded in this archive", "tracefs": None}),
+    "unwinding": (str, "frame pointers"), "unwind": ((dict, type(None)), None),
 }
 
 
@@ -320,13 +334,20 @@ def _complete_summary(summary: dict[str, Any], profile: Profile | None) -> dict[
     s = dict(summary)
     if profile is not None:  # counts from the tables themselves
         n = len(profile.s_stack)
+        m = len(profile.intervals)
         s.update(samples=n, oncpu_ns=int(sum(profile.s_weight[:n])),
-                 threads=len(profile.threads))
+                 threads=len(profile.threads), intervals=m,
+                 offcpu_ns=int(sum(profile.intervals.duration_ns[:m])),
+                 wakeups=len(profile.wakeups))
     for key, (types, default) in _SUMMARY_DEFAULTS.items():
         v = s.get(key)
-        if not isinstance(v, types) or (isinstance(v, bool) and bool not in (
+        if key not in s or not isinstance(v, types) or (isinstance(v, bool) and bool not in (
                 types if isinstance(types, tuple) else (types,))):
             s[key] = default
+    if s["intervals"] and not s["offcpu"].get("intervals_recorded"):
+        # an archive that holds intervals but whose summary predates the off-CPU fields
+        s["offcpu"] = {**s["offcpu"], "intervals_recorded": True, "problem": None,
+                       "wakeups_recorded": s["wakeups"] > 0}
     s["argv"] = [str(a) for a in s["argv"]]
     s["notes"] = [str(a) for a in s["notes"]]
     return s

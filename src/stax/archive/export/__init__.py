@@ -1,7 +1,8 @@
 """Exports of a run to other tools' formats: one small module per format over the tables.
 
 Every converter takes the Profile, an optional thread filter and an optional off-CPU intervals
-table (NumPy columns tid/start_ns/duration_ns/reason/stack) and returns the file's bytes.
+table (NumPy columns tid/start_ns/duration_ns/reason/stack/state/wakeup) and returns the file's
+bytes.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def intervals(iv: dict[str, Any] | None, tid: int | None) -> list[tuple[int, int
 
 
 def reason_name(p: Profile, code: int) -> str:
-    names = list(getattr(p, "REASONS", []) or [])
-    return names[code] if 0 <= code < len(names) else f"reason-{code}"
+    """The off-CPU reason bucket a code stands for (profile/offcpu.py REASONS)."""
+    from stax.profile.offcpu import REASONS
+
+    return REASONS[code] if 0 <= code < len(REASONS) else "other"
 
 
 class Paths:

@@ -29,13 +29,16 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
         total_w += w
     if total_n:
         period = max(1, total_w // total_n)
+    blocked: dict[str, int] = defaultdict(int)
     for _tid, _start, dur, reason, sid in intervals(iv, tid):
-        # off-CPU time in units of the average on-CPU sample, so both share one scale
-        weight = round(dur / (period or 1_000_000))
-        if weight <= 0:
-            continue
         names = [_name(p, f) for f in paths.func_path(sid)]
         names.append(f"[off-cpu:{reason_name(p, reason)}]")
-        lines[";".join(names)] += weight
+        blocked[";".join(names)] += dur
+    for key, ns in blocked.items():
+        # off-CPU time in units of the average on-CPU sample, so both share one scale; summed
+        # per stack before rounding, so many short intervals are not rounded away one by one
+        weight = round(ns / (period or 1_000_000))
+        if weight > 0:
+            lines[key] += weight
     out = [f"{k} {v}" for k, v in sorted(lines.items())]
     return ("\n".join(out) + ("\n" if out else "")).encode()
