@@ -225,7 +225,8 @@ function renderTimeline() {
     const x0 = (S.range[0] / span) * W, x1 = (S.range[1] / span) * W;
     brush = `<rect class="brush" x="${x0}" y="0" width="${Math.max(1, x1 - x0)}" height="${H - 12}"></rect>`;
   }
-  const axis = `<text class="axis" x="2" y="${H - 2}">0 s</text><text class="axis" x="${W - 2}" y="${H - 2}" text-anchor="end">${secs(span)}</text>`;
+  const none = t.counts.some((c) => c) ? "" : `<text class="axis" x="${W / 2}" y="${H / 2}" text-anchor="middle">no on-CPU samples in this scope</text>`;
+  const axis = `${none}<text class="axis" x="2" y="${H - 2}">0 s</text><text class="axis" x="${W - 2}" y="${H - 2}" text-anchor="end">${secs(span)}</text>`;
   el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none">${bars}${brush}${axis}</svg>`;
   el.dataset.span = span;
 }
@@ -410,6 +411,11 @@ function renderTop() {
   $("#top-info").textContent = t ? `${t.total_samples} samples, ${ms(t.total_ns)} on-CPU, ${t.functions} functions` : "";
   if (!t) { body.innerHTML = ""; return; }
   const sel = S.selFunc ? `${S.selFunc.func}\u0000${S.selFunc.binary}` : null;
+  if (!t.rows.length) {
+    const off = S.run && S.run.intervals > 0 ? "; its blocked time is in the off-CPU flamegraph" : "";
+    body.innerHTML = `<tr class="empty"><td colspan="7" class="muted">no on-CPU samples in this scope${off}</td></tr>`;
+    return;
+  }
   body.innerHTML = t.rows.map((r, i) => `<tr data-i="${i}" class="${sel === keyOf(r) ? "selected" : ""}">` +
     `<td class="num">${ms(r.self_ns)}</td><td class="num">${pct(r.self_pct)}</td>` +
     `<td class="num">${ms(r.total_ns)}</td><td class="num">${pct(r.total_pct)}</td>` +
@@ -425,6 +431,7 @@ function setupTop() {
     const tr = ev.target.closest("tr");
     if (!tr || !S.top) return;
     const r = S.top.rows[Number(tr.dataset.i)];
+    if (!r) return;
     S.selFunc = { func: r.func, binary: r.binary };
     renderTop(); renderFlame(); refreshAnnotate(true);
   });
