@@ -62,6 +62,19 @@ class Page:
 
 
 @pytest.fixture
+def without_tracefs() -> None:
+    """Requested by a test whose server must record on-CPU samples only (no off-CPU data)."""
+
+
+@pytest.fixture
+def stax_env(stax_env: dict[str, str], request: pytest.FixtureRequest,
+             tmp_path: Path) -> dict[str, str]:
+    if "without_tracefs" in request.fixturenames:
+        stax_env["STAX_TRACEFS"] = str(tmp_path / "no-tracefs")
+    return stax_env
+
+
+@pytest.fixture
 def ui(browser: Any, stax: Stax, tmp_path: Path) -> Iterator[Page]:
     web = stax("status", "--json", check=True).json()["web"]  # type: ignore[index]
     assert web["url"], web
@@ -174,8 +187,9 @@ def test_timeline_brush_scopes_the_top_table(ui: Page, stax: Stax,
     assert ui.errors == []
 
 
-def test_thread_selection_scopes_every_view(ui: Page, stax: Stax,
-                                            workloads: dict[str, Path]) -> None:
+def test_thread_selection_scopes_every_view(ui: Page, stax: Stax, workloads: dict[str, Path],
+                                            without_tracefs: None) -> None:
+    # on-CPU samples only: every panel must cope with a run that has no off-CPU data
     record_phases(stax, workloads)
     ui.open()
     page = ui.page
@@ -266,3 +280,117 @@ def test_foreign_origin_page_cannot_open_the_websocket(ui: Page) -> None:
     finally:
         other.shutdown()
         other.server_close()
+
+
+OFFCPU = (os.path.exists("/sys/kernel/tracing/events/sched/sched_switch")
+          or os.geteuid() == 0)
+
+
+def _ms(text: str) -> float:
+    """A duration as the page prints it (``12.3 ms`` or ``12.3 s``) in milliseconds."""
+    value, unit = text.split()[:2]
+    return float(value) * (1000.0 if unit == "s" else 1.0)
+
+
+@pytest.mark.skipif(not OFFCPU, reason="no tracefs and not root: off-CPU capture unavailable")
+def test_offcpu_threads_reasons_blocked_stack_and_wakers(
+        ui: Page, stax: Stax, workloads: dict[str, Path]) -> None:
+    stax("record", "--", str(workloads["threads"]), check=True, timeout=120)
+    ui.open()
+    page = ui.page
+    assert "intervals (" in page.inner_text("#status")
+    assert page.inner_text("#threads-note") == ""
+    assert int(page.get_attribute("#status", "data-intervals") or 0) > 10
+    row = "#threads tr[data-name='{}']"
+    blocked = {n: page.inner_text(row.format(n) + " td.blocked").split()[0]
+               for n in ("sleeper", "waiter", "holder", "cruncher")}
+    assert blocked["sleeper"] == "sleep" and blocked["waiter"] == "lock", blocked
+    # sleeper: 15 x 100 ms asleep, next to nothing on the CPU; cruncher the reverse
+    assert _ms(page.inner_text(row.format("sleeper") + " td:nth-child(4)")) >= 1400
+    assert _ms(page.inner_text(row.format("sleeper") + " td:nth-child(3)")) < 100
+    assert _ms(page.inner_text(row.format("cruncher") + " td:nth-child(3)")) >= 500
+    assert "sleep:" in (page.get_attribute(row.format("sleeper") + " td.blocked", "title") or "")
+    # off-CPU flamegraph of the sleeper: its blocked stack, weighted by blocked time
+    page.locator(".modes button[data-mode='offcpu']").click()
+    page.locator(row.format("sleeper")).click()
+    ui.wait("document.querySelector(\".frame[data-name*='nanosleep']\") && "
+            "!document.querySelector(\".frame[data-name='waiter']\")")
+    assert "off-CPU:" in page.inner_text("#flame-info")
+    flame_w = page.locator("#flame").bounding_box()["width"]
+    nano = page.locator(".frame[data-name*='nanosleep']").first
+    assert nano.bounding_box()["width"] > 0.9 * flame_w  # all of its blocked time is in sleep
+    assert page.locator(".frame[data-name^='burn_cpu']").count() == 0
+    assert "sleep" in page.inner_text("#intervals")
+    # the waiter was woken by holder releasing the mutex; its intervals say lock
+    page.locator(row.format("waiter")).click()
+    ui.wait("document.querySelector(\"#wakers tr[data-waker='holder'][data-wakee='waiter']\")")
+    ui.wait("document.querySelector('#intervals').textContent.includes('lock')")
+    ui.wait("document.querySelector(\".frame[data-name*='futex']\") && "
+            "!document.querySelector(\".frame[data-name='sleeper']\")")
+    # wall mode holds both the cruncher's CPU time and the blocked threads
+    page.locator("#scope button[data-clear='tid']").click()
+    page.locator(".modes button[data-mode='wall']").click()
+    ui.wait("document.querySelector('#flame-info').textContent.startsWith('wall:')")
+    ui.wait("document.querySelector(\".frame[data-name^='burn_cpu']\") && "
+            "document.querySelector(\".frame[data-name='sleeper']\")")
+    assert ui.errors == []
+
+
+_CONTRAST = """el => {
+    // [r, g, b, a] in 0..1 from rgb()/rgba() or color(srgb ...)
+    const parse = (c) => {
+        const n = (c.match(/[\\d.]+/g) || []).map(Number);
+        const srgb = c.startsWith('color(');
+        const v = srgb ? n.slice(0, 3) : n.slice(0, 3).map(x => x / 255);
+        return [...v, n.length > 3 ? n[3] : 1];
+    };
+    // the element's background composited over its ancestors' down to an opaque one
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c[3] > 0) layers.push(c);
+        if (c[3] >= 1) break;
+    }
+    let bg = [1, 1, 1];
+    for (const c of layers.reverse()) bg = bg.map((x, i) => c[i] * c[3] + x * (1 - c[3]));
+    const lum = (v) => {
+        const l = v.map(x => x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4);
+        return 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2];
+    };
+    const a = lum(parse(getComputedStyle(el).color).slice(0, 3)), b = lum(bg);
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def test_annotate_pane_shows_instructions_samples_and_source(
+        ui: Page, stax: Stax, workloads: dict[str, Path]) -> None:
+    stax("record", "--", str(workloads["split"]), "300", check=True, timeout=120)
+    ui.open()
+    page = ui.page
+    page.locator("#top tbody tr", has_text="work_a").first.click()
+    ui.wait("document.querySelector('#annotate tr.ins.hot')")
+    head = page.inner_text("#annotate-func")
+    assert "work_a" in head and "split" in head and "matched by exact" in head, head
+    counts = page.inner_text("#annotate-counts")
+    assert "unplaced" in counts, counts
+    placed = int(counts.split()[0])
+    rows = page.eval_on_selector_all(
+        "#annotate tr.ins", "els => els.map(e => [Number(e.dataset.samples), "
+        "e.querySelector('td.addr').textContent, e.querySelector('td.text').textContent])")
+    assert len(rows) > 5 and all(addr.startswith("0x") and text for _, addr, text in rows)
+    assert sum(s for s, _, _ in rows) == placed > 0
+    hot = [r for r in rows if r[0] > 0]
+    assert page.locator("#annotate tr.ins.hot").count() == len(hot)
+    # source headers: split.c lines with their text; the loop of spin() holds the samples
+    src = page.eval_on_selector_all(
+        "#annotate tr.src", "els => els.map(e => [e.querySelector('td.loc').textContent, "
+        "e.querySelector('td.code').textContent])")
+    assert src and all(loc.startswith("split.c:") for loc, _ in src), src
+    assert any("acc" in code for _, code in src), src
+    # readable in both colour schemes
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for sel in ("#annotate tr.src td.code", "#annotate tr.ins.hot td.text", "#status"):
+            ratio = page.eval_on_selector_all(sel, f"els => Math.min(...els.map({_CONTRAST}))")
+            assert ratio >= 4.5, (scheme, sel, ratio)
+    assert ui.errors == []

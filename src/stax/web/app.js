@@ -42,7 +42,7 @@ class Rpc {
     };
     ws.onmessage = (ev) => {
       let msg;
-      try { msg = JSON.parse(ev.data); } catch { return; }
+      try { msg = JSON.parse(ev.data, ev.data.includes('"addr"') ? exactAddr : undefined); } catch { return; }
       if (msg.event) { this.onEvent(msg); return; }
       const w = this.waiting.get(msg.id);
       if (!w) return;
@@ -59,6 +59,13 @@ class Rpc {
       this.ws.send(JSON.stringify({ id, method, params }));
     });
   }
+}
+// Kernel addresses exceed 2^53: keep `addr` fields exact (as BigInt) where the number is not.
+function exactAddr(key, value, ctx) {
+  if (key === "addr" && typeof value === "number" && !Number.isSafeInteger(value) && ctx?.source) {
+    return BigInt(ctx.source);
+  }
+  return value;
 }
 class RpcError extends Error {
   constructor(code, message) { super(message); this.code = code; }
@@ -116,16 +123,18 @@ async function refreshOnce() {
   const p = scopeParams();
   const tl = { run: S.run.id, buckets: 200 };
   if (S.tid !== null) tl.tid = S.tid;
-  const [flame, top, threads, timeline] = await Promise.all([
+  const [flame, top, threads, timeline, wakers, intervals] = await Promise.all([
     rpc.call("flamegraph", { ...p, mode: S.mode, threshold_pct: 0.05 }).catch((e) => ({ error: e })),
     rpc.call("top", { ...p, sort: S.sort, limit: 100 }),
     rpc.call("threads", { run: S.run.id, limit: 0 }),
     rpc.call("timeline", tl),
+    fetchWakers(p),
+    fetchIntervals(p),
   ]);
   S.run = top.run || S.run;
   S.flame = flame; S.top = top; S.threads = threads; S.timeline = timeline;
   renderStatus(); renderScope(); renderTimeline(); renderFlame(); renderTop(); renderThreads();
-  await refreshWakers();
+  renderWakers(wakers); renderIntervals(intervals);
   await refreshAnnotate(false);
   window.__stax.renders++;
   if (window.__stax.firstRenderMs === null) window.__stax.firstRenderMs = performance.now();
@@ -137,10 +146,10 @@ function renderEmpty() {
   S.flame = S.top = S.threads = S.timeline = null;
   $("#status").textContent = "no runs yet — start one with: stax record -- COMMAND";
   $("#flame").innerHTML = ""; $("#flame").style.height = "0px";
-  $("#flame-note").textContent = "";
+  $("#flame-note").textContent = ""; $("#flame-info").textContent = "";
   $("#top tbody").innerHTML = ""; $("#threads tbody").innerHTML = "";
   $("#timeline").innerHTML = ""; $("#annotate").textContent = "";
-  $("#threads-note").textContent = "";
+  $("#threads-note").textContent = ""; $("#wakers").innerHTML = ""; $("#intervals").innerHTML = "";
   renderScope();
   window.__stax.renders++;
   if (window.__stax.firstRenderMs === null) window.__stax.firstRenderMs = performance.now();
@@ -165,8 +174,11 @@ function renderPicker(list) {
 
 function renderStatus() {
   const r = S.run;
+  const off = r.offcpu || {};
+  const offText = off.intervals_recorded === false ? "no off-CPU intervals"
+    : `${r.intervals ?? 0} intervals (${ms(r.offcpu_ns)} off-CPU, ${r.wakeups ?? 0} wakeups)`;
   const parts = [`run ${r.id}`, `[${r.state}]`, `pid ${r.pid}`, r.command,
-    `${r.samples} samples`, `${r.intervals} intervals`, `${r.lost_records} lost`,
+    `${r.samples} samples`, offText, `${r.lost_records} lost`,
     `${(r.elapsed_ms / 1000).toFixed(1)} s`];
   if (r.end_reason) parts.push(`(${r.end_reason})`);
   const st = $("#status");
@@ -174,8 +186,11 @@ function renderStatus() {
   st.textContent = parts.join("  ·  ");
   st.dataset.state = r.state;
   st.dataset.samples = r.samples;
+  st.dataset.intervals = r.intervals ?? 0;
   st.classList.toggle("error", !!r.error || r.lost_records > 0);
-  st.title = [r.error, ...(r.notes || [])].filter(Boolean).join("\n");
+  const offNotes = [off.problem && `off-CPU intervals unavailable: ${off.problem}`,
+    off.wakeups_problem && `wakeups unavailable: ${off.wakeups_problem}`];
+  st.title = [r.error, ...(r.notes || []), ...offNotes].filter(Boolean).join("\n");
 }
 
 function renderScope() {
@@ -210,7 +225,8 @@ function renderTimeline() {
     const x0 = (S.range[0] / span) * W, x1 = (S.range[1] / span) * W;
     brush = `<rect class="brush" x="${x0}" y="0" width="${Math.max(1, x1 - x0)}" height="${H - 12}"></rect>`;
   }
-  const axis = `<text class="axis" x="2" y="${H - 2}">0 s</text><text class="axis" x="${W - 2}" y="${H - 2}" text-anchor="end">${secs(span)}</text>`;
+  const none = t.counts.some((c) => c) ? "" : `<text class="axis" x="${W / 2}" y="${H / 2}" text-anchor="middle">no on-CPU samples in this scope</text>`;
+  const axis = `${none}<text class="axis" x="2" y="${H - 2}">0 s</text><text class="axis" x="${W - 2}" y="${H - 2}" text-anchor="end">${secs(span)}</text>`;
   el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none">${bars}${brush}${axis}</svg>`;
   el.dataset.span = span;
 }
@@ -254,7 +270,8 @@ const keyOf = (n) => `${n.func}\u0000${n.binary}`;
 const weightOf = (n) => n.time_ns || n.samples || 0;
 
 function renderFlame() {
-  const f = S.flame, el = $("#flame"), note = $("#flame-note");
+  const f = S.flame, el = $("#flame"), note = $("#flame-note"), info = $("#flame-info");
+  info.textContent = "";
   for (const b of document.querySelectorAll(".modes button")) b.classList.toggle("on", b.dataset.mode === S.mode);
   if (!f || f.error) {
     el.innerHTML = ""; el.style.height = "0px";
@@ -270,6 +287,7 @@ function renderFlame() {
     return;
   }
   note.textContent = f.note || "";
+  info.textContent = flameSummary(f);
   // follow the zoom path as far as it still exists
   const allNode = { func: "all", binary: "", children: roots, time_ns: total, samples: f.total_samples };
   let node = allNode; const path = [];
@@ -321,6 +339,19 @@ function renderFlame() {
   el._nodes = { all: allNode, path, zoomed: node };
 }
 
+// What the tree in view weighs, per mode: off-CPU frames are weighted by blocked time.
+function flameSummary(f) {
+  const parts = [];
+  if (f.mode === "offcpu") {
+    parts.push(`off-CPU: ${f.intervals} intervals, ${ms(f.offcpu_ns)} blocked; widths are blocked time`);
+  } else if (f.mode === "wall") {
+    parts.push(`wall: ${f.samples} samples (${ms(f.oncpu_ns)} on-CPU) + ${f.intervals} intervals ` +
+      `(${ms(f.offcpu_ns)} off-CPU); widths are time`);
+  }
+  if (f.hidden && f.hidden.nodes) parts.push(`${f.hidden.nodes} small frames hidden (${ms(f.hidden.time_ns)})`);
+  return parts.join(" · ");
+}
+
 function nodeForElement(div) {
   const el = $("#flame"), id = div.dataset.path, info = el._nodes;
   if (!info) return null;
@@ -358,7 +389,8 @@ function setupFlame() {
     const self = n.func === "all" ? 0 : Math.max(0, weightOf(n) - kids);
     tip.innerHTML = `<b>${esc(n.func)}</b><br>${n.binary ? `binary: ${esc(n.binary)}<br>` : ""}` +
       `total: ${ms(weightOf(n))} (${pct((100 * weightOf(n)) / total)})<br>` +
-      `self: ${ms(self)} (${pct((100 * self) / total)})<br>samples: ${n.samples ?? "-"}`;
+      `self: ${ms(self)} (${pct((100 * self) / total)})<br>` +
+      `${S.flame.mode === "cpu" || !S.flame.mode ? "samples" : "samples + intervals"}: ${n.samples ?? "-"}`;
     tip.hidden = false;
     const x = Math.min(ev.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
     const y = ev.clientY + 16 + tip.offsetHeight > window.innerHeight ? ev.clientY - tip.offsetHeight - 8 : ev.clientY + 16;
@@ -379,6 +411,11 @@ function renderTop() {
   $("#top-info").textContent = t ? `${t.total_samples} samples, ${ms(t.total_ns)} on-CPU, ${t.functions} functions` : "";
   if (!t) { body.innerHTML = ""; return; }
   const sel = S.selFunc ? `${S.selFunc.func}\u0000${S.selFunc.binary}` : null;
+  if (!t.rows.length) {
+    const off = S.run && S.run.intervals > 0 ? "; its blocked time is in the off-CPU flamegraph" : "";
+    body.innerHTML = `<tr class="empty"><td colspan="7" class="muted">no on-CPU samples in this scope${off}</td></tr>`;
+    return;
+  }
   body.innerHTML = t.rows.map((r, i) => `<tr data-i="${i}" class="${sel === keyOf(r) ? "selected" : ""}">` +
     `<td class="num">${ms(r.self_ns)}</td><td class="num">${pct(r.self_pct)}</td>` +
     `<td class="num">${ms(r.total_ns)}</td><td class="num">${pct(r.total_pct)}</td>` +
@@ -394,6 +431,7 @@ function setupTop() {
     const tr = ev.target.closest("tr");
     if (!tr || !S.top) return;
     const r = S.top.rows[Number(tr.dataset.i)];
+    if (!r) return;
     S.selFunc = { func: r.func, binary: r.binary };
     renderTop(); renderFlame(); refreshAnnotate(true);
   });
@@ -406,10 +444,15 @@ function renderThreads() {
   if (!t) { body.innerHTML = ""; return; }
   const anyOff = t.rows.some((r) => r.offcpu_ns > 0) || (S.run && S.run.intervals > 0);
   $("#threads-note").textContent = anyOff ? "" : "no off-CPU data in this run";
-  body.innerHTML = t.rows.map((r) => `<tr data-tid="${r.tid}" class="${r.tid === S.tid ? "selected" : ""}">` +
-    `<td class="num">${r.tid}</td><td>${esc(r.name)}</td><td class="num">${ms(r.oncpu_ns)}</td>` +
-    `<td class="num">${anyOff ? ms(r.offcpu_ns) : "-"}</td><td class="num">${r.samples}</td>` +
-    `<td>${esc(r.blocked || "-")}</td></tr>`).join("");
+  body.innerHTML = t.rows.map((r) => {
+    const by = Object.entries(r.offcpu_by_reason || {});
+    const why = by.length ? `off-CPU by reason:\n${by.map(([k, v]) => `${k}: ${ms(v)}`).join("\n")}` +
+      `\n${r.intervals ?? 0} intervals` : "no off-CPU intervals";
+    return `<tr data-tid="${r.tid}" data-name="${esc(r.name)}" class="${r.tid === S.tid ? "selected" : ""}">` +
+      `<td class="num">${r.tid}</td><td>${esc(r.name)}</td><td class="num">${ms(r.oncpu_ns)}</td>` +
+      `<td class="num">${anyOff ? ms(r.offcpu_ns) : "-"}</td><td class="num">${r.samples}</td>` +
+      `<td class="blocked" title="${esc(why)}">${esc(r.blocked || "-")}${by.length > 1 ? ` <span class="muted">+${by.length - 1}</span>` : ""}</td></tr>`;
+  }).join("");
 }
 
 function setupThreads() {
@@ -423,24 +466,94 @@ function setupThreads() {
   });
 }
 
-// wakeup edges of the selected thread, when the server records them
-let wakersAvailable = true;
-async function refreshWakers() {
-  const el = $("#wakers");
-  if (S.tid === null || !wakersAvailable || !S.run) { el.innerHTML = ""; return; }
-  let res;
+// --- wakers and off-CPU intervals ----------------------------------------------------------
+// Older servers lack these methods: the panels then stay empty instead of failing the page.
+
+const absent = new Set();
+async function optional(method, params) {
+  if (absent.has(method)) return null;
   try {
-    res = await rpc.call("wakers", { run: S.run.id, tid: S.tid, limit: 10 });
+    return await rpc.call(method, params);
   } catch (e) {
-    if (e.code === "unknown_method") wakersAvailable = false;
-    el.innerHTML = e.code === "disconnected" ? el.innerHTML : "";
+    if (e.code === "unknown_method") absent.add(method);
+    if (e.code === "disconnected") throw e;
+    return { error: e };
+  }
+}
+// Wakers and intervals walk every wakeup in the server: while a run records they are re-asked
+// at most every SLOW_MS (sooner when the scope changes), so a watching page costs ingest little.
+const SLOW_MS = 2000;
+const slowCache = new Map();
+async function throttled(method, params) {
+  const key = JSON.stringify([params, S.run.state]);
+  const hit = slowCache.get(method), now = performance.now();
+  if (hit && hit.key === key && (S.run.state !== "recording" || now - hit.at < SLOW_MS)) return hit.res;
+  const res = await optional(method, params);
+  slowCache.set(method, { key, at: now, res });
+  return res;
+}
+const isKernel = (b) => String(b).startsWith("[kernel");
+// the user-space part of a stack (leaf first), else its outermost kernel frames
+function stackBrief(stack, n = 3) {
+  const user = (stack || []).filter((f) => !isKernel(f.binary));
+  const pick = (user.length ? user : (stack || [])).slice(0, n).map((f) => f.func);
+  return pick.join(" ← ");
+}
+const stackTitle = (stack) => (stack || []).map((f) => `${f.func} (${f.binary})`).join("\n");
+
+function fetchWakers(p) {
+  if (!S.run) return Promise.resolve(null);
+  return throttled("wakers", { ...p, limit: 10 });
+}
+
+function renderWakers(res) {
+  const el = $("#wakers");
+  if (!res) { el.innerHTML = ""; return; }
+  const who = S.tid !== null ? `thread ${S.tid}` : "the run";
+  if (res.error) { el.innerHTML = `<h3>Wakeups</h3><div class="note">wakers: ${esc(res.error.message)}</div>`; return; }
+  const rows = res.rows || [];
+  const shown = rows.reduce((a, r) => a + (r.wakeups || 0), 0);
+  const head = `<h3>Wakeups <small class="muted">who woke whom in ${who}: ${res.edges ?? 0} edges` +
+    `${rows.length < (res.edges ?? 0) ? ` (top ${rows.length}: ${shown} wakeups)` : `, ${shown} wakeups`}` +
+    ` · ${res.wakeups ?? 0} wakeups recorded in the run</small></h3>`;
+  if (!rows.length) {
+    el.innerHTML = `${head}<div class="muted">${esc(res.note || `no wakeups recorded for ${who}`)}</div>`;
     return;
   }
-  const rows = Object.values(res || {}).find((v) => Array.isArray(v) && v.length && typeof v[0] === "object");
-  if (!rows) { el.innerHTML = `<div class="muted">no wakeups recorded for thread ${S.tid}</div>`; return; }
-  const cols = Object.keys(rows[0]).filter((k) => typeof rows[0][k] !== "object");
-  el.innerHTML = `<h3>Wakers of thread ${S.tid}</h3><table><thead><tr>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead>` +
-    `<tbody>${rows.map((r) => `<tr>${cols.map((c) => `<td>${esc(c.endsWith("_ns") ? ms(r[c]) : r[c])}</td>`).join("")}</tr>`).join("")}</tbody></table>`;
+  el.innerHTML = `${head}${res.note ? `<div class="note">${esc(res.note)}</div>` : ""}` +
+    `<table class="wakers"><thead><tr><th>waker</th><th>woke</th><th class="num">wakeups</th>` +
+    `<th class="num">blocked time ended</th><th>waker stack</th></tr></thead><tbody>` +
+    rows.map((r) => `<tr data-waker="${esc(r.waker)}" data-wakee="${esc(r.wakee)}">` +
+      `<td>${esc(r.waker)}${r.waker_tid ? ` <span class="muted">${r.waker_tid}</span>` : ""}</td>` +
+      `<td>→ ${esc(r.wakee)} <span class="muted">${r.wakee_tid}</span></td>` +
+      `<td class="num">${r.wakeups}</td><td class="num">${ms(r.blocked_ns)}</td>` +
+      `<td class="fn" title="${esc(stackTitle(r.stack))}">${esc(stackBrief(r.stack))}</td></tr>`).join("") +
+    `</tbody></table>`;
+}
+
+// the longest off-CPU intervals of the selected thread
+function fetchIntervals(p) {
+  if (!S.run || S.tid === null) return Promise.resolve(null);
+  return throttled("intervals", { ...p, limit: 8 });
+}
+
+function renderIntervals(res) {
+  const el = $("#intervals");
+  if (!res || S.tid === null) { el.innerHTML = ""; return; }
+  if (res.error) { el.innerHTML = `<div class="note">intervals: ${esc(res.error.message)}</div>`; return; }
+  const rows = res.rows || [];
+  const by = Object.entries(res.by_reason || {}).map(([k, v]) => `${k} ${ms(v)}`).join(", ");
+  const head = `<h3>Longest off-CPU intervals <small class="muted">thread ${S.tid}: ${res.intervals} intervals, ${ms(res.offcpu_ns)}${by ? ` (${esc(by)})` : ""}</small></h3>`;
+  if (!rows.length) { el.innerHTML = `${head}<div class="muted">${esc(res.note || "no off-CPU intervals in this scope")}</div>`; return; }
+  el.innerHTML = `${head}<table class="intervals"><thead><tr><th class="num">at</th><th class="num">blocked</th>` +
+    `<th>reason</th><th>state</th><th>woken by</th><th>blocked in</th></tr></thead><tbody>` +
+    rows.map((r) => {
+      const w = r.wakeup;
+      const woke = w ? `${esc(w.waker)}${w.runnable_ns >= 50000 ? ` <span class="muted">+${ms(w.runnable_ns)} runnable</span>` : ""}` : `<span class="muted">-</span>`;
+      return `<tr><td class="num">${secs(r.start_ns)}</td><td class="num">${ms(r.duration_ns)}</td>` +
+        `<td>${esc(r.reason)}</td><td>${esc(r.state)}</td><td>${woke}</td>` +
+        `<td class="fn" title="${esc(stackTitle(r.stack))}">${esc(stackBrief(r.stack))}</td></tr>`;
+    }).join("") + `</tbody></table>`;
 }
 
 // --- annotate ----------------------------------------------------------------------------------
@@ -459,7 +572,7 @@ async function refreshAnnotate(force) {
   if (!force && key === S.annotateKey && (S.run.state !== "recording" || now - S.annotateAt < 3000)) return;
   S.annotateKey = key; S.annotateAt = now;
   title.textContent = `${S.selFunc.func} (${S.selFunc.binary})`;
-  const p = { ...scopeParams(), target: S.selFunc.func };
+  const p = { ...scopeParams(), target: S.selFunc.func, exact: true };
   let res;
   try {
     res = await rpc.call("annotate", p);
@@ -473,23 +586,62 @@ async function refreshAnnotate(force) {
   el.innerHTML = renderAnnotation(res);
 }
 
+const hex = (n) => (typeof n === "number" || typeof n === "bigint" ? `0x${n.toString(16)}` : esc(n ?? "?"));
+const baseName = (f) => String(f).split("/").pop();
+const UNPLACED = { mid_instruction: "inside an instruction", outside_disassembly: "outside the disassembly",
+  not_disassembled: "not disassembled", no_address: "no address" };
+
+// The annotate result (docs/protocol.md): the matched function, then its instructions in
+// address order under a `file:line` header wherever the source line changes.
 function renderAnnotation(res) {
   if (!res || typeof res !== "object") return `<div class="note">annotate not available for this function</div>`;
-  // find the per-instruction rows, whatever the server calls them
-  const rows = ["instructions", "lines", "rows", "insns"].map((k) => res[k]).find(Array.isArray) ||
-    Object.values(res).find((v) => Array.isArray(v) && v.length && typeof v[0] === "object");
-  const head = ["func", "function", "name", "address", "binary", "samples", "total_samples", "note"]
-    .filter((k) => res[k] !== undefined && typeof res[k] !== "object")
-    .map((k) => `${k}: ${esc(res[k])}`).join("  ·  ");
-  if (!rows || !rows.length) return `<div class="note">no annotated instructions for this function</div><div class="muted">${head}</div>`;
-  const cols = Object.keys(rows[0]).filter((k) => typeof rows[0][k] !== "object");
-  const maxS = Math.max(1, ...rows.map((r) => Number(r.samples) || 0));
-  const body = rows.map((r) => {
-    const hot = (Number(r.samples) || 0) > 0;
-    const style = hot ? ` style="background:rgba(230,80,40,${(0.12 + 0.5 * (Number(r.samples) / maxS)).toFixed(2)})"` : "";
-    return `<tr class="${hot ? "hot" : ""}"${style}>${cols.map((c) => `<td>${esc(typeof r[c] === "number" && c.includes("addr") ? `0x${r[c].toString(16)}` : r[c])}</td>`).join("")}</tr>`;
-  }).join("");
-  return `<div class="muted">${head}</div><table><thead><tr>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody>${body}</tbody></table>`;
+  const fn = res.function;
+  if (!fn) {
+    const hot = (res.hottest || []).map((h) => `<tr><td class="fn">${esc(h.func)}</td><td>${esc(h.binary)}</td>` +
+      `<td class="num">${h.self_samples}</td><td class="num">${h.total_samples}</td></tr>`).join("");
+    return `<div class="note">no sampled function matches “${esc(res.target)}” in this scope</div>` +
+      (hot ? `<h3>Hottest functions</h3><table><thead><tr><th>function</th><th>binary</th><th class="num">self</th>` +
+        `<th class="num">total</th></tr></thead><tbody>${hot}</tbody></table>` : "");
+  }
+  const where = [`${hex(fn.addr)}`, fn.size ? `${fn.size} bytes` : null, res.arch].filter(Boolean).join(", ");
+  const func = `<div class="ann-func" id="annotate-func"><b>${esc(fn.func)}</b> in ${esc(fn.binary)} ` +
+    `<span class="muted">(${esc(where)}; matched by ${esc(res.matched_by)})</span>` +
+    ` · self ${res.self_samples ?? 0} samples, ${ms(res.self_ns)}, ${pct(res.self_pct)} of ${res.total_samples} in scope` +
+    ` · on the stack in ${res.total_samples_in_function ?? 0}</div>`;
+  const un = res.unplaced || {};
+  const unParts = Object.entries(un).filter(([, v]) => v > 0).map(([k, v]) => `${v} ${UNPLACED[k] || k}`);
+  const unTitle = (res.unplaced_addrs || []).map((u) => `${hex(u.addr)}: ${u.samples} (${u.reason})`).join("\n");
+  const counts = `<div class="ann-counts" id="annotate-counts">${res.placed_samples ?? 0} samples placed on instructions · ` +
+    `<span class="${res.unplaced_samples ? "warn" : ""}" title="${esc(unTitle)}">${res.unplaced_samples ?? 0} unplaced` +
+    `${unParts.length ? ` (${esc(unParts.join(", "))})` : ""}</span>` +
+    (res.has_line_info === false ? ` · <span class="muted">no line table${res.debug_file ? "" : " (no debug file)"}</span>` : "") +
+    `</div>`;
+  const note = res.note ? `<div class="note">${esc(res.note)}</div>` : "";
+  const ins = res.instructions || [];
+  if (!ins.length) return func + counts + (note || `<div class="note">no instructions to show for this function</div>`);
+  const src = new Map((res.sources || []).map((x) => [`${x.file}:${x.line}`, x]));
+  const maxS = Math.max(1, ...ins.map((r) => r.samples || 0));
+  const rows = [];
+  let prev = null;
+  for (const r of ins) {
+    const key = r.file ? `${r.file}:${r.line}` : null;
+    if (key && key !== prev) {
+      const x = src.get(key);
+      const text = x && x.text != null ? esc(x.text) : `<span class="muted">(source not readable)</span>`;
+      rows.push(`<tr class="src${x && x.samples ? " hot-src" : ""}"><td class="loc" colspan="3" title="${esc(r.file)}:${r.line}">${esc(baseName(r.file))}:${r.line}</td>` +
+        `<td class="code">${text}</td><td class="num muted">${x && x.samples ? `${x.samples} samples` : ""}</td></tr>`);
+    }
+    prev = key;
+    const heat = (r.samples || 0) / maxS;
+    const style = r.samples ? ` style="--heat:${Math.round(15 + 55 * heat)}%"` : "";
+    rows.push(`<tr class="ins${r.samples ? " hot" : ""}"${style} data-samples="${r.samples || 0}">` +
+      `<td class="addr">${hex(r.addr)}</td><td class="num">${r.samples || ""}</td>` +
+      `<td class="num">${r.samples ? pct(r.pct) : ""}</td><td class="text">${esc(r.text)}</td>` +
+      `<td class="barcell">${r.samples ? `<span class="hbar" style="width:${(100 * heat).toFixed(1)}%"></span>` : ""}</td></tr>`);
+  }
+  return func + counts + note +
+    `<table class="ann"><thead><tr><th>address</th><th class="num">samples</th><th class="num">%</th>` +
+    `<th>instruction</th><th></th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 
 // --- keyboard, scope chips, picker -------------------------------------------------------------
