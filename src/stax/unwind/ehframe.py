@@ -14,6 +14,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from stax.leb128 import read_sleb as sleb
+from stax.leb128 import read_uleb as uleb
+
 MASK64 = (1 << 64) - 1
 
 # rule kinds for a register (and for the return-address column)
@@ -40,32 +43,6 @@ PT_GNU_EH_FRAME = 0x6474E550
 
 class CFIError(Exception):
     """Malformed or unsupported call-frame information."""
-
-
-def uleb(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-
-
-def sleb(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            if b & 0x40:
-                result -= 1 << shift
-            return result, pos
 
 
 def read_encoded(buf: bytes, pos: int, enc: int, buf_vaddr: int, datarel: int = 0
