@@ -179,6 +179,14 @@ class Recorder:
 
     # --- opening ------------------------------------------------------------------------------
 
+    def _spec(self, kind: str, **extra: int) -> EventSpec:
+        """An event of this recording's sample layout, ring-buffer size and privileges."""
+        return EventSpec(kind, launch=self._launch, kernel=self._kernel,
+                         buffer_bytes=self.buffer_pages * 4096,
+                         sample_type=self.layout.sample_type,
+                         regs_user_mask=self.layout.regs_user_mask,
+                         stack_user_bytes=self.stack_size if self.layout.stack else 0, **extra)
+
     def _open_tracepoints(self, tid: int, cpu: int, out_fd: int) -> None:
         """The sched_switch and sched_waking events of one thread on one CPU, redirected into
         that CPU's buffer. A failure turns the feature off with a note, never the run."""
@@ -188,11 +196,7 @@ class Recorder:
         if self.info.wakeups:
             wanted.append(("sched_waking", self.sched.waking_id, False))
         for kind, _config, _switches in wanted:
-            spec = EventSpec(kind, launch=self._launch, kernel=self._kernel,
-                             buffer_bytes=self.buffer_pages * 4096,
-                             sample_type=self.layout.sample_type,
-                             regs_user_mask=self.layout.regs_user_mask,
-                             stack_user_bytes=self.stack_size if self.layout.stack else 0)
+            spec = self._spec(kind)
             try:
                 fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
             except perf.PerfError as e:
@@ -217,12 +221,7 @@ class Recorder:
 
     def _open_one(self, tid: int, cpu: int) -> int:
         while True:
-            spec = EventSpec("sample", frequency=self.frequency, launch=self._launch,
-                             kernel=self._kernel, build_id=self._build_id,
-                             buffer_bytes=self.buffer_pages * 4096,
-                             sample_type=self.layout.sample_type,
-                             regs_user_mask=self.layout.regs_user_mask,
-                             stack_user_bytes=self.stack_size if self.layout.stack else 0)
+            spec = self._spec("sample", frequency=self.frequency, build_id=self._build_id)
             try:
                 fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
                 self.layout.kinds[perf.event_id(fd)] = "cpu-clock"
