@@ -36,28 +36,34 @@ def _columns(p: Profile) -> tuple[int, int, Any, Any, Any, Any]:
     return n, base, stacks, weights, tids, times
 
 
-def _selected(p: Profile, flt: Filter) -> tuple[Any, Any]:
-    """Stack ids and weights of the samples the filter keeps."""
-    n, base, stacks, weights, tids, times = _columns(p)
-    if flt.tid is None and flt.start_ns is None and flt.end_ns is None:
-        return stacks, weights
+def keep_mask(flt: Filter, base: int, tids: Any, times: Any) -> Any:
+    """Mask of the rows (samples, off-CPU intervals) the filter keeps: by thread, and by time
+    (relative to the run's first sample ``base``) in the range."""
     import numpy as np
 
-    keep = np.ones(n, dtype=bool)
+    keep = np.ones(len(tids), dtype=bool)
     if flt.tid is not None:
         keep &= tids == flt.tid
     if flt.start_ns is not None:
         keep &= times >= base + flt.start_ns
     if flt.end_ns is not None:
         keep &= times < base + flt.end_ns
-    return stacks[keep], weights[keep]
+    return keep
 
 
-def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, int]:
-    """Samples grouped by stack id: {stack: [samples, weight_ns]}, plus totals."""
+def selected_samples(p: Profile, flt: Filter) -> tuple[Any, Any, Any, Any]:
+    """Sample columns (stack, weight_ns, tid, time_ns) of the samples the filter keeps."""
+    _n, base, stacks, weights, tids, times = _columns(p)
+    if flt.tid is None and flt.start_ns is None and flt.end_ns is None:
+        return stacks, weights, tids, times
+    keep = keep_mask(flt, base, tids, times)
+    return stacks[keep], weights[keep], tids[keep], times[keep]
+
+
+def group_by_stack(stacks: Any, weights: Any) -> tuple[dict[int, list[int]], int, int]:
+    """Rows grouped by stack id: {stack: [rows, weight]}, plus the row count and total weight."""
     import numpy as np
 
-    stacks, weights = _selected(p, flt)
     if not len(stacks):
         return {}, 0, 0
     # stack id -1 (an empty call chain) is shifted to bin 0
@@ -66,6 +72,12 @@ def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, 
     ids = np.nonzero(counts)[0]
     out = {int(i) - 1: [int(counts[i]), int(round(sums[i]))] for i in ids}
     return out, int(len(stacks)), int(weights.sum())
+
+
+def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, int]:
+    """Samples grouped by stack id: {stack: [samples, weight_ns]}, plus totals."""
+    stacks, weights, _tids, _times = selected_samples(p, flt)
+    return group_by_stack(stacks, weights)
 
 
 class _Paths:

@@ -34,10 +34,7 @@ def samples(p: Profile, tid: int | None) -> tuple[Any, Any, Any, Any]:
     """Sample columns (time_ns, tid, stack, weight_ns) in time order, of one thread or all."""
     import numpy as np
 
-    n, _base, stacks, weights, tids, times = views._columns(p)
-    if tid is not None:
-        keep = tids == tid
-        times, tids, stacks, weights = times[keep], tids[keep], stacks[keep], weights[keep]
+    stacks, weights, tids, times = views.selected_samples(p, views.Filter(tid=tid))
     order = np.argsort(times, kind="stable")
     return times[order], tids[order], stacks[order], weights[order]
 
