@@ -7,6 +7,7 @@ JSON-ready dicts so the server can send them as they are.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,28 @@ def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, 
     return group_by_stack(stacks, weights)
 
 
+def memo_path(memo: dict[int, tuple[int, ...]], parent: Any, sid: int,
+              item: Callable[[int], int | None]) -> tuple[int, ...]:
+    """The path (root first) of stack ``sid``: ``item`` of each stack node, None dropping the
+    node; memoised in ``memo`` (which holds -1: the empty path) for every node on the way."""
+    path = memo.get(sid)
+    if path is not None:
+        return path
+    # walk up to the nearest memoised ancestor, then build down
+    chain = []
+    s = sid
+    while s not in memo:
+        chain.append(s)
+        s = parent[s]
+    path = memo[s]
+    for s in reversed(chain):
+        x = item(s)
+        if x is not None:
+            path = path + (x,)
+        memo[s] = path
+    return path
+
+
 class _Paths:
     """Function paths (root first) of stack ids, memoised per query."""
 
@@ -98,25 +121,12 @@ class _Paths:
         name = self.p.funcs[func].name
         return any(x in name for x in self.exclude)
 
+    def _func(self, sid: int) -> int | None:
+        func = self.p.func_of_frame(self.p.stack_frame[sid])
+        return None if self._skip(func) else func
+
     def get(self, sid: int) -> tuple[int, ...]:
-        memo = self.memo
-        path = memo.get(sid)
-        if path is not None:
-            return path
-        # walk up to the nearest memoised ancestor, then build down
-        chain = []
-        s = sid
-        while s not in memo:
-            chain.append(s)
-            s = self.p.stack_parent[s]
-        path = memo[s]
-        p = self.p
-        for s in reversed(chain):
-            func = p.func_of_frame(p.stack_frame[s])
-            if not self._skip(func):
-                path = path + (func,)
-            memo[s] = path
-        return path
+        return memo_path(self.memo, self.p.stack_parent, sid, self._func)
 
 
 def func_row(p: Profile, func: int) -> dict:

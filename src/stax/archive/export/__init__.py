@@ -86,17 +86,8 @@ class Paths:
         return self.funcs.get(sid)
 
     def frame_path(self, sid: int) -> tuple[int, ...]:
-        memo = self._frames
-        chain = []
-        s = sid
-        while s not in memo:
-            chain.append(s)
-            s = self.p.stack_parent[s]
-        path = memo[s]
-        for s in reversed(chain):
-            path = path + (self.p.stack_frame[s],)
-            memo[s] = path
-        return path
+        return views.memo_path(self._frames, self.p.stack_parent, sid,
+                               self.p.stack_frame.__getitem__)
 
 
 def thread_name(p: Profile, tid: int) -> str:
