@@ -93,17 +93,27 @@ def elapsed_from(stderr: str) -> float:
     return float(found[-1])
 
 
-def compile_workloads(dest: Path) -> dict[str, Path]:
+def compile_workloads(dest: Path, sources: dict[str, Path] | None = None) -> dict[str, Path]:
+    """Compile ``sources`` (name: C file; the common WORKLOADS by default) into ``dest``."""
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         raise SystemExit("error: no C compiler (gcc) found")
     out: dict[str, Path] = {}
-    for name, src in WORKLOADS.items():
+    for name, src in (WORKLOADS if sources is None else sources).items():
         exe = dest / name
         subprocess.run([cc, "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", str(exe),
                         str(src)], check=True)
         out[name] = exe
     return out
+
+
+def calibrate_split(env: Env, target_s: float) -> int:
+    """Rounds of the split workload for a bare run of about ``target_s`` seconds."""
+    split = str(env.bin["split"])
+    env.run([split, "50"])  # page in
+    probe = 400
+    t = min(elapsed_from(env.run([split, str(probe)]).err) for _ in range(3))
+    return max(100, round(probe * target_s / t))
 
 
 @dataclass

@@ -20,7 +20,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, Env, elapsed_from, emit, log, median, parse_args, ratio
+from _common import (
+    ROOT,
+    Env,
+    compile_workloads,
+    elapsed_from,
+    emit,
+    log,
+    median,
+    parse_args,
+    ratio,
+)
 
 ROUNDS = 100_000
 SOURCES = {
@@ -28,19 +38,6 @@ SOURCES = {
     "condvar": ROOT / "tests" / "workloads" / "condvar.c",
     "threads": ROOT / "workloads" / "threads.c",
 }
-
-
-def _compile(dest: Path) -> dict[str, Path]:
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        raise SystemExit("error: no C compiler (gcc) found")
-    out = {}
-    for name, src in SOURCES.items():
-        exe = dest / name
-        subprocess.run([cc, "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", str(exe),
-                        str(src)], check=True)
-        out[name] = exe
-    return out
 
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -64,7 +61,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="stax-bench-offcpu-") as d:
         tmp = Path(d)
         env = Env(tmp)
-        exe = _compile(tmp)
+        exe = compile_workloads(tmp, SOURCES)
         env.start_server()
         try:
             bare: list[float] = []

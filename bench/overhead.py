@@ -12,21 +12,22 @@ import os
 import sys
 from typing import Any
 
-from _common import Env, bench_env, elapsed_from, emit, log, median, parse_args, ratio
+from _common import (
+    Env,
+    bench_env,
+    calibrate_split,
+    elapsed_from,
+    emit,
+    log,
+    median,
+    parse_args,
+    ratio,
+)
 
 TARGET_BARE_S = 1.5
 TARGET_GAP_PP = 2.0  # stax's slowdown within this many percentage points of perf's
 PERF_FREQ = 900
 MODES = ("bare", "stax", "perf")
-
-
-def calibrate(env: Env) -> int:
-    """Rounds of split for a ~1.5 s bare run."""
-    split = str(env.bin["split"])
-    env.run([split, "50"])  # page in
-    probe = 400
-    t = min(elapsed_from(env.run([split, str(probe)]).err) for _ in range(3))
-    return max(100, round(probe * TARGET_BARE_S / t))
 
 
 def one_run(env: Env, mode: str, rounds: int, i: int) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def main() -> int:
     reps = 2 if args.quick else 5
     with bench_env("overhead") as env:
         env.start_server()
-        rounds = calibrate(env)
+        rounds = calibrate_split(env, TARGET_BARE_S)
         log(f"overhead: split {rounds} rounds, {reps} runs per mode, interleaved")
         for mode in MODES:  # warm-up: page cache, server's first run, perf's first start
             one_run(env, mode, max(100, rounds // 10), -1)

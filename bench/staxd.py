@@ -15,19 +15,22 @@ import sys
 import time
 from typing import Any
 
-from _common import Env, bench_env, elapsed_from, emit, log, median, parse_args, ratio, tool
+from _common import (
+    Env,
+    bench_env,
+    calibrate_split,
+    elapsed_from,
+    emit,
+    log,
+    median,
+    parse_args,
+    ratio,
+    tool,
+)
 
 TARGET_BARE_S = 1.5
 TARGET_GAP_PP = 2.0  # brokered slowdown within this many points of in-process
 MODES = ("bare", "in-process", "staxd")
-
-
-def calibrate(env: Env) -> int:
-    split = str(env.bin["split"])
-    env.run([split, "50"])
-    probe = 400
-    t = min(elapsed_from(env.run([split, str(probe)]).err) for _ in range(3))
-    return max(100, round(probe * TARGET_BARE_S / t))
 
 
 def one_run(env: Env, mode: str, rounds: int, sock: str) -> dict[str, Any]:
@@ -64,7 +67,7 @@ def main() -> int:
         env.start_server()
         staxd, sock = start_staxd(env)
         try:
-            rounds = calibrate(env)
+            rounds = calibrate_split(env, TARGET_BARE_S)
             log(f"staxd: split {rounds} rounds, {reps} runs per mode, interleaved")
             for mode in MODES:
                 one_run(env, mode, max(100, rounds // 10), sock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
+from stax.leb128 import read_uleb
 from stax.profile.tables import Func, Profile, Thread
 
 
@@ -56,25 +57,14 @@ def pb_decode(data: bytes) -> dict[int, list[Any]]:
     """Decode one protobuf message: {field: [int for varints | bytes for length-delimited]}."""
     out: dict[int, list[Any]] = {}
     i = 0
-
-    def varint() -> int:
-        nonlocal i
-        shift = v = 0
-        while True:
-            b = data[i]
-            i += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return v
-
     while i < len(data):
-        key = varint()
+        key, i = read_uleb(data, i)
         field, wire = key >> 3, key & 7
         if wire == 0:
-            val: Any = varint()
+            val: Any
+            val, i = read_uleb(data, i)
         elif wire == 2:
-            n = varint()
+            n, i = read_uleb(data, i)
             val = data[i:i + n]
             i += n
         else:
@@ -87,14 +77,7 @@ def pb_packed(data: bytes) -> list[int]:
     vals = []
     i = 0
     while i < len(data):
-        shift = v = 0
-        while True:
-            b = data[i]
-            i += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        v, i = read_uleb(data, i)
         vals.append(v)
     return vals
 

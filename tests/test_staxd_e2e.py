@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -161,12 +162,7 @@ def staxd(user: User) -> Iterator[Staxd]:
     try:
         yield Staxd(proc, str(sock), log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -186,12 +182,7 @@ def user_server(user: User) -> Iterator[User]:
     try:
         yield user
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def _user_copy(user: User, exe: Path) -> str:

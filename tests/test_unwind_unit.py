@@ -12,22 +12,14 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from stax.leb128 import encode_uleb
 from stax.unwind import ehframe as eh
 from stax.unwind import walker as wk
 
 # --- building CFI by hand -------------------------------------------------------------------
 
 
-def uleb(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+uleb = encode_uleb
 
 
 def sleb(v: int) -> bytes:

@@ -124,19 +124,12 @@ class BrokerOpener:
         sw, wk = formats.get("sched_switch"), formats.get("sched_waking")
         if not isinstance(sw, str):
             return local
-        pr.switch_id, fields = sched.parse_format(sw)
-        if not {"prev_pid", "prev_state"} <= fields.keys():
+        if not sched.use_switch_format(pr, sw):
             return local
-        pr.formats.switch = fields
         if not isinstance(wk, str):
             pr.waking_problem = "staxd's host has no sched:sched_waking tracepoint"
             return pr
-        pr.waking_id, wfields = sched.parse_format(wk)
-        if not {"pid", "common_flags"} <= wfields.keys():
-            pr.waking_id = -1
-            pr.waking_problem = "sched:sched_waking has an unexpected format"
-            return pr
-        pr.formats.waking = wfields
+        sched.use_waking_format(pr, wk)
         return pr
 
     def open(self, spec: EventSpec, pid: int, tid: int, cpu: int) -> int:

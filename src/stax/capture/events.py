@@ -12,14 +12,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
-from stax.capture import perf
+from stax.capture import perf, sched
 from stax.capture import records as rec
 
 MAX_FREQUENCY = 100_000
 MAX_BUFFER_BYTES = 1 << 30
 MAX_REGS_MASK = (1 << 64) - 1
 MAX_STACK_USER = 65528  # the kernel's limit: below 64 KiB, a multiple of 8
-TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 
 
@@ -121,9 +120,8 @@ def tracepoint_id(group: str, name: str) -> int:
     key = (group, name)
     if key in _TRACEPOINT_IDS:
         return _TRACEPOINT_IDS[key]
-    override = os.environ.get("STAX_TRACEFS")
     last: OSError | None = None
-    for root in ((override,) if override else TRACEFS_ROOTS):
+    for root in sched.tracefs_dirs():
         try:
             with open(os.path.join(root, "events", group, name, "id")) as f:
                 _TRACEPOINT_IDS[key] = int(f.read().strip())
@@ -134,15 +132,14 @@ def tracepoint_id(group: str, name: str) -> int:
             break
     err = last.errno if last is not None and last.errno else errno.ENOENT
     raise perf.PerfError(err, f"tracepoint {group}:{name} unavailable (is tracefs mounted at "
-                              f"{TRACEFS_ROOTS[0]}, and readable?)")
+                              f"{sched.TRACEFS_DIRS[0]}, and readable?)")
 
 
 def tracepoint_format(name: str) -> str | None:
     """The format file of a scheduler tracepoint stax knows (never a caller-given path)."""
     if name not in ("sched_switch", "sched_waking"):
         return None
-    override = os.environ.get("STAX_TRACEFS")
-    for root in ((override,) if override else TRACEFS_ROOTS):
+    for root in sched.tracefs_dirs():
         try:
             with open(os.path.join(root, "events", "sched", name, "format")) as f:
                 return f.read(65536)

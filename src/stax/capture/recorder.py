@@ -189,6 +189,15 @@ class Recorder:
 
     # --- opening ------------------------------------------------------------------------------
 
+    def _spec(self, kind: str, **extra: int) -> EventSpec:
+        """An event of this recording's sample layout, ring-buffer size and privileges."""
+        fields: dict[str, int] = {
+            "stack_user_bytes": self.stack_size if self.layout.stack else 0, **extra}
+        return EventSpec(kind, launch=self._launch, kernel=self._kernel,
+                         buffer_bytes=self.buffer_pages * 4096,
+                         sample_type=self.layout.sample_type,
+                         regs_user_mask=self.layout.regs_user_mask, **fields)
+
     def _open_tracepoints(self, tid: int, cpu: int, out_fd: int) -> None:
         """The sched_switch and sched_waking events of one thread on one CPU, redirected into
         that CPU's buffer. A failure turns the feature off with a note, never the run."""
@@ -198,14 +207,10 @@ class Recorder:
         if self.info.wakeups:
             wanted.append(("sched_waking", self.sched.waking_id, False))
         for kind, _config, _switches in wanted:
-            spec = EventSpec(kind, launch=self._launch, kernel=self._kernel,
-                             buffer_bytes=self.buffer_pages * 4096,
-                             sample_type=self.layout.sample_type,
-                             regs_user_mask=self.layout.regs_user_mask,
-                             # a small copy for blocking stacks only: see _tracepoint_attr
-                             stack_user_bytes=(min(SWITCH_STACK_SIZE, self.stack_size)
-                                               if kind == "sched_switch" and self.layout.stack
-                                               else 0))
+            # a small stack copy for blocking stacks, none for wakers: see _tracepoint_attr
+            spec = self._spec(kind, stack_user_bytes=(
+                min(SWITCH_STACK_SIZE, self.stack_size)
+                if kind == "sched_switch" and self.layout.stack else 0))
             try:
                 fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
             except perf.PerfError as e:
@@ -230,12 +235,7 @@ class Recorder:
 
     def _open_one(self, tid: int, cpu: int) -> int:
         while True:
-            spec = EventSpec("sample", frequency=self.frequency, launch=self._launch,
-                             kernel=self._kernel, build_id=self._build_id,
-                             buffer_bytes=self.buffer_pages * 4096,
-                             sample_type=self.layout.sample_type,
-                             regs_user_mask=self.layout.regs_user_mask,
-                             stack_user_bytes=self.stack_size if self.layout.stack else 0)
+            spec = self._spec("sample", frequency=self.frequency, build_id=self._build_id)
             try:
                 fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
                 self.layout.kinds[perf.event_id(fd)] = "cpu-clock"

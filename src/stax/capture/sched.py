@@ -130,6 +130,34 @@ def _read(path: str) -> str | None:
         return None
 
 
+def tracefs_dirs() -> tuple[str, ...]:
+    """Where tracefs is looked for: ``$STAX_TRACEFS`` alone when it is set, else the usual
+    places."""
+    override = os.environ.get("STAX_TRACEFS")
+    return (override,) if override else TRACEFS_DIRS
+
+
+def use_switch_format(pr: Probe, text: str) -> bool:
+    """Take sched_switch's format file into ``pr``; False (and switch_id -1) when it lacks the
+    fields off-CPU capture reads."""
+    pr.switch_id, fields = parse_format(text)
+    if not {"prev_pid", "prev_state"} <= fields.keys():
+        pr.switch_id = -1
+        return False
+    pr.formats.switch = fields
+    return True
+
+
+def use_waking_format(pr: Probe, text: str) -> None:
+    """Take sched_waking's format file into ``pr``, or say why wakeups cannot use it."""
+    pr.waking_id, fields = parse_format(text)
+    if not {"pid", "common_flags"} <= fields.keys():
+        pr.waking_id = -1
+        pr.waking_problem = "sched:sched_waking has an unexpected format"
+        return
+    pr.formats.waking = fields
+
+
 def probe(allow_mount: bool = True) -> Probe:
     """Find tracefs and the sched_switch / sched_waking tracepoints.
 
@@ -137,10 +165,9 @@ def probe(allow_mount: bool = True) -> Probe:
     tracefs is mounted, stax mounts it at /sys/kernel/tracing if it runs as root.
     """
     override = os.environ.get("STAX_TRACEFS")
-    dirs = (override,) if override else TRACEFS_DIRS
     pr = Probe()
     base = None
-    for d in dirs:
+    for d in tracefs_dirs():
         if os.path.exists(os.path.join(d, "events")):
             base = d
             break
@@ -171,22 +198,14 @@ def probe(allow_mount: bool = True) -> Probe:
         else:
             pr.problem = f"this kernel has no sched:sched_switch tracepoint under {base}"
         return pr
-    pr.switch_id, fields = parse_format(sw)
-    if not {"prev_pid", "prev_state"} <= fields.keys():
-        pr.switch_id = -1
+    if not use_switch_format(pr, sw):
         pr.problem = "sched:sched_switch has an unexpected format (no prev_pid/prev_state)"
         return pr
-    pr.formats.switch = fields
     wk = _read(os.path.join(base, "events", "sched", "sched_waking", "format"))
     if wk is None:
         pr.waking_problem = f"this kernel has no sched:sched_waking tracepoint under {base}"
         return pr
-    pr.waking_id, wfields = parse_format(wk)
-    if not {"pid", "common_flags"} <= wfields.keys():
-        pr.waking_id = -1
-        pr.waking_problem = "sched:sched_waking has an unexpected format"
-        return pr
-    pr.formats.waking = wfields
+    use_waking_format(pr, wk)
     return pr
 
 

@@ -107,8 +107,7 @@ def _no_match(res: dict[str, Any], args: argparse.Namespace) -> int:
         if args.json:
             print_json(res)
         else:
-            print(no_samples_hint(res["run"]) if args.tid is None
-                  else f"(no samples for tid {args.tid})")
+            print(no_samples_hint(res["run"], args.tid))
         return 0
     if args.json:
         print_json(res)

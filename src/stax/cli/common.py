@@ -84,11 +84,19 @@ def fmt_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def no_samples_hint(run: dict[str, Any]) -> str:
+def no_samples_hint(run: dict[str, Any], tid: int | None = None) -> str:
+    """Why a view of ``run`` (of thread ``tid`` when given) has no samples, in one line."""
+    if tid is not None:
+        return none_line("samples", tid)
     if run.get("state") == "recording":
         return ("(no samples yet — is a recording in progress? try: "
                 "stax wait --for-samples 100)")
     return f"(run {run['id']} has no samples{_why_empty(run)})"
+
+
+def none_line(what: str, tid: int | None) -> str:
+    """``(no WHAT)``, or ``(no WHAT for tid N)`` when the query named a thread."""
+    return f"(no {what}" + (f" for tid {tid})" if tid is not None else ")")
 
 
 def _why_empty(run: dict[str, Any]) -> str:

@@ -56,7 +56,7 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     from stax.archive.diag import run_diagnostics
     from stax.archive.format import ArchiveError, save
     from stax.capture.recorder import CaptureError, Recorder
-    from stax.cli.record import summary_text
+    from stax.cli.record import exit_status, release, spawn_paused, summary_text
     from stax.profile.tables import Profile
     from stax.symbols import Symbolizer
 
@@ -79,24 +79,7 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     deadline = started + args.time_limit if args.time_limit else None
     child = None
     if exe is not None:
-        go_r, go_w = os.pipe()
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        child = os.fork()
-        if child == 0:
-            try:
-                os.close(go_w)
-                os.close(err_r)
-                if os.read(go_r, 1) != b"g":
-                    os._exit(127)
-                for sig in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
-                    signal.signal(sig, signal.SIG_DFL)
-                os.execv(exe, command)
-            except OSError as e:
-                os.write(err_w, f"{e.errno}:{e.strerror}".encode())
-            finally:
-                os._exit(127)
-        os.close(go_r)
-        os.close(err_w)
+        child, go_w, err_r = spawn_paused(exe, command)
         pid = child
         try:
             recorder.open_launch(pid)
@@ -130,21 +113,14 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     worker.start()
     status: int | None = None
     if child is not None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the target
-        os.write(go_w, b"g")
-        os.close(go_w)
-        failure = os.read(err_r, 4096)
-        os.close(err_r)
+        failure = release(go_w, err_r)
         _, wstatus = os.waitpid(child, 0)
-        status = os.waitstatus_to_exitcode(wstatus)
-        if status < 0:
-            status = 128 - status
-        if failure:
+        status = exit_status(wstatus)
+        if failure is not None:
             stop.set()
             worker.join()
             recorder.close()
-            msg = failure.decode(errors="replace").split(":", 1)[-1]
-            die(f"cannot execute {command[0]}: {msg}")
+            die(f"cannot execute {command[0]}: {failure}")
     else:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     while worker.is_alive():

@@ -11,11 +11,13 @@ import sys
 from typing import Any
 
 from stax.cli.common import (
+    NO_RUNS,
     call,
     die,
     fmt_ms,
     fmt_time,
     no_samples_hint,
+    none_line,
     print_json,
     query,
     run_line,
@@ -61,7 +63,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if not res["runs"]:
-        print("(no runs yet — start one with: stax record -- COMMAND)")
+        print(NO_RUNS)
     for r in res["runs"]:
         mark = "*" if r["id"] == res["current"] else " "
         print(f"{mark} {run_line(r)}")
@@ -123,8 +125,7 @@ def cmd_top(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if not res["total_samples"]:
-        print(no_samples_hint(res["run"]) if args.tid is None
-              else f"(no samples for tid {args.tid})")
+        print(no_samples_hint(res["run"], args.tid))
         return 0
     key = args.sort
     print(_header(res, f"{res['total_samples']} samples, {res['total_ns'] / 1e6:.1f} ms "
@@ -170,11 +171,9 @@ def cmd_flame(args: argparse.Namespace) -> int:
     if not res["total_samples"]:
         if args.mode == "offcpu":
             if not res.get("note"):
-                print("(no off-CPU intervals" + (f" for tid {args.tid})" if args.tid is not None
-                                                 else ")"))
+                print(none_line("off-CPU intervals", args.tid))
         else:
-            print(no_samples_hint(res["run"]) if args.tid is None
-                  else f"(no samples for tid {args.tid})")
+            print(no_samples_hint(res["run"], args.tid))
         return 0
     print(_header(res, f"{args.mode}: on-CPU {res['oncpu_ns'] / 1e6:.1f} ms "
                        f"({res.get('samples', res['total_samples'])} samples), off-CPU "
@@ -226,8 +225,7 @@ def cmd_wakers(args: argparse.Namespace) -> int:
         print(f"({res['note']})")
     if not res["rows"]:
         if not res.get("note"):
-            print("(no wakeups recorded" + (f" for tid {args.tid})" if args.tid is not None
-                                            else ")"))
+            print(none_line("wakeups recorded", args.tid))
         return 0
     print(_header(res, f"{res['wakeups']} wakeups, {res['edges']} waker → wakee edges, by "
                        "blocked time ended"))

@@ -168,14 +168,9 @@ def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Pr
     return status
 
 
-def launch(args: argparse.Namespace, command: list[str]) -> int:
-    exe = resolve_command(command[0])
-    try:
-        client = ensure_server()
-    except Unreachable as e:
-        from stax.cli import offline
-
-        return offline.record(args, command, exe, str(e))
+def spawn_paused(exe: str, command: list[str]) -> tuple[int, int, int]:
+    """Fork the target, which waits for the go-ahead (``release``) before it execs ``exe``.
+    Returns (pid, go-ahead pipe, exec-failure pipe)."""
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -197,6 +192,35 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
             os._exit(127)
     os.close(go_r)
     os.close(err_w)
+    return pid, go_w, err_r
+
+
+def release(go_w: int, err_r: int) -> str | None:
+    """Let a ``spawn_paused`` target exec; the reason its exec failed, or None."""
+    # Ctrl-C belongs to the target (it is in our process group); we outlive it to report.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.write(go_w, b"g")
+    os.close(go_w)
+    failure = os.read(err_r, 4096)
+    os.close(err_r)
+    return failure.decode(errors="replace").split(":", 1)[-1] if failure else None
+
+
+def exit_status(wstatus: int) -> int:
+    """A target's exit status as a shell reports it (128 + N when killed by signal N)."""
+    status = os.waitstatus_to_exitcode(wstatus)
+    return 128 - status if status < 0 else status
+
+
+def launch(args: argparse.Namespace, command: list[str]) -> int:
+    exe = resolve_command(command[0])
+    try:
+        client = ensure_server()
+    except Unreachable as e:
+        from stax.cli import offline
+
+        return offline.record(args, command, exe, str(e))
+    pid, go_w, err_r = spawn_paused(exe, command)
     try:
         run = client.call("start_launch", pid=pid, argv=command, frequency=args.frequency,
                           daemon_socket=args.daemon_socket,
@@ -206,17 +230,11 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
         os.close(go_w)
         os.waitpid(pid, 0)
         die(e.message if isinstance(e, RemoteError) else f"stax-server failed: {e}")
-    # Ctrl-C belongs to the target (it is in our process group); we outlive it to report.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.write(go_w, b"g")
-    os.close(go_w)
-    failure = os.read(err_r, 4096)
-    os.close(err_r)
-    if failure:
+    failure = release(go_w, err_r)
+    if failure is not None:
         os.waitpid(pid, 0)
         client.call("wait", timeout=10, run=run["id"])
-        msg = failure.decode(errors="replace").split(":", 1)[-1]
-        die(f"cannot execute {command[0]}: {msg}")
+        die(f"cannot execute {command[0]}: {failure}")
     progress = _Progress(isatty(sys.stderr) and not args.json)
     poll_status = progress.enabled or args.time_limit is not None
     status = None
@@ -225,9 +243,7 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
     while status is None:
         wpid, wstatus = os.waitpid(pid, 0 if summarised else os.WNOHANG)
         if wpid:
-            status = os.waitstatus_to_exitcode(wstatus)
-            if status < 0:
-                status = 128 - status  # killed by a signal, as a shell reports it
+            status = exit_status(wstatus)
             break
         now = time.monotonic()
         if poll_status and now - last >= 0.25:

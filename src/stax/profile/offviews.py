@@ -10,6 +10,7 @@ from typing import Any
 
 from stax.profile.offcpu import REASONS, state_letter
 from stax.profile.tables import Profile
+from stax.profile.views import group_by_stack, keep_mask
 
 
 def columns(p: Profile) -> dict[str, Any]:
@@ -38,32 +39,14 @@ def columns(p: Profile) -> dict[str, Any]:
 
 def _keep(c: dict[str, Any], flt: Any) -> Any:
     """Mask of the intervals the filter keeps (by thread, and by start time in the range)."""
-    import numpy as np
-
-    keep = np.ones(c["n"], dtype=bool)
-    if flt.tid is not None:
-        keep &= c["tid"] == flt.tid
-    if flt.start_ns is not None:
-        keep &= c["start"] >= c["base"] + flt.start_ns
-    if flt.end_ns is not None:
-        keep &= c["start"] < c["base"] + flt.end_ns
-    return keep
+    return keep_mask(flt, c["base"], c["tid"], c["start"])
 
 
 def stack_weights(p: Profile, flt: Any) -> tuple[dict[int, list[int]], int, int]:
     """Intervals grouped by blocking stack: {stack: [intervals, blocked_ns]}, plus totals."""
-    import numpy as np
-
     c = columns(p)
     keep = _keep(c, flt)
-    stacks, durs = c["stack"][keep], c["dur"][keep]
-    if not len(stacks):
-        return {}, 0, 0
-    counts = np.bincount(stacks + 1)
-    sums = np.bincount(stacks + 1, weights=durs)
-    ids = np.nonzero(counts)[0]
-    out = {int(i) - 1: [int(counts[i]), int(round(sums[i]))] for i in ids}
-    return out, int(len(stacks)), int(durs.sum())
+    return group_by_stack(c["stack"][keep], c["dur"][keep])
 
 
 def per_thread(p: Profile) -> dict[int, tuple[int, int, str | None, dict[str, int]]]:

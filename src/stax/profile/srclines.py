@@ -14,6 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from stax.leb128 import read_sleb, read_uleb
+
 _MAX_FILES = 16  # open DWARF files kept (compressed sections stay decompressed in memory)
 _MAX_TABLES = 256  # decoded compilation-unit line tables kept
 _MAX_SOURCES = 64  # source files kept
@@ -351,28 +353,6 @@ def _run_line_program(prog: Any, little: bool) -> list[tuple[int, int, int]]:
     addr, file, line = 0, 1, 1
     i, n = 0, len(data)
 
-    def uleb(i: int) -> tuple[int, int]:
-        v = shift = 0
-        while True:
-            b = data[i]
-            i += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return v, i
-
-    def sleb(i: int) -> tuple[int, int]:
-        v = shift = 0
-        while True:
-            b = data[i]
-            i += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                if b & 0x40:
-                    v -= 1 << shift
-                return v, i
-
     const_add = ((255 - opcode_base) // line_range) * min_len
     while i < n:
         op = data[i]
@@ -383,7 +363,7 @@ def _run_line_program(prog: Any, little: bool) -> list[tuple[int, int, int]]:
             line += line_base + adj % line_range
             emit((addr, file, line))
         elif op == 0:  # extended
-            length, i = uleb(i)
+            length, i = read_uleb(data, i)
             end = i + length
             if length:
                 sub = data[i]
@@ -397,25 +377,25 @@ def _run_line_program(prog: Any, little: bool) -> list[tuple[int, int, int]]:
         elif op == 1:  # copy
             emit((addr, file, line))
         elif op == 2:  # advance_pc
-            v, i = uleb(i)
+            v, i = read_uleb(data, i)
             addr += v * min_len
         elif op == 3:  # advance_line
-            v, i = sleb(i)
+            v, i = read_sleb(data, i)
             line += v
         elif op == 4:  # set_file
-            file, i = uleb(i)
+            file, i = read_uleb(data, i)
         elif op == 8:  # const_add_pc
             addr += const_add
         elif op == 9:  # fixed_advance_pc
             addr += int.from_bytes(data[i:i + 2], order)
             i += 2
         elif op in (5, 12):  # set_column, set_isa
-            _v, i = uleb(i)
+            _v, i = read_uleb(data, i)
         elif op in (6, 7, 10, 11):  # negate_stmt, basic_block, prologue_end, epilogue_begin
             pass
         elif op - 1 < len(std_lengths):  # an opcode this version does not name: skip args
             for _ in range(std_lengths[op - 1]):
-                _v, i = uleb(i)
+                _v, i = read_uleb(data, i)
         else:
             raise ValueError(f"line program opcode {op}")
     return out

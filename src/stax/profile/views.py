@@ -7,6 +7,7 @@ JSON-ready dicts so the server can send them as they are.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,28 +37,34 @@ def _columns(p: Profile) -> tuple[int, int, Any, Any, Any, Any]:
     return n, base, stacks, weights, tids, times
 
 
-def _selected(p: Profile, flt: Filter) -> tuple[Any, Any]:
-    """Stack ids and weights of the samples the filter keeps."""
-    n, base, stacks, weights, tids, times = _columns(p)
-    if flt.tid is None and flt.start_ns is None and flt.end_ns is None:
-        return stacks, weights
+def keep_mask(flt: Filter, base: int, tids: Any, times: Any) -> Any:
+    """Mask of the rows (samples, off-CPU intervals) the filter keeps: by thread, and by time
+    (relative to the run's first sample ``base``) in the range."""
     import numpy as np
 
-    keep = np.ones(n, dtype=bool)
+    keep = np.ones(len(tids), dtype=bool)
     if flt.tid is not None:
         keep &= tids == flt.tid
     if flt.start_ns is not None:
         keep &= times >= base + flt.start_ns
     if flt.end_ns is not None:
         keep &= times < base + flt.end_ns
-    return stacks[keep], weights[keep]
+    return keep
 
 
-def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, int]:
-    """Samples grouped by stack id: {stack: [samples, weight_ns]}, plus totals."""
+def selected_samples(p: Profile, flt: Filter) -> tuple[Any, Any, Any, Any]:
+    """Sample columns (stack, weight_ns, tid, time_ns) of the samples the filter keeps."""
+    _n, base, stacks, weights, tids, times = _columns(p)
+    if flt.tid is None and flt.start_ns is None and flt.end_ns is None:
+        return stacks, weights, tids, times
+    keep = keep_mask(flt, base, tids, times)
+    return stacks[keep], weights[keep], tids[keep], times[keep]
+
+
+def group_by_stack(stacks: Any, weights: Any) -> tuple[dict[int, list[int]], int, int]:
+    """Rows grouped by stack id: {stack: [rows, weight]}, plus the row count and total weight."""
     import numpy as np
 
-    stacks, weights = _selected(p, flt)
     if not len(stacks):
         return {}, 0, 0
     # stack id -1 (an empty call chain) is shifted to bin 0
@@ -66,6 +73,34 @@ def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, 
     ids = np.nonzero(counts)[0]
     out = {int(i) - 1: [int(counts[i]), int(round(sums[i]))] for i in ids}
     return out, int(len(stacks)), int(weights.sum())
+
+
+def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, int]:
+    """Samples grouped by stack id: {stack: [samples, weight_ns]}, plus totals."""
+    stacks, weights, _tids, _times = selected_samples(p, flt)
+    return group_by_stack(stacks, weights)
+
+
+def memo_path(memo: dict[int, tuple[int, ...]], parent: Any, sid: int,
+              item: Callable[[int], int | None]) -> tuple[int, ...]:
+    """The path (root first) of stack ``sid``: ``item`` of each stack node, None dropping the
+    node; memoised in ``memo`` (which holds -1: the empty path) for every node on the way."""
+    path = memo.get(sid)
+    if path is not None:
+        return path
+    # walk up to the nearest memoised ancestor, then build down
+    chain = []
+    s = sid
+    while s not in memo:
+        chain.append(s)
+        s = parent[s]
+    path = memo[s]
+    for s in reversed(chain):
+        x = item(s)
+        if x is not None:
+            path = path + (x,)
+        memo[s] = path
+    return path
 
 
 class _Paths:
@@ -86,25 +121,12 @@ class _Paths:
         name = self.p.funcs[func].name
         return any(x in name for x in self.exclude)
 
+    def _func(self, sid: int) -> int | None:
+        func = self.p.func_of_frame(self.p.stack_frame[sid])
+        return None if self._skip(func) else func
+
     def get(self, sid: int) -> tuple[int, ...]:
-        memo = self.memo
-        path = memo.get(sid)
-        if path is not None:
-            return path
-        # walk up to the nearest memoised ancestor, then build down
-        chain = []
-        s = sid
-        while s not in memo:
-            chain.append(s)
-            s = self.p.stack_parent[s]
-        path = memo[s]
-        p = self.p
-        for s in reversed(chain):
-            func = p.func_of_frame(p.stack_frame[s])
-            if not self._skip(func):
-                path = path + (func,)
-            memo[s] = path
-        return path
+        return memo_path(self.memo, self.p.stack_parent, sid, self._func)
 
 
 def func_row(p: Profile, func: int) -> dict:

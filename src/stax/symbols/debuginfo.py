@@ -23,7 +23,13 @@ import zlib
 from typing import Literal
 
 from .debuginfod import DebuginfodClient
-from .elf import build_id_from_stream, normalize_build_id, same_build_id
+from .elf import (
+    build_id_from_stream,
+    normalize_build_id,
+    raw_section_headers,
+    read_elf_header,
+    same_build_id,
+)
 
 __all__ = [
     "DebugInfoFinder",
@@ -46,31 +52,14 @@ def _sections(path: str) -> tuple[str, dict[str, tuple[int, int, int]]] | None:
     """(endian, {name: (sh_type, sh_offset, sh_size)}) read with struct; None if not ELF."""
     try:
         with open(path, "rb") as f:
-            hdr = f.read(64)
-            if len(hdr) < 52 or hdr[:4] != b"\x7fELF":
+            h = read_elf_header(f)
+            if h is None:
                 return None
-            endian = {1: "<", 2: ">"}.get(hdr[5])
-            if endian is None:
-                return None
-            if hdr[4] == 2:
-                (shoff,) = struct.unpack_from(endian + "Q", hdr, 40)
-                shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", hdr, 58)
-                fmt = endian + "IIQQQQIIQQ"
-            elif hdr[4] == 1:
-                (shoff,) = struct.unpack_from(endian + "I", hdr, 32)
-                shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", hdr, 46)
-                fmt = endian + "IIIIIIIIII"
-            else:
-                return None
-            if not shoff or not 0 < shnum < 1 << 16 or shentsize < struct.calcsize(fmt):
+            endian = h.endian
+            rows = raw_section_headers(f, h)
+            if h.shstrndx >= len(rows):
                 return endian, {}
-            f.seek(shoff)
-            table = f.read(shentsize * shnum)
-            rows = [struct.unpack_from(fmt, table, i * shentsize)
-                    for i in range(len(table) // shentsize)]
-            if shstrndx >= len(rows):
-                return endian, {}
-            str_off, str_size = rows[shstrndx][4], rows[shstrndx][5]
+            str_off, str_size = rows[h.shstrndx][4], rows[h.shstrndx][5]
             if str_size > 1 << 24:
                 return endian, {}
             f.seek(str_off)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import lzma
 import struct
 import threading
+from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -17,11 +18,14 @@ if TYPE_CHECKING:
     from .debuginfo import DebugInfoFinder
 
 __all__ = [
+    "ElfHeader",
     "ElfImage",
     "ElfLoadError",
     "build_id_from_stream",
     "normalize_build_id",
+    "raw_section_headers",
     "read_build_id",
+    "read_elf_header",
     "same_build_id",
 ]
 
@@ -90,8 +94,23 @@ def _note_build_id(buf: bytes, endian: str, align: int) -> str | None:
     return None
 
 
-def build_id_from_stream(f: BinaryIO) -> str | None:
-    """Return the NT_GNU_BUILD_ID of the ELF in `f` as lowercase hex, or None."""
+@dataclass(frozen=True, slots=True)
+class ElfHeader:
+    """The fields of an ELF file header that locate its program and section header tables."""
+
+    endian: str  # struct byte-order prefix
+    is64: bool
+    phoff: int
+    shoff: int
+    phentsize: int
+    phnum: int
+    shentsize: int
+    shnum: int
+    shstrndx: int
+
+
+def read_elf_header(f: BinaryIO) -> ElfHeader | None:
+    """The header of the ELF in `f` (read from its start); None when `f` is not ELF."""
     f.seek(0)
     hdr = f.read(64)
     if len(hdr) < 52 or hdr[:4] != b"\x7fELF":
@@ -103,24 +122,46 @@ def build_id_from_stream(f: BinaryIO) -> str | None:
         if len(hdr) < 64:
             return None
         phoff, shoff = struct.unpack_from(endian + "QQ", hdr, 32)
-        phentsize, phnum, shentsize, shnum = struct.unpack_from(endian + "HHHH", hdr, 54)
-        ph_fmt, ph_min = endian + "IIQQQQQQ", 56
-        sh_fmt, sh_min = endian + "IIQQQQIIQQ", 64
+        rest = struct.unpack_from(endian + "HHHHH", hdr, 54)
     elif hdr[4] == 1:
         phoff, shoff = struct.unpack_from(endian + "II", hdr, 28)
-        phentsize, phnum, shentsize, shnum = struct.unpack_from(endian + "HHHH", hdr, 42)
-        ph_fmt, ph_min = endian + "IIIIIIII", 32
-        sh_fmt, sh_min = endian + "IIIIIIIIII", 40
+        rest = struct.unpack_from(endian + "HHHHH", hdr, 42)
     else:
         return None
+    return ElfHeader(endian, hdr[4] == 2, phoff, shoff, *rest)
+
+
+def raw_section_headers(f: BinaryIO, h: ElfHeader) -> list[tuple[int, ...]]:
+    """Every section header of the ELF in `f` as its ten Elf_Shdr fields (sh_name, sh_type,
+    sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_addralign, sh_entsize); empty
+    when the table is missing or implausible."""
+    fmt = h.endian + ("IIQQQQIIQQ" if h.is64 else "IIIIIIIIII")
+    if not h.shoff or not 0 < h.shnum < _MAX_HEADERS or h.shentsize < struct.calcsize(fmt):
+        return []
+    f.seek(h.shoff)
+    table = f.read(h.shentsize * h.shnum)
+    return [struct.unpack_from(fmt, table, i * h.shentsize)
+            for i in range(len(table) // h.shentsize)]
+
+
+def build_id_from_stream(f: BinaryIO) -> str | None:
+    """Return the NT_GNU_BUILD_ID of the ELF in `f` as lowercase hex, or None."""
+    h = read_elf_header(f)
+    if h is None:
+        return None
+    endian = h.endian
+    if h.is64:
+        ph_fmt, ph_min = endian + "IIQQQQQQ", 56
+    else:
+        ph_fmt, ph_min = endian + "IIIIIIII", 32
 
     regions: list[tuple[int, int, int]] = []  # (offset, size, align)
-    if phoff and 0 < phnum < _MAX_HEADERS and phentsize >= ph_min:
-        f.seek(phoff)
-        table = f.read(phentsize * phnum)
-        for i in range(len(table) // phentsize):
-            fields = struct.unpack_from(ph_fmt, table, i * phentsize)
-            if hdr[4] == 2:
+    if h.phoff and 0 < h.phnum < _MAX_HEADERS and h.phentsize >= ph_min:
+        f.seek(h.phoff)
+        table = f.read(h.phentsize * h.phnum)
+        for i in range(len(table) // h.phentsize):
+            fields = struct.unpack_from(ph_fmt, table, i * h.phentsize)
+            if h.is64:
                 p_type, _flags, p_offset, _va, _pa, p_filesz, _msz, p_align = fields
             else:
                 p_type, p_offset, _va, _pa, p_filesz, _msz, _flags, p_align = fields
@@ -131,15 +172,11 @@ def build_id_from_stream(f: BinaryIO) -> str | None:
         if bid:
             return bid
     # No PT_NOTE carried it (relocatable objects, odd links): fall back to SHT_NOTE sections.
-    if shoff and 0 < shnum < _MAX_HEADERS and shentsize >= sh_min:
-        f.seek(shoff)
-        table = f.read(shentsize * shnum)
-        for i in range(len(table) // shentsize):
-            fields = struct.unpack_from(sh_fmt, table, i * shentsize)
-            if fields[1] == _SHT_NOTE:
-                bid = _read_notes(f, fields[4], fields[5], fields[8], endian)
-                if bid:
-                    return bid
+    for fields in raw_section_headers(f, h):
+        if fields[1] == _SHT_NOTE:
+            bid = _read_notes(f, fields[4], fields[5], fields[8], endian)
+            if bid:
+                return bid
     return None
 
 

@@ -14,6 +14,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from stax.leb128 import read_sleb as sleb
+from stax.leb128 import read_uleb as uleb
+
 MASK64 = (1 << 64) - 1
 
 # rule kinds for a register (and for the return-address column)
@@ -34,38 +37,15 @@ _u64 = struct.Struct("<Q")
 _s64 = struct.Struct("<q")
 
 DW_EH_PE_omit = 0xFF
+# fixed-size DW_EH_PE_* value formats: absptr and udata8, udata4, sdata4, udata2, sdata2, sdata8
+_FIXED_SIZE = {0x00: _u64, 0x04: _u64, 0x03: _u32, 0x0B: _s32, 0x02: _u16, 0x0A: _s16,
+               0x0C: _s64}
 PT_LOAD = 1
 PT_GNU_EH_FRAME = 0x6474E550
 
 
 class CFIError(Exception):
     """Malformed or unsupported call-frame information."""
-
-
-def uleb(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-
-
-def sleb(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            if b & 0x40:
-                result -= 1 << shift
-            return result, pos
 
 
 def read_encoded(buf: bytes, pos: int, enc: int, buf_vaddr: int, datarel: int = 0
@@ -75,28 +55,14 @@ def read_encoded(buf: bytes, pos: int, enc: int, buf_vaddr: int, datarel: int = 
         return 0, pos
     start = pos
     fmt = enc & 0x0F
-    if fmt == 0x00 or fmt == 0x04:
-        v = _u64.unpack_from(buf, pos)[0]
-        pos += 8
-    elif fmt == 0x03:
-        v = _u32.unpack_from(buf, pos)[0]
-        pos += 4
-    elif fmt == 0x0B:
-        v = _s32.unpack_from(buf, pos)[0]
-        pos += 4
+    fixed = _FIXED_SIZE.get(fmt)
+    if fixed is not None:
+        v = fixed.unpack_from(buf, pos)[0]
+        pos += fixed.size
     elif fmt == 0x01:
         v, pos = uleb(buf, pos)
     elif fmt == 0x09:
         v, pos = sleb(buf, pos)
-    elif fmt == 0x02:
-        v = _u16.unpack_from(buf, pos)[0]
-        pos += 2
-    elif fmt == 0x0A:
-        v = _s16.unpack_from(buf, pos)[0]
-        pos += 2
-    elif fmt == 0x0C:
-        v = _s64.unpack_from(buf, pos)[0]
-        pos += 8
     else:
         raise CFIError(f"unknown pointer format {enc:#x}")
     app = enc & 0x70

@@ -10,6 +10,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from stax.leb128 import read_sleb as sleb
+from stax.leb128 import read_uleb as uleb
 from stax.unwind.ehframe import (
     EXPR,
     MASK64,
@@ -20,8 +22,6 @@ from stax.unwind.ehframe import (
     VAL_EXPR,
     VAL_OFFSET,
     Row,
-    sleb,
-    uleb,
 )
 
 # perf_regs bits (arch/x86/include/uapi/asm/perf_regs.h): AX BX CX DX SI DI BP SP IP, R8..R15

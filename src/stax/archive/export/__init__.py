@@ -34,10 +34,7 @@ def samples(p: Profile, tid: int | None) -> tuple[Any, Any, Any, Any]:
     """Sample columns (time_ns, tid, stack, weight_ns) in time order, of one thread or all."""
     import numpy as np
 
-    n, _base, stacks, weights, tids, times = views._columns(p)
-    if tid is not None:
-        keep = tids == tid
-        times, tids, stacks, weights = times[keep], tids[keep], stacks[keep], weights[keep]
+    stacks, weights, tids, times = views.selected_samples(p, views.Filter(tid=tid))
     order = np.argsort(times, kind="stable")
     return times[order], tids[order], stacks[order], weights[order]
 
@@ -89,17 +86,8 @@ class Paths:
         return self.funcs.get(sid)
 
     def frame_path(self, sid: int) -> tuple[int, ...]:
-        memo = self._frames
-        chain = []
-        s = sid
-        while s not in memo:
-            chain.append(s)
-            s = self.p.stack_parent[s]
-        path = memo[s]
-        for s in reversed(chain):
-            path = path + (self.p.stack_frame[s],)
-            memo[s] = path
-        return path
+        return views.memo_path(self._frames, self.p.stack_parent, sid,
+                               self.p.stack_frame.__getitem__)
 
 
 def thread_name(p: Profile, tid: int) -> str:

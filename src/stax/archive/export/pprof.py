@@ -9,6 +9,7 @@ import gzip
 from typing import Any
 
 from stax.archive.export import Paths, grouped, intervals, reason_name, thread_name
+from stax.leb128 import encode_uleb
 from stax.profile.tables import KERNEL_BINARY, UNKNOWN_BINARY, Profile
 
 # --- protobuf wire format (varint = 0, length-delimited = 2) ---------------------------------
@@ -17,15 +18,7 @@ from stax.profile.tables import KERNEL_BINARY, UNKNOWN_BINARY, Profile
 def _varint(v: int) -> bytes:
     if v < 0:
         v += 1 << 64  # int64 negatives are ten-byte varints
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    return encode_uleb(v)
 
 
 def _int(field: int, v: int) -> bytes:
