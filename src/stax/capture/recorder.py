@@ -189,24 +189,26 @@ class Recorder:
 
     # --- opening ------------------------------------------------------------------------------
 
-    def _spec(self, kind: str, **extra: int) -> EventSpec:
-        """An event of this recording's sample layout, ring-buffer size and privileges."""
-        fields: dict[str, int] = {
-            "stack_user_bytes": self.stack_size if self.layout.stack else 0, **extra}
+    def _spec(self, kind: str, stack_user_bytes: int | None = None, **extra: int) -> EventSpec:
+        """An event of this recording's sample layout, ring-buffer size and privileges; its
+        user stack copy is the recording's unless ``stack_user_bytes`` says otherwise."""
+        if stack_user_bytes is None:
+            stack_user_bytes = self.stack_size if self.layout.stack else 0
         return EventSpec(kind, launch=self._launch, kernel=self._kernel,
                          buffer_bytes=self.buffer_pages * 4096,
                          sample_type=self.layout.sample_type,
-                         regs_user_mask=self.layout.regs_user_mask, **fields)
+                         regs_user_mask=self.layout.regs_user_mask,
+                         stack_user_bytes=stack_user_bytes, **extra)
 
     def _open_tracepoints(self, tid: int, cpu: int, out_fd: int) -> None:
         """The sched_switch and sched_waking events of one thread on one CPU, redirected into
         that CPU's buffer. A failure turns the feature off with a note, never the run."""
         wanted = []
         if self.info.offcpu:
-            wanted.append(("sched_switch", self.sched.switch_id, True))
+            wanted.append("sched_switch")
         if self.info.wakeups:
-            wanted.append(("sched_waking", self.sched.waking_id, False))
-        for kind, _config, _switches in wanted:
+            wanted.append("sched_waking")
+        for kind in wanted:
             # a small stack copy for blocking stacks, none for wakers: see _tracepoint_attr
             spec = self._spec(kind, stack_user_bytes=(
                 min(SWITCH_STACK_SIZE, self.stack_size)
