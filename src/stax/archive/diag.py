@@ -81,7 +81,7 @@ def run_diagnostics(p: Profile, summary: dict[str, Any], recorder: Any | None,
         capture = {"kernel_frames": info.kernel_frames, "build_ids": info.build_ids,
                    "cpus": info.cpus, "event_fds": info.event_fds,
                    "ring_buffer_bytes": info.buffer_bytes, "bytes_read": recorder.bytes_read,
-                   "mode": "in-process",
+                   "mode": info.mode, "daemon_socket": info.daemon_socket,
                    "unwinding": (f"DWARF (.eh_frame, {info.stack_copy_bytes}-byte stack "
                                  "copies)" if info.dwarf_unwind else
                                  "frame pointers (kernel call chain)")}

@@ -360,59 +360,8 @@ class Server:
             "symbols": self.symbolizer.stats(),
             "run": None,
         }
-        if run is not None and run.recorder is None:  # read from an archive
+        if run is not None:  # live (from its Recorder) or read from an archive
             out["run"] = await asyncio.to_thread(self.run_diagnostics, run)
-        elif run is not None:
-            p = run.profile
-            with p.lock:
-                counts = dict(p.counts)
-                counts["records"] = run.recorder.orderer.records
-                counts["decode_errors"] = run.recorder.orderer.malformed
-                samples = len(p.s_stack)
-                mem = sum(a.itemsize * len(a) for a in (
-                    p.s_time, p.s_tid, p.s_stack, p.s_weight, p.s_cpu, p.stack_parent,
-                    p.stack_frame, p.frame_binary, p.frame_offset, p.frame_func))
-                unresolved = sum(1 for f in p.funcs if not f.resolved)
-                info = run.recorder.info
-                bytes_read = run.recorder.bytes_read
-                pending = len(run.recorder.orderer.pending)
-                last_sample = p.last_time
-                unwind = p.unwinder.stats() if p.unwinder is not None else None
-                offcpu_diag = {**run.summary()["offcpu"], **p.offcpu.counts,
-                               "open_intervals": p.offcpu.open_intervals,
-                               "switch_out_records_dropped":
-                                   run.recorder.layout.skipped_switch_out,
-                               "wakeups": len(p.wakeups),
-                               "linked_wakeups": sum(1 for w in p.intervals.wakeup if w >= 0)}
-            elapsed = max(run.elapsed_s(), 1e-9)
-            health = await asyncio.to_thread(views.stack_health, p)
-            lag_ms = None
-            if run.state == "recording" and last_sample:
-                lag_ms = round((time.monotonic_ns() - last_sample) / 1e6, 1)
-            out["run"] = {
-                **run.summary(),
-                "records": counts,
-                "samples_per_s": round(samples / elapsed, 1),
-                "stacks": len(p.stack_parent),
-                "frames": len(p.frame_binary),
-                "funcs": len(p.funcs),
-                "unresolved_funcs": unresolved,
-                "binaries": len(p.binaries) - 2,
-                "table_bytes": mem,
-                "stacks_health": health,
-                "ingest": {"pending_records": pending, "last_sample_age_ms": lag_ms,
-                           "unread_ring_bytes": run.recorder.unread_bytes()},
-                "capture": {"kernel_frames": info.kernel_frames, "build_ids": info.build_ids,
-                            "cpus": info.cpus, "event_fds": info.event_fds,
-                            "ring_buffer_bytes": info.buffer_bytes,
-                            "bytes_read": bytes_read, "mode": info.mode,
-                            "daemon_socket": info.daemon_socket,
-                            "unwinding": (f"DWARF (.eh_frame, {info.stack_copy_bytes}-byte "
-                                          "stack copies)" if info.dwarf_unwind else
-                                          "frame pointers (kernel call chain)")},
-                "unwind": unwind or {"method": "frame pointers"},
-                "offcpu": offcpu_diag,
-            }
         out["symbols"] = self.symbolizer.stats()  # after the stack walk above symbolised
         return out
 

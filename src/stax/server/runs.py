@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stax.archive.diag import capture_fields
 from stax.capture.broker import opener_for
 from stax.capture.recorder import CaptureError, Recorder
 from stax.profile.tables import Profile
@@ -76,10 +77,6 @@ class Run:
             counts = dict(p.counts)
             nthreads = len(p.threads)
             oncpu = sum(p.s_weight[:samples])
-            unwind = p.unwinder.stats() if p.unwinder is not None else None
-            intervals = len(p.intervals)
-            offcpu_ns = sum(p.intervals.duration_ns[:intervals])
-            wakeups = len(p.wakeups)
         info = self.recorder.info
         return {
             "id": self.id,
@@ -92,13 +89,8 @@ class Run:
             "time_limit_ms": (round(self.time_limit_s * 1000)
                               if self.time_limit_s is not None else None),
             "samples": samples,
-            "intervals": intervals,
             "oncpu_ns": oncpu,
-            "offcpu_ns": offcpu_ns,
-            "wakeups": wakeups,
-            "offcpu": {"intervals_recorded": info.offcpu, "wakeups_recorded": info.wakeups,
-                       "problem": info.offcpu_problem,
-                       "wakeups_problem": info.wakeups_problem, "tracefs": info.tracefs},
+            **capture_fields(p, self.recorder),  # intervals, off-CPU, wakeups, unwinding
             "lost_records": counts["lost"],
             "threads": nthreads,
             "started_at_unix_ms": int(self.started_wall * 1000),
@@ -106,14 +98,11 @@ class Run:
             "end_reason": self.end_reason,
             "exit_status": self.exit_status,
             "error": self.error,
-            "kernel_frames": self.recorder.info.kernel_frames,
-            "notes": list(self.recorder.info.notes),
+            "kernel_frames": info.kernel_frames,
+            "notes": list(info.notes),
             "archive": self.archive,
-            "unwinding": "dwarf" if self.recorder.info.dwarf_unwind else "frame pointers",
-            "unwind": (None if unwind is None else {
-                k: unwind[k] for k in ("walks", "complete", "cut_short", "cut_short_pct")}),
-            "capture_mode": self.recorder.info.mode,
-            "daemon_socket": self.recorder.info.daemon_socket,
+            "capture_mode": info.mode,
+            "daemon_socket": info.daemon_socket,
         }
 
 
