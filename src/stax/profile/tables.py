@@ -199,13 +199,11 @@ class Profile:
                 context = ip
                 first_in_context = True
                 continue
-            if ip == 0:  # no frame (a tracepoint hit before the user stack exists, e.g. exec)
-                continue
+            if ip == 0:  # no frame: a zero return address ends a frame-pointer walk, and a
+                continue  # tracepoint can hit before the user stack exists (e.g. at exec)
             # callers are return addresses: look them up at ip - 1 (inside the call instruction)
             addr = ip if first_in_context else ip - 1
             first_in_context = False
-            if addr < 0:  # a zero return address ends a frame-pointer walk
-                continue
             if context == rec.CONTEXT_KERNEL:
                 frames.append(self.frame_id(KERNEL_BINARY, addr))
                 continue
@@ -236,12 +234,8 @@ class Profile:
         self.s_weight.append(s.period)
         self.s_cpu.append(s.cpu)
         self.counts["samples"] += 1
-        if not self.first_time:
-            self.first_time = time
         self.last_time = time
-        if tid not in self.threads:
-            self.threads[tid] = Thread(s.pid, tid, start_ns=time)
-        self.threads[tid].end_ns = time
+        self._touch_thread(s.pid, tid, time)
 
     def sample_stack(self, s: rec.Sample) -> int:
         """The interned stack id of any sample (on-CPU or an event such as a tracepoint).
