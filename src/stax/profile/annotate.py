@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stax.profile import srclines
+from stax.profile.selection import Filter, FuncPaths, oncpu_weights
 from stax.profile.tables import KERNEL_BINARY, UNKNOWN_BINARY, Profile
-from stax.profile.views import Filter, _Paths, _stack_weights
 
 MIN_CANDIDATES = 256  # the hottest functions a name is matched against (at least)
 HOTTEST_LISTED = 20  # names listed when nothing matches
@@ -51,8 +51,8 @@ def parse_target(target: str) -> int | None:
 def _rank(p: Profile, flt: Filter) -> tuple[list[_Ranked], int, int]:
     """Every sampled function, hottest first (self samples, then total samples)."""
     flt = Filter(tid=flt.tid, start_ns=flt.start_ns, end_ns=flt.end_ns)  # no exclusions here
-    groups, total_n, total_w = _stack_weights(p, flt)
-    paths = _Paths(p, ())
+    groups, total_n, total_w = oncpu_weights(p, flt)
+    paths = FuncPaths(p, ())
     ranked: dict[int, _Ranked] = {}
     for sid, (n, w) in groups.items():
         if sid < 0:

@@ -1,6 +1,7 @@
 """Views over the off-CPU tables: per-thread blocked time, interval lists, wakeup edges.
 
-Same conventions as views.py: pure functions of the tables plus a Filter, JSON-ready results.
+Same conventions as views.py: pure functions of the tables plus a Filter (selection.py),
+JSON-ready results.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from collections import defaultdict
 from typing import Any
 
 from stax.profile.offcpu import REASONS, state_letter
+from stax.profile.selection import Filter, group_by_stack, keep_mask
 from stax.profile.tables import Profile
-from stax.profile.views import group_by_stack, keep_mask
 
 
 def columns(p: Profile) -> dict[str, Any]:
@@ -37,13 +38,14 @@ def columns(p: Profile) -> dict[str, Any]:
         }
 
 
-def _keep(c: dict[str, Any], flt: Any) -> Any:
+def _keep(c: dict[str, Any], flt: Filter) -> Any:
     """Mask of the intervals the filter keeps (by thread, and by start time in the range)."""
     return keep_mask(flt, c["base"], c["tid"], c["start"])
 
 
-def stack_weights(p: Profile, flt: Any) -> tuple[dict[int, list[int]], int, int]:
-    """Intervals grouped by blocking stack: {stack: [intervals, blocked_ns]}, plus totals."""
+def offcpu_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, int]:
+    """Off-CPU intervals grouped by blocking stack: {stack: [intervals, blocked_ns]}, plus
+    totals (the off-CPU side of selection.oncpu_weights)."""
     c = columns(p)
     keep = _keep(c, flt)
     return group_by_stack(c["stack"][keep], c["dur"][keep])
@@ -93,7 +95,7 @@ def waker_name(names: dict[int, str], tid: int) -> str:
     return names.get(tid, OUTSIDE)
 
 
-def intervals(p: Profile, flt: Any, limit: int = 100, reason: str | None = None,
+def intervals(p: Profile, flt: Filter, limit: int = 100, reason: str | None = None,
               min_duration_ns: int = 0, stacks: bool = True) -> dict:
     """Off-CPU intervals (longest first), with their blocking stacks and the wakeup that ended
     each. Times are relative to the run's first event."""
@@ -140,7 +142,7 @@ def intervals(p: Profile, flt: Any, limit: int = 100, reason: str | None = None,
             "by_reason": dict(sorted(by_reason.items(), key=lambda kv: -kv[1])), "rows": rows}
 
 
-def wakers(p: Profile, flt: Any, limit: int = 20) -> dict:
+def wakers(p: Profile, flt: Filter, limit: int = 20) -> dict:
     """Wakeup edges aggregated per (waker, wakee): how many wakeups, how much blocked time the
     wakeups ended, and the waker's most frequent stack. ``flt.tid`` keeps edges where that
     thread is either side; the time range applies to the wakeup time."""

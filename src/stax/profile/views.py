@@ -1,132 +1,17 @@
 """Views over the profile tables: top, flame tree, threads, time buckets.
 
 Each view is a pure function of the tables plus a filter (thread, time range); results are plain
-JSON-ready dicts so the server can send them as they are.
+JSON-ready dicts so the server can send them as they are. ``views.Filter`` is the Filter of
+selection.py (what every view selects by), named here too for the views' callers.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
+from stax.profile import offviews
+from stax.profile.selection import Filter, FuncPaths, oncpu_weights, sample_columns
 from stax.profile.tables import KERNEL_BINARY, Profile
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    tid: int | None = None
-    start_ns: int | None = None  # relative to the run's first sample
-    end_ns: int | None = None
-    exclude: tuple[str, ...] = ()  # function names dropped from stacks
-
-
-def _columns(p: Profile) -> tuple[int, int, Any, Any, Any, Any]:
-    """A consistent snapshot of the sample columns as NumPy arrays (copies: the capture thread
-    may grow the arrays meanwhile, and a live buffer export would block that)."""
-    import numpy as np
-
-    with p.lock:
-        n = len(p.s_stack)
-        base = p.first_time
-        stacks = np.frombuffer(p.s_stack[:n], dtype=np.int32) if n else np.zeros(0, np.int32)
-        weights = np.frombuffer(p.s_weight[:n], dtype=np.int64) if n else np.zeros(0, np.int64)
-        tids = np.frombuffer(p.s_tid[:n], dtype=np.int32) if n else np.zeros(0, np.int32)
-        times = np.frombuffer(p.s_time[:n], dtype=np.int64) if n else np.zeros(0, np.int64)
-    return n, base, stacks, weights, tids, times
-
-
-def keep_mask(flt: Filter, base: int, tids: Any, times: Any) -> Any:
-    """Mask of the rows (samples, off-CPU intervals) the filter keeps: by thread, and by time
-    (relative to the run's first sample ``base``) in the range."""
-    import numpy as np
-
-    keep = np.ones(len(tids), dtype=bool)
-    if flt.tid is not None:
-        keep &= tids == flt.tid
-    if flt.start_ns is not None:
-        keep &= times >= base + flt.start_ns
-    if flt.end_ns is not None:
-        keep &= times < base + flt.end_ns
-    return keep
-
-
-def selected_samples(p: Profile, flt: Filter) -> tuple[Any, Any, Any, Any]:
-    """Sample columns (stack, weight_ns, tid, time_ns) of the samples the filter keeps."""
-    _n, base, stacks, weights, tids, times = _columns(p)
-    if flt.tid is None and flt.start_ns is None and flt.end_ns is None:
-        return stacks, weights, tids, times
-    keep = keep_mask(flt, base, tids, times)
-    return stacks[keep], weights[keep], tids[keep], times[keep]
-
-
-def group_by_stack(stacks: Any, weights: Any) -> tuple[dict[int, list[int]], int, int]:
-    """Rows grouped by stack id: {stack: [rows, weight]}, plus the row count and total weight."""
-    import numpy as np
-
-    if not len(stacks):
-        return {}, 0, 0
-    # stack id -1 (an empty call chain) is shifted to bin 0
-    counts = np.bincount(stacks + 1)
-    sums = np.bincount(stacks + 1, weights=weights)
-    ids = np.nonzero(counts)[0]
-    out = {int(i) - 1: [int(counts[i]), int(round(sums[i]))] for i in ids}
-    return out, int(len(stacks)), int(weights.sum())
-
-
-def _stack_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, int]:
-    """Samples grouped by stack id: {stack: [samples, weight_ns]}, plus totals."""
-    stacks, weights, _tids, _times = selected_samples(p, flt)
-    return group_by_stack(stacks, weights)
-
-
-def memo_path(memo: dict[int, tuple[int, ...]], parent: Any, sid: int,
-              item: Callable[[int], int | None]) -> tuple[int, ...]:
-    """The path (root first) of stack ``sid``: ``item`` of each stack node, None dropping the
-    node; memoised in ``memo`` (which holds -1: the empty path) for every node on the way."""
-    path = memo.get(sid)
-    if path is not None:
-        return path
-    # walk up to the nearest memoised ancestor, then build down
-    chain = []
-    s = sid
-    while s not in memo:
-        chain.append(s)
-        s = parent[s]
-    path = memo[s]
-    for s in reversed(chain):
-        x = item(s)
-        if x is not None:
-            path = path + (x,)
-        memo[s] = path
-    return path
-
-
-class _Paths:
-    """Function paths (root first) of stack ids, memoised per query."""
-
-    def __init__(self, p: Profile, exclude: tuple[str, ...]) -> None:
-        self.p = p
-        # without exclusions a stack's path never changes: share the memo across queries
-        self.memo: dict[int, tuple[int, ...]] = p.path_cache if not exclude else {-1: ()}
-        self.excluded: set[int] | None = None
-        if exclude:
-            self.excluded = set()
-            self.exclude = exclude
-
-    def _skip(self, func: int) -> bool:
-        if self.excluded is None:
-            return False
-        name = self.p.funcs[func].name
-        return any(x in name for x in self.exclude)
-
-    def _func(self, sid: int) -> int | None:
-        func = self.p.func_of_frame(self.p.stack_frame[sid])
-        return None if self._skip(func) else func
-
-    def get(self, sid: int) -> tuple[int, ...]:
-        return memo_path(self.memo, self.p.stack_parent, sid, self._func)
 
 
 def func_row(p: Profile, func: int) -> dict:
@@ -135,8 +20,8 @@ def func_row(p: Profile, func: int) -> dict:
 
 
 def top(p: Profile, flt: Filter, sort: str = "self", limit: int = 20) -> dict:
-    groups, total_n, total_w = _stack_weights(p, flt)
-    paths = _Paths(p, flt.exclude)
+    groups, total_n, total_w = oncpu_weights(p, flt)
+    paths = FuncPaths(p, flt.exclude)
     self_n: dict[int, int] = defaultdict(int)
     self_w: dict[int, int] = defaultdict(int)
     tot_n: dict[int, int] = defaultdict(int)
@@ -180,10 +65,8 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
     ``mode``: ``cpu`` (on-CPU samples), ``offcpu`` (blocking stacks weighted by blocked time;
     ``samples`` counts intervals) or ``wall`` (both). Outside ``cpu`` mode percentages and the
     threshold are shares of time, not of samples."""
-    from stax.profile import offviews
-
-    cpu_groups, cpu_n, cpu_w = _stack_weights(p, flt)
-    off_groups, off_n, off_w = offviews.stack_weights(p, flt)
+    cpu_groups, cpu_n, cpu_w = oncpu_weights(p, flt)
+    off_groups, off_n, off_w = offviews.offcpu_weights(p, flt)
     if mode == "offcpu":
         groups, total_n, total_w = off_groups, off_n, off_w
     elif mode == "wall":
@@ -196,7 +79,7 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
     else:
         groups, total_n, total_w = cpu_groups, cpu_n, cpu_w
     by_time = mode != "cpu"
-    paths = _Paths(p, flt.exclude)
+    paths = FuncPaths(p, flt.exclude)
     # node: [samples, weight, children dict]
     root: list = [0, 0, {}]
     for sid, (n, w) in groups.items():
@@ -269,7 +152,7 @@ def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
 
     with p.lock:
         infos = {tid: (th.pid, th.name) for tid, th in p.threads.items()}
-    _n, _base, _stacks, weights, tids, _times = _columns(p)
+    _n, _base, _stacks, weights, tids, _times = sample_columns(p)
     cnt: dict[int, int] = {}
     wsum: dict[int, int] = {}
     if len(tids):
@@ -279,8 +162,6 @@ def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
         for i, tid in enumerate(uniq.tolist()):
             cnt[tid] = int(c[i])
             wsum[tid] = int(round(w[i]))
-    from stax.profile import offviews
-
     off = offviews.per_thread(p)
     rows = []
     for tid, (pid, name) in infos.items():
@@ -299,7 +180,7 @@ def timeline(p: Profile, flt: Filter, buckets: int = 100) -> dict:
     """Samples per time bucket over the run (of one thread if the filter names one)."""
     import numpy as np
 
-    _n, base, _stacks, _weights, tids, times = _columns(p)
+    _n, base, _stacks, _weights, tids, times = sample_columns(p)
     with p.lock:
         t1 = p.last_time
     span = max(1, t1 - base)
@@ -332,8 +213,8 @@ ROOT_FUNCS = frozenset({
 def stack_health(p: Profile) -> dict:
     """How complete the stacks are: samples whose outermost frame is a thread entry point,
     and, for the rest, which binary the walk stopped in."""
-    groups, total_n, _ = _stack_weights(p, Filter())
-    paths = _Paths(p, ())
+    groups, total_n, _ = oncpu_weights(p, Filter())
+    paths = FuncPaths(p, ())
     reached = 0
     stopped: dict[str, int] = defaultdict(int)
     unresolved_samples = 0

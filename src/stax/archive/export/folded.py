@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from stax.archive.export import Paths, grouped, intervals, reason_name
+from stax.archive.export.common import Paths, grouped, intervals, reason_name
 from stax.profile.tables import Profile
 
 

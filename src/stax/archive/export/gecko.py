@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from stax import __version__
-from stax.archive.export import Paths, intervals, reason_name, samples, thread_name
+from stax.archive.export.common import Paths, intervals, reason_name, samples, thread_name
 from stax.profile.tables import KERNEL_BINARY, Profile
 
 PROCESSED_VERSION = 47

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
-from stax.archive.export import Paths, grouped, intervals, reason_name, thread_name
+from stax.archive.export.common import Paths, grouped, intervals, reason_name, thread_name
 from stax.leb128 import encode_uleb
 from stax.profile.tables import KERNEL_BINARY, UNKNOWN_BINARY, Profile
 

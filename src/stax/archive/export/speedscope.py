@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from stax import __version__
-from stax.archive.export import Paths, intervals, reason_name, samples, thread_name
+from stax.archive.export.common import Paths, intervals, reason_name, samples, thread_name
 from stax.profile.tables import Profile
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"

@@ -1,0 +1,131 @@
+"""What the views select from the tables: the Filter (thread, time range, excluded functions),
+snapshots of the sample columns, rows grouped by stack and the function paths of stacks.
+
+The shared ground of views.py (on-CPU views), offviews.py (off-CPU views), annotate and the
+exports; it depends on the tables alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from stax.profile.tables import Profile
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    tid: int | None = None
+    start_ns: int | None = None  # relative to the run's first sample
+    end_ns: int | None = None
+    exclude: tuple[str, ...] = ()  # function names dropped from stacks
+
+
+def sample_columns(p: Profile) -> tuple[int, int, Any, Any, Any, Any]:
+    """A consistent snapshot of the sample columns as NumPy arrays: (rows, first time, stack,
+    weight_ns, tid, time_ns). Copies: the capture thread may grow the arrays meanwhile, and a
+    live buffer export would block that."""
+    import numpy as np
+
+    with p.lock:
+        n = len(p.s_stack)
+        base = p.first_time
+        stacks = np.frombuffer(p.s_stack[:n], dtype=np.int32) if n else np.zeros(0, np.int32)
+        weights = np.frombuffer(p.s_weight[:n], dtype=np.int64) if n else np.zeros(0, np.int64)
+        tids = np.frombuffer(p.s_tid[:n], dtype=np.int32) if n else np.zeros(0, np.int32)
+        times = np.frombuffer(p.s_time[:n], dtype=np.int64) if n else np.zeros(0, np.int64)
+    return n, base, stacks, weights, tids, times
+
+
+def keep_mask(flt: Filter, base: int, tids: Any, times: Any) -> Any:
+    """Mask of the rows (samples, off-CPU intervals) the filter keeps: by thread, and by time
+    (relative to the run's first sample ``base``) in the range."""
+    import numpy as np
+
+    keep = np.ones(len(tids), dtype=bool)
+    if flt.tid is not None:
+        keep &= tids == flt.tid
+    if flt.start_ns is not None:
+        keep &= times >= base + flt.start_ns
+    if flt.end_ns is not None:
+        keep &= times < base + flt.end_ns
+    return keep
+
+
+def selected_samples(p: Profile, flt: Filter) -> tuple[Any, Any, Any, Any]:
+    """Sample columns (stack, weight_ns, tid, time_ns) of the samples the filter keeps."""
+    _n, base, stacks, weights, tids, times = sample_columns(p)
+    if flt.tid is None and flt.start_ns is None and flt.end_ns is None:
+        return stacks, weights, tids, times
+    keep = keep_mask(flt, base, tids, times)
+    return stacks[keep], weights[keep], tids[keep], times[keep]
+
+
+def group_by_stack(stacks: Any, weights: Any) -> tuple[dict[int, list[int]], int, int]:
+    """Rows grouped by stack id: {stack: [rows, weight]}, plus the row count and total weight."""
+    import numpy as np
+
+    if not len(stacks):
+        return {}, 0, 0
+    # stack id -1 (an empty call chain) is shifted to bin 0
+    counts = np.bincount(stacks + 1)
+    sums = np.bincount(stacks + 1, weights=weights)
+    ids = np.nonzero(counts)[0]
+    out = {int(i) - 1: [int(counts[i]), int(round(sums[i]))] for i in ids}
+    return out, int(len(stacks)), int(weights.sum())
+
+
+def oncpu_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, int]:
+    """On-CPU samples grouped by stack id: {stack: [samples, weight_ns]}, plus totals."""
+    stacks, weights, _tids, _times = selected_samples(p, flt)
+    return group_by_stack(stacks, weights)
+
+
+def memo_path(memo: dict[int, tuple[int, ...]], parent: Any, sid: int,
+              item: Callable[[int], int | None]) -> tuple[int, ...]:
+    """The path (root first) of stack ``sid``: ``item`` of each stack node, None dropping the
+    node; memoised in ``memo`` (which holds -1: the empty path) for every node on the way."""
+    path = memo.get(sid)
+    if path is not None:
+        return path
+    # walk up to the nearest memoised ancestor, then build down
+    chain = []
+    s = sid
+    while s not in memo:
+        chain.append(s)
+        s = parent[s]
+    path = memo[s]
+    for s in reversed(chain):
+        x = item(s)
+        if x is not None:
+            path = path + (x,)
+        memo[s] = path
+    return path
+
+
+class FuncPaths:
+    """Function paths (root first) of stack ids, without the excluded functions; memoised per
+    query (and across queries when nothing is excluded)."""
+
+    def __init__(self, p: Profile, exclude: tuple[str, ...]) -> None:
+        self.p = p
+        # without exclusions a stack's path never changes: share the memo across queries
+        self.memo: dict[int, tuple[int, ...]] = p.path_cache if not exclude else {-1: ()}
+        self.excluded: set[int] | None = None
+        if exclude:
+            self.excluded = set()
+            self.exclude = exclude
+
+    def _skip(self, func: int) -> bool:
+        if self.excluded is None:
+            return False
+        name = self.p.funcs[func].name
+        return any(x in name for x in self.exclude)
+
+    def _func(self, sid: int) -> int | None:
+        func = self.p.func_of_frame(self.p.stack_frame[sid])
+        return None if self._skip(func) else func
+
+    def get(self, sid: int) -> tuple[int, ...]:
+        return memo_path(self.memo, self.p.stack_parent, sid, self._func)
