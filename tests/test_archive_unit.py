@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from stax.archive import compare as cmp
 from stax.archive import format as fm
+from stax.archive import layout
 from stax.archive.export import converter
 from stax.profile import views
 from stax.server.history import History
@@ -151,7 +152,7 @@ def test_version_1_archives_still_open(tmp_path: Path) -> None:
     m["version"], m["reasons"] = 1, []
     cols = m["tables"]["intervals"]["columns"]
     data = bytearray((Path(path) / fm.DATA_FILE).read_bytes())
-    blob = fm._encode(np.array(p.intervals.reason.tolist(), np.int16), "<i2", False, 3)
+    blob = layout.encode_column(np.array(p.intervals.reason.tolist(), np.int16), "<i2", False, 3)
     cols["reason"] = {"dtype": "<i2", "delta": False, "offset": len(data), "size": len(blob),
                       "crc32": zlib.crc32(blob)}
     data += blob
@@ -173,7 +174,7 @@ def test_save_is_atomic_and_replaces_an_old_archive(tmp_path: Path,
     def boom(*a: object, **k: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(fm.json, "dump", boom)
+    monkeypatch.setattr(json, "dump", boom)
     with pytest.raises(fm.ArchiveError, match="No space left"):
         fm.save(p2, path, RUN)
     monkeypatch.undo()
@@ -181,7 +182,7 @@ def test_save_is_atomic_and_replaces_an_old_archive(tmp_path: Path,
     assert views.top(fm.load(path).profile, views.Filter())["total_samples"] == 100
     assert sorted(os.listdir(tmp_path)) == ["a.stax"]
     with pytest.raises(fm.ArchiveError, match="No space left"):
-        monkeypatch.setattr(fm.json, "dump", boom)
+        monkeypatch.setattr(json, "dump", boom)
         fm.save(p2, str(tmp_path / "new.stax"), RUN)
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == ["a.stax"]
@@ -334,11 +335,11 @@ def test_fuzz_out_of_range_indexes(tmp_path: Path, fuzz_base: tuple[bytes, bytes
     name, dtype, delta = fm.TABLES[table][2 if table == "samples" else 0]
     col = meta["columns"][name]
     blob = bytes(data[col["offset"]:col["offset"] + col["size"]])
-    arr = fm._decode(blob, dtype, delta, meta["rows"]).copy()
+    arr = layout.decode_column(blob, dtype, delta, meta["rows"]).copy()
     if not len(arr):
         return
     arr[row % len(arr)] = np.array(value).astype(dtype)
-    new = fm._encode(arr, dtype, delta, 6)
+    new = layout.encode_column(arr, dtype, delta, 6)
     data = data[:col["offset"]] + new + data[col["offset"] + col["size"]:]
     shift = len(new) - col["size"]
     for t in m["tables"].values():
