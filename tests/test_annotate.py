@@ -15,7 +15,7 @@ from conftest import Stax
 
 from stax.capture.records import Sample
 from stax.profile import annotate as ann
-from stax.profile import srclines
+from stax.profile import linetable, srclines
 from stax.profile.tables import Profile
 from stax.profile.views import Filter
 
@@ -219,8 +219,8 @@ def test_line_program_decoder_matches_pyelftools(workloads: dict[str, Path]) -> 
             prog = df.dwarf.line_program_for_CU(cu)
             if prog is None:
                 continue
-            fast = srclines._run_line_program(prog, df.dwarf.config.little_endian)
-            assert fast == srclines._entries_rows(prog), (path, cu.cu_offset)
+            fast = linetable.run_line_program(prog, df.dwarf.config.little_endian)
+            assert fast == linetable.entries_rows(prog), (path, cu.cu_offset)
             checked += 1
             if checked >= 40:
                 break

@@ -3,18 +3,19 @@ line table of the one compilation unit covering a function (cached), and source 
 
 Used by ``annotate``. Only the compilation unit that covers the asked address is decoded (found
 through ``.debug_aranges``, else the units' address ranges), and its rows are cached per file.
+Reading the sections lazily is dwarfsections.py's job, decoding a unit's line program
+linetable.py's; this module finds the files and keeps the caches.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from bisect import bisect_right
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
-from stax.leb128 import read_sleb, read_uleb
+from stax.profile.dwarfsections import open_dwarf
+from stax.profile.linetable import LineTable, decode_unit
 
 _MAX_FILES = 16  # open DWARF files kept (compressed sections stay decompressed in memory)
 _MAX_TABLES = 256  # decoded compilation-unit line tables kept
@@ -49,128 +50,6 @@ def _has_section(path: str, name: str) -> bool:
         return False
 
 
-@dataclass(slots=True)
-class LineTable:
-    """The rows of one compilation unit's line program, sorted by address; a row with file -1
-    is the end of a sequence (no line from there on)."""
-
-    addrs: list[int]
-    files: list[int]  # index into ``names``; -1 at an end of sequence
-    lines: list[int]
-    names: list[str]
-
-    def lookup(self, addr: int) -> tuple[str, int] | None:
-        i = bisect_right(self.addrs, addr) - 1
-        if i < 0 or self.files[i] < 0 or not self.lines[i]:
-            return None
-        return self.names[self.files[i]], self.lines[i]
-
-
-# DWARFInfo argument -> section: only what the unit index, a unit's top DIE and its line
-# program can need (no location lists, frames, pubnames or type units)
-_SECTIONS = {
-    "debug_info_sec": ".debug_info", "debug_aranges_sec": ".debug_aranges",
-    "debug_abbrev_sec": ".debug_abbrev", "debug_str_sec": ".debug_str",
-    "debug_line_sec": ".debug_line", "debug_addr_sec": ".debug_addr",
-    "debug_str_offsets_sec": ".debug_str_offsets", "debug_line_str_sec": ".debug_line_str",
-    "debug_ranges_sec": ".debug_ranges", "debug_rnglists_sec": ".debug_rnglists",
-}
-
-
-class _Window:
-    """A read-only seekable stream over part of a file, read on demand (an uncompressed debug
-    section: only the bytes of the unit asked for are ever read)."""
-
-    BLOCK = 1 << 16
-
-    def __init__(self, fd: int, start: int, size: int) -> None:
-        self.fd = fd
-        self.start = start
-        self.size = size
-        self.pos = 0
-        self.block = b""  # the bytes at [block_at, block_at + len(block)) of the section
-        self.block_at = 0
-
-    def read(self, n: int = -1) -> bytes:
-        pos = self.pos
-        left = self.size - pos
-        if n is None or n < 0 or n > left:
-            n = max(left, 0)
-        rel = pos - self.block_at
-        if not (0 <= rel and rel + n <= len(self.block)):
-            # the DWARF decoder reads a few bytes at a time: fetch a block ahead
-            self.block = os.pread(self.fd, min(max(n, self.BLOCK), left), self.start + pos)
-            self.block_at = pos
-            rel = 0
-        data = self.block[rel:rel + n]
-        self.pos = pos + len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = (0, self.pos, self.size)[whence]
-        self.pos = base + offset
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
-
-
-class _Lazy:
-    """A stream whose bytes (a compressed section, decompressed) are produced on first use."""
-
-    def __init__(self, section: Any) -> None:
-        self.section = section
-        self.buf: Any = None
-
-    def _io(self) -> Any:
-        if self.buf is None:
-            from io import BytesIO
-
-            self.buf = BytesIO(self.section.data())
-            self.section = None
-        return self.buf
-
-    def read(self, n: int = -1) -> bytes:
-        return self._io().read(n)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._io().seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._io().tell()
-
-
-def _open_dwarf(f: Any) -> Any:
-    """A pyelftools DWARFInfo over the open file ``f`` that reads sections lazily."""
-    from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
-    from elftools.elf.elffile import ELFFile
-
-    elf = ELFFile(f)
-    if elf.has_section(".zdebug_info") or elf["e_type"] == "ET_REL":
-        # old GNU compression or relocatable objects: pyelftools' own full reader
-        return elf.get_dwarf_info(relocate_dwarf_sections=elf["e_type"] == "ET_REL",
-                                  follow_links=False)
-    secs: dict[str, Any] = {}
-    for arg, name in _SECTIONS.items():
-        sec = elf.get_section_by_name(name)
-        if sec is None or sec["sh_type"] == "SHT_NOBITS":
-            secs[arg] = None
-            continue
-        if sec.compressed:
-            stream: Any = _Lazy(sec)
-        else:
-            stream = _Window(f.fileno(), sec["sh_offset"], sec["sh_size"])
-        secs[arg] = DebugSectionDescriptor(stream=stream, name=name,
-                                           global_offset=sec["sh_offset"],
-                                           size=sec.data_size, address=sec["sh_addr"])
-    config = DwarfConfig(little_endian=elf.little_endian, default_address_size=elf.elfclass // 8,
-                         machine_arch=elf.get_machine_arch())
-    return DWARFInfo(config=config, debug_frame_sec=None, eh_frame_sec=None,
-                     debug_loc_sec=None, debug_pubtypes_sec=None, debug_pubnames_sec=None,
-                     debug_loclists_sec=None, debug_sup_sec=None, gnu_debugaltlink_sec=None,
-                     debug_types_sec=None, **secs)
-
-
 class _DwarfFile:
     """One opened ELF with DWARF: lazily read sections, the address -> CU index, decoded
     tables. Keeps the file open while cached."""
@@ -180,7 +59,7 @@ class _DwarfFile:
         self.key = key  # (path, mtime, size): decoded tables are cached under it
         self.file = open(path, "rb")  # noqa: SIM115 - closed by close() on eviction
         try:
-            self.dwarf = _open_dwarf(self.file)
+            self.dwarf = open_dwarf(self.file)
         except Exception:
             self.file.close()
             raise
@@ -250,7 +129,7 @@ class _DwarfFile:
             if table is not None:
                 _TABLES.move_to_end(key)
                 return table
-        table = _decode(self.dwarf, cu_offset)
+        table = decode_unit(self.dwarf, cu_offset)
         if table is None:
             return None
         with _LOCK:
@@ -258,151 +137,6 @@ class _DwarfFile:
             while len(_TABLES) > _MAX_TABLES:
                 _TABLES.popitem(last=False)
         return table
-
-
-def _decode(dwarf: Any, cu_offset: int) -> LineTable | None:
-    cu = dwarf.get_CU_at(cu_offset)
-    prog = dwarf.line_program_for_CU(cu)
-    if prog is None:
-        return None
-    top = cu.get_top_DIE()
-    try:
-        comp_dir = _text(top.attributes["DW_AT_comp_dir"].value)
-    except Exception:  # absent, or a string in a supplementary file
-        comp_dir = ""
-    header = prog.header
-    version = header["version"]
-    dirs = [_text(d) for d in header["include_directory"]]
-    entries = header["file_entry"]
-    names: list[str] = []
-    for fe in entries:
-        name = _text(fe.name)
-        d = fe.dir_index
-        # DWARF 5: directory 0 is the compilation directory, others are relative to it;
-        # before 5, directory 0 means the compilation directory and the list starts at 1
-        if version >= 5:
-            cdir = (dirs[0] if dirs else "") or comp_dir
-            base = cdir if d == 0 else (dirs[d] if d < len(dirs) else "")
-        else:
-            cdir = comp_dir
-            base = dirs[d - 1] if 0 < d <= len(dirs) else comp_dir
-        if base is not cdir and not os.path.isabs(base):
-            base = os.path.join(cdir, base)
-        names.append(os.path.normpath(os.path.join(base, name)))
-    shift = 0 if version >= 5 else 1  # DWARF < 5 numbers files from 1
-    try:
-        raw = _run_line_program(prog, dwarf.config.little_endian)
-    except Exception:  # an opcode this decoder does not know: pyelftools' slower decoder
-        raw = _entries_rows(prog)
-    rows: list[tuple[int, int, int, int]] = []  # (addr, order, file, line)
-    nfiles = len(names)
-    for n, (addr, file, line) in enumerate(raw):
-        if file < 0:
-            rows.append((addr, n, -1, 0))
-            continue
-        fidx = file - shift
-        rows.append((addr, n, fidx if 0 <= fidx < nfiles else -1, line))
-    rows.sort()
-    addrs: list[int] = []
-    files: list[int] = []
-    lines: list[int] = []
-    for addr, _n, fidx, line in rows:
-        if addrs and addrs[-1] == addr:
-            # several rows at one address (views): the last non-end row describes the code there
-            if fidx < 0 and files[-1] >= 0:
-                continue
-            files[-1] = fidx
-            lines[-1] = line
-            continue
-        addrs.append(addr)
-        files.append(fidx)
-        lines.append(line)
-    return LineTable(addrs, files, lines, names)
-
-
-def _entries_rows(prog: Any) -> list[tuple[int, int, int]]:
-    """(address, file, line) rows through pyelftools; file -1 marks an end of sequence."""
-    out = []
-    for entry in prog.get_entries():
-        st = entry.state
-        if st is None:
-            continue
-        out.append((st.address, -1 if st.end_sequence else st.file, st.line))
-    return out
-
-
-def _run_line_program(prog: Any, little: bool) -> list[tuple[int, int, int]]:
-    """The DWARF line-number state machine (DWARF 2-5, section 6.2) over the program bytes,
-    emitting (address, file, line) rows; file -1 marks an end of sequence. pyelftools decodes
-    the header; this loop replaces its per-opcode object decoding, which is ~10x slower on
-    large units. Raises ValueError on an opcode it cannot skip safely."""
-    h = prog.header
-    stream = prog.stream
-    stream.seek(prog.program_start_offset)
-    data = stream.read(prog.program_end_offset - prog.program_start_offset)
-    min_len = h["minimum_instruction_length"]
-    line_base = h["line_base"]
-    line_range = h["line_range"]
-    opcode_base = h["opcode_base"]
-    std_lengths = list(h["standard_opcode_lengths"])
-    if not line_range:
-        raise ValueError("line_range 0")
-    order = "little" if little else "big"
-    out: list[tuple[int, int, int]] = []
-    emit = out.append
-    addr, file, line = 0, 1, 1
-    i, n = 0, len(data)
-
-    const_add = ((255 - opcode_base) // line_range) * min_len
-    while i < n:
-        op = data[i]
-        i += 1
-        if op >= opcode_base:
-            adj = op - opcode_base
-            addr += (adj // line_range) * min_len
-            line += line_base + adj % line_range
-            emit((addr, file, line))
-        elif op == 0:  # extended
-            length, i = read_uleb(data, i)
-            end = i + length
-            if length:
-                sub = data[i]
-                if sub == 1:  # end_sequence
-                    emit((addr, -1, line))
-                    addr, file, line = 0, 1, 1
-                elif sub == 2:  # set_address
-                    addr = int.from_bytes(data[i + 1:end], order)
-                # define_file (3), set_discriminator (4), vendor ops: nothing a row needs
-            i = end
-        elif op == 1:  # copy
-            emit((addr, file, line))
-        elif op == 2:  # advance_pc
-            v, i = read_uleb(data, i)
-            addr += v * min_len
-        elif op == 3:  # advance_line
-            v, i = read_sleb(data, i)
-            line += v
-        elif op == 4:  # set_file
-            file, i = read_uleb(data, i)
-        elif op == 8:  # const_add_pc
-            addr += const_add
-        elif op == 9:  # fixed_advance_pc
-            addr += int.from_bytes(data[i:i + 2], order)
-            i += 2
-        elif op in (5, 12):  # set_column, set_isa
-            _v, i = read_uleb(data, i)
-        elif op in (6, 7, 10, 11):  # negate_stmt, basic_block, prologue_end, epilogue_begin
-            pass
-        elif op - 1 < len(std_lengths):  # an opcode this version does not name: skip args
-            for _ in range(std_lengths[op - 1]):
-                _v, i = read_uleb(data, i)
-        else:
-            raise ValueError(f"line program opcode {op}")
-    return out
-
-
-def _text(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
 _LOCK = threading.Lock()
