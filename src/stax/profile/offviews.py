@@ -1,7 +1,8 @@
 """Views over the off-CPU tables: per-thread blocked time, interval lists, wakeup edges.
 
 Same conventions as views.py: pure functions of the tables plus a Filter (selection.py),
-JSON-ready results.
+JSON-ready results. Names: ``offcpu`` is the off-CPU side as a whole (``oncpu`` the on-CPU side,
+whose rows are samples); its rows are ``intervals`` (switch-out to switch-in) and ``wakeups``.
 """
 
 from __future__ import annotations

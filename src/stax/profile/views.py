@@ -65,19 +65,19 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
     ``mode``: ``cpu`` (on-CPU samples), ``offcpu`` (blocking stacks weighted by blocked time;
     ``samples`` counts intervals) or ``wall`` (both). Outside ``cpu`` mode percentages and the
     threshold are shares of time, not of samples."""
-    cpu_groups, cpu_n, cpu_w = oncpu_weights(p, flt)
-    off_groups, off_n, off_w = offviews.offcpu_weights(p, flt)
+    oncpu_groups, oncpu_n, oncpu_w = oncpu_weights(p, flt)
+    offcpu_groups, offcpu_n, offcpu_w = offviews.offcpu_weights(p, flt)
     if mode == "offcpu":
-        groups, total_n, total_w = off_groups, off_n, off_w
+        groups, total_n, total_w = offcpu_groups, offcpu_n, offcpu_w
     elif mode == "wall":
-        groups = {k: list(v) for k, v in cpu_groups.items()}
-        for k, (n, w) in off_groups.items():
+        groups = {k: list(v) for k, v in oncpu_groups.items()}
+        for k, (n, w) in offcpu_groups.items():
             g = groups.setdefault(k, [0, 0])
             g[0] += n
             g[1] += w
-        total_n, total_w = cpu_n + off_n, cpu_w + off_w
+        total_n, total_w = oncpu_n + offcpu_n, oncpu_w + offcpu_w
     else:
-        groups, total_n, total_w = cpu_groups, cpu_n, cpu_w
+        groups, total_n, total_w = oncpu_groups, oncpu_n, oncpu_w
     by_time = mode != "cpu"
     paths = FuncPaths(p, flt.exclude)
     # node: [samples, weight, children dict]
@@ -142,8 +142,8 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
             hidden["time_ns"] += c[1]
             continue
         roots.append(emit(f, c, 1))
-    return {"total_samples": total_n, "oncpu_ns": cpu_w, "offcpu_ns": off_w, "mode": mode,
-            "samples": cpu_n, "intervals": off_n, "total_ns": total_w, "roots": roots,
+    return {"total_samples": total_n, "oncpu_ns": oncpu_w, "offcpu_ns": offcpu_w, "mode": mode,
+            "samples": oncpu_n, "intervals": offcpu_n, "total_ns": total_w, "roots": roots,
             "hidden": hidden}
 
 
@@ -162,13 +162,13 @@ def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
         for i, tid in enumerate(uniq.tolist()):
             cnt[tid] = int(c[i])
             wsum[tid] = int(round(w[i]))
-    off = offviews.per_thread(p)
+    offcpu = offviews.per_thread(p)
     rows = []
     for tid, (pid, name) in infos.items():
-        off_ns, n_iv, blocked, by_reason = off.get(tid, (0, 0, None, {}))
+        offcpu_ns, n_intervals, blocked, by_reason = offcpu.get(tid, (0, 0, None, {}))
         rows.append({"pid": pid, "tid": tid, "name": name, "samples": cnt.get(tid, 0),
-                     "oncpu_ns": wsum.get(tid, 0), "offcpu_ns": off_ns, "blocked": blocked,
-                     "intervals": n_iv, "offcpu_by_reason": by_reason})
+                     "oncpu_ns": wsum.get(tid, 0), "offcpu_ns": offcpu_ns, "blocked": blocked,
+                     "intervals": n_intervals, "offcpu_by_reason": by_reason})
     rows.sort(key=lambda r: (-(r["oncpu_ns"] + r["offcpu_ns"]), r["tid"]))
     total = len(rows)
     if limit > 0:

@@ -183,18 +183,18 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
         ts, ss, ws = per[th]
         out_threads.append(_thread_obj(p, th, f"{thread_name(p, th)} (on-CPU)", threads[th],
                                        ts, ss, ws, ts[0] if ts else 0.0, end_ms))
-    off: dict[int, tuple[_Thread, list[float], list[int | None], list[int]]] = {}
+    offcpu: dict[int, tuple[_Thread, list[float], list[int | None], list[int]]] = {}
     for th, start, dur, reason, sid in sorted(intervals(iv, tid), key=lambda r: r[1]):
-        if th not in off:
-            off[th] = (_Thread(p, libs), [], [], [])
-        tt, ts, ss, ws = off[th]
+        if th not in offcpu:
+            offcpu[th] = (_Thread(p, libs), [], [], [])
+        tt, ts, ss, ws = offcpu[th]
         cur = tt.stack(paths, sid)
         fid = tt._func(("r", reason), f"[off-cpu:{reason_name(p, reason)}]", None, None)
         ss.append(tt.push(cur, tt.frame(("r", reason), fid, 0, 3)))
         ts.append((start - base) / 1e6)
         ws.append(dur / 1e6)
-    for th in sorted(off):
-        tt, ts, ss, ws = off[th]
+    for th in sorted(offcpu):
+        tt, ts, ss, ws = offcpu[th]
         out_threads.append(_thread_obj(p, th, f"{thread_name(p, th)} (off-CPU)", tt, ts, ss,
                                        ws, ts[0] if ts else 0.0, end_ms))
     r = run or {}

@@ -56,9 +56,9 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
             run: dict[str, Any] | None = None) -> bytes:
     s = _Strings()
     paths = Paths(p)
-    off = intervals(iv, tid)
+    offcpu_rows = intervals(iv, tid)
     types = [("samples", "count"), ("cpu", "nanoseconds")]
-    if off:
+    if offcpu_rows:
         types.append(("off_cpu", "nanoseconds"))
     msg = bytearray()
     for t, u in types:
@@ -79,10 +79,10 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
     total_n = total_w = 0
     for th, sid, n, w in grouped(p, tid):
         total_n += n
-        vals = [n, w] + ([0] if off else [])
+        vals = [n, w] + ([0] if offcpu_rows else [])
         msg += _bytes(2, _packed(1, locations(sid)) + _packed(2, vals) + labels(th))
         total_w += w
-    for th, _start, dur, reason, sid in off:
+    for th, _start, dur, reason, sid in offcpu_rows:
         vals = [0, 0, dur]
         msg += _bytes(2, _packed(1, locations(sid)) + _packed(2, vals) + labels(th) +
                       _bytes(3, _int(1, reason_key) + _int(2, s(reason_name(p, reason)))))

@@ -65,15 +65,15 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
         profiles.append({"type": "sampled", "name": f"{thread_name(p, th)} (tid {th}) on-CPU",
                          "unit": "nanoseconds", "startValue": start - base,
                          "endValue": end - base, "samples": ss, "weights": ws})
-    off: dict[int, tuple[list[list[int]], list[int], int, int]] = {}
+    offcpu: dict[int, tuple[list[list[int]], list[int], int, int]] = {}
     for th, start, dur, reason, sid in sorted(intervals(iv, tid), key=lambda r: r[1]):
-        ss, ws, s0, _e = off.get(th, ([], [], start, start))
+        ss, ws, s0, _e = offcpu.get(th, ([], [], start, start))
         st = stack(sid) + [frame(("r", reason), f"[off-cpu:{reason_name(p, reason)}]")]
         ss.append(st)
         ws.append(dur)
-        off[th] = (ss, ws, s0, start + dur)
-    for th in sorted(off):
-        ss, ws, start, end = off[th]
+        offcpu[th] = (ss, ws, s0, start + dur)
+    for th in sorted(offcpu):
+        ss, ws, start, end = offcpu[th]
         profiles.append({"type": "sampled", "name": f"{thread_name(p, th)} (tid {th}) off-CPU",
                          "unit": "nanoseconds", "startValue": start - base,
                          "endValue": end - base, "samples": ss, "weights": ws})
