@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Stax
+from harness import Stax
 
 from stax.capture.records import Sample
 from stax.profile import annotate as ann

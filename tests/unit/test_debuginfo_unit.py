@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Stax, isolated_env
+from harness import Stax, isolated_env
 
 from stax.symbols import Symbolizer, find_debug_file, read_build_id
 from stax.symbols.debuginfo import DebugInfoFinder, file_crc32, read_debuglink

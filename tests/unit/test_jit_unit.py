@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Stax
+from harness import Stax
 
 from stax.capture import records as rec
 from stax.profile.tables import Profile

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Stax, isolated_env, start_server, stop_server
+from harness import Stax, isolated_env, start_server, stop_server
 
 
 def web_url(stax: Stax) -> str:
