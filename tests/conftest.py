@@ -23,6 +23,19 @@ from harness import (
 __all__ = ["ROOT", "Result", "Stax", "isolated_env", "start_server", "stop_server"]
 
 
+UNIT = ROOT / "tests" / "unit"
+SERVER_FIXTURES = {"stax", "stax_noserver", "stax_env"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep tests/unit fast and hermetic: a test there may not ask for a server."""
+    for item in items:
+        if item.path.is_relative_to(UNIT) and SERVER_FIXTURES & set(
+                getattr(item, "fixturenames", ())):
+            raise pytest.UsageError(f"{item.nodeid} uses a stax server fixture: it belongs in "
+                                    "tests/e2e")
+
+
 class Workloads(dict[str, Path]):
     """The C workloads (``workloads/*.c`` and ``tests/workloads/*.c``), each compiled on first
     use: ``NAME`` with frame pointers, ``NAME_nofp`` without."""
