@@ -122,7 +122,6 @@ class Env:
         self.tmp = tmp
         self.bin = compile_workloads(tmp)
         self.stax_exe = tool("stax")
-        self.server_exe = tool("stax-server")
         self.env = isolated_env(tmp)
         self.server_pid: int | None = None
 
