@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CC ?= gcc
 
-.PHONY: demo test lint bench clean setup sysdeps
+.PHONY: demo test test-unit lint bench clean setup sysdeps
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ sysdeps:
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q -ra
+
+# in-process tests only (tests/unit): no recording, server or browser; runs in seconds
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

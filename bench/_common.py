@@ -10,8 +10,6 @@ import argparse
 import json
 import os
 import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -23,25 +21,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
+# the isolated server environment is the one the tests use (tests/harness.py); the names a
+# benchmark needs from it are re-exported here
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from harness import (  # noqa: E402
+    ROOT,
+    compile_c,
+    isolated_env,
+    start_server,
+    stop_server_at,
+    tool,
+    wait_for_socket,
+)
+
+__all__ = ["ROOT", "tool", "wait_for_socket"]  # re-exported for the benchmarks
+
 WORKLOADS = {
     "split": ROOT / "workloads" / "split.c",
     "spin": ROOT / "tests" / "workloads" / "spin.c",
 }
 _ELAPSED = re.compile(r"elapsed_s=([0-9.]+)")
-
-
-def tool(name: str) -> str:
-    """A console script of the stax venv (falls back to the one next to this interpreter)."""
-    for d in (VENV_BIN, Path(sys.executable).parent):
-        p = d / name
-        if p.exists():
-            return str(p)
-    found = shutil.which(name)
-    if found is None:
-        raise SystemExit(f"error: {name} not found (is stax installed in {VENV_BIN}?)")
-    return found
 
 
 def script_interpreter(script: str) -> str:
@@ -95,16 +94,8 @@ def elapsed_from(stderr: str) -> float:
 
 def compile_workloads(dest: Path, sources: dict[str, Path] | None = None) -> dict[str, Path]:
     """Compile ``sources`` (name: C file; the common WORKLOADS by default) into ``dest``."""
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        raise SystemExit("error: no C compiler (gcc) found")
-    out: dict[str, Path] = {}
-    for name, src in (WORKLOADS if sources is None else sources).items():
-        exe = dest / name
-        subprocess.run([cc, "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", str(exe),
-                        str(src)], check=True)
-        out[name] = exe
-    return out
+    return {name: compile_c(src, dest / name, "-fno-omit-frame-pointer")
+            for name, src in (WORKLOADS if sources is None else sources).items()}
 
 
 def calibrate_split(env: Env, target_s: float) -> int:
@@ -131,15 +122,7 @@ class Env:
         self.tmp = tmp
         self.bin = compile_workloads(tmp)
         self.stax_exe = tool("stax")
-        self.server_exe = tool("stax-server")
-        env = dict(os.environ)
-        env["STAX_SERVER_SOCKET"] = str(tmp / "stax.sock")
-        env["XDG_STATE_HOME"] = str(tmp / "state")
-        env["XDG_CACHE_HOME"] = str(tmp / "cache")
-        env.pop("XDG_RUNTIME_DIR", None)
-        env.pop("STAX_NO_AUTOSTART", None)
-        env["STAX_SERVER_WS_BIND"] = "127.0.0.1:0"  # never the user's port 8080
-        self.env = env
+        self.env = isolated_env(tmp)
         self.server_pid: int | None = None
 
     def run(self, argv: Sequence[str], timeout: float = 300, check: bool = True) -> Proc:
@@ -159,44 +142,14 @@ class Env:
         return json.loads(self.stax(cmd, "--json", *args, timeout=timeout).out)
 
     def start_server(self) -> int:
-        """Start stax-server on the isolated socket (as ``stax record`` would); its pid."""
-        sock = self.env["STAX_SERVER_SOCKET"]
-        logf = self.tmp / "state" / "stax" / "stax-server.log"
-        logf.parent.mkdir(parents=True, exist_ok=True)
-        with open(os.devnull, "rb") as devnull, open(logf, "ab") as lf:
-            proc = subprocess.Popen([self.server_exe, "--socket", sock, "--log-file", str(logf)],
-                                    env=self.env, stdin=devnull, stdout=lf, stderr=lf,
-                                    start_new_session=True)
-        deadline = time.monotonic() + 15
-        while True:
-            if os.path.exists(sock):
-                st = self.stax("status", "--json", check=False)
-                if st.code == 0:
-                    self.server_pid = int(json.loads(st.out)["server_pid"])
-                    return self.server_pid
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"stax-server did not start; log:\n{logf.read_text()}")
-            time.sleep(0.05)
+        """Start stax-server on the isolated socket (detached, as ``stax record`` would start
+        it; its log is ``tmp/server.log``); its pid."""
+        self.server_pid = start_server(self.env, self.tmp, detach=True).pid
+        return self.server_pid
 
     def stop_server(self) -> None:
         """SIGTERM the server this environment's socket answers on (found via status)."""
-        pid = self.server_pid
-        st = self.stax("status", "--json", check=False, timeout=15)
-        if st.code == 0:
-            pid = int(json.loads(st.out)["server_pid"])
-        if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 15
-        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-            try:  # reap it if it is our child (we started it)
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.05)
+        stop_server_at(self.env, self.server_pid)
         self.server_pid = None
 
 

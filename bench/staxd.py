@@ -8,11 +8,9 @@ one server; compares the ``elapsed_s`` the target prints. N is calibrated to a ~
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 from _common import (
@@ -26,6 +24,7 @@ from _common import (
     parse_args,
     ratio,
     tool,
+    wait_for_socket,
 )
 
 TARGET_BARE_S = 1.5
@@ -51,12 +50,11 @@ def start_staxd(env: Env) -> tuple[subprocess.Popen[bytes], str]:
     sock = str(env.tmp / "staxd.sock")
     logf = open(env.tmp / "staxd.log", "ab")  # noqa: SIM115 - lives as long as staxd
     proc = subprocess.Popen([tool("staxd"), "--socket", sock], stdout=logf, stderr=logf)
-    deadline = time.monotonic() + 15
-    while not os.path.exists(sock):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"error: staxd did not start: "
-                             f"{(env.tmp / 'staxd.log').read_text()[-2000:]}")
-        time.sleep(0.02)
+    try:
+        wait_for_socket(sock, proc, env.tmp / "staxd.log", name="staxd")
+    except RuntimeError as e:
+        proc.kill()
+        raise SystemExit(f"error: {e}") from None
     return proc, sock
 
 

@@ -51,6 +51,9 @@ def build_profile(spec: dict[tuple[str, ...], int], tid_of: dict[str, int] | Non
 
 
 SPLIT = {("main", "work_a"): 60, ("main", "work_b"): 30, ("main", "work_c"): 10}
+# the summary of the run these profiles come from, as archives store it
+RUN = {"id": 1, "state": "stopped", "command": "./prog", "samples": 100, "mode": "launch",
+       "pid": 1, "argv": ["./prog"], "frequency_hz": 1000}
 
 
 def pb_decode(data: bytes) -> dict[int, list[Any]]:

@@ -6,10 +6,10 @@ import asyncio
 import re
 from pathlib import Path
 
+from harness import ROOT
+
 from stax import protocol
 from stax.server.daemon import Server
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_protocol_method_is_handled_and_documented(tmp_path: Path) -> None:

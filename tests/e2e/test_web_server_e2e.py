@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Stax, isolated_env, start_server, stop_server
+from harness import Stax, isolated_env, start_server, stop_server
 
 
 def web_url(stax: Stax) -> str:
@@ -163,14 +163,3 @@ def test_bad_bind_is_reported_not_fatal(tmp_path: Path) -> None:
         assert "STAX_SERVER_WS_BIND" in st["web"]["error"]  # type: ignore[index]
     finally:
         stop_server(proc)
-
-
-def test_bind_parsing() -> None:
-    from stax.server.web import parse_bind
-
-    assert parse_bind("127.0.0.1:8080") == ("127.0.0.1", 8080)
-    assert parse_bind("[::1]:0") == ("::1", 0)
-    assert parse_bind("localhost:9000") == ("localhost", 9000)
-    for bad in ("8080", ":8080", "host:", "host:http", "host:70000"):
-        with pytest.raises(ValueError):
-            parse_bind(bad)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from archive_helpers import pb_decode, pb_packed
-from conftest import Stax, start_server, stop_server
+from harness import Stax, start_server, stop_server
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/sys/kernel/tracing/events/sched/sched_switch")

@@ -1,5 +1,6 @@
-"""Tests for stax.symbols: ELF/vDSO/kernel symbolization, build-ids and demangling.
-Small C/C++ programs are compiled into a temporary directory with the system gcc/g++."""
+"""Tests for stax.symbols in user space: ELF and vDSO symbolization and build-ids. Small C/C++
+programs are compiled into a temporary directory with the system gcc/g++. Kernel symbols and
+demangling are in test_kernel_symbols_unit.py and test_demangle_unit.py."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from stax.symbols import Resolved, Symbolizer, demangle, read_build_id
-from stax.symbols.demangle import demangle_rust_legacy, demangle_rust_v0
+from stax.symbols import Resolved, Symbolizer, read_build_id
 from stax.symbols.vdso import read_vdso_image
 
 HAVE_GCC = shutil.which("gcc") is not None
@@ -434,137 +434,3 @@ def test_vdso() -> None:
     assert r.name in ("__vdso_clock_gettime", "clock_gettime")
     assert r.binary == "[vdso]"
     assert not Symbolizer().resolve_user("[vdso]", "cd" * 20, off).resolved
-
-
-# ---------------------------------------------------------------------------------------------
-# kernel
-
-
-def _kallsyms_text_line() -> tuple[int, set[str], str] | None:
-    try:
-        lines = Path("/proc/kallsyms").read_text().splitlines()
-    except OSError:
-        return None
-    by_addr: dict[int, list[tuple[str, str]]] = {}
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 3 or parts[1] not in "tTwW":
-            continue
-        by_addr.setdefault(int(parts[0], 16), []).append((parts[2], parts[1]))
-    for addr, entries in by_addr.items():
-        if addr and len(entries) == 1 and entries[0][0] in ("schedule", "do_sys_open", "vfs_read"):
-            return addr, {entries[0][0]}, entries[0][0]
-    for addr, entries in by_addr.items():
-        if addr and len(entries) == 1 and entries[0][1] == "T":
-            return addr, {entries[0][0]}, entries[0][0]
-    return None
-
-
-def test_kernel_resolution() -> None:
-    found = _kallsyms_text_line()
-    if found is None:
-        pytest.skip("/proc/kallsyms unreadable or restricted")
-    addr, names, name = found
-    sym = Symbolizer()
-    r = sym.resolve_kernel(addr)
-    assert r.resolved and r.name in names and r.func_addr == addr
-    assert r.binary == "[kernel.kallsyms]" and r.path == ""
-    r = sym.resolve_kernel(addr + 1)
-    assert r.name == name and r.func_addr == addr
-    assert sym.stats()["kernel_symbols"] > 1000
-
-
-def test_kernel_fake_kallsyms(tmp_path: Path) -> None:
-    fake = tmp_path / "kallsyms"
-    fake.write_text(
-        "ffffffff81000000 T _stext\n"
-        "ffffffff81000000 T startup_64\n"
-        "ffffffff81001000 t helper\n"
-        "ffffffff81002000 D some_data\n"
-        "ffffffff81003000 T last_core\n"
-        "ffffffffc0001000 t ext4_thing\t[ext4]\n"
-        "ffffffffc0000000 T early_mod\t[xfs]\n"
-    )
-    sym = Symbolizer(kallsyms_path=str(fake))
-    assert sym.resolve_kernel(0xFFFFFFFF81000010).name == "startup_64"
-    assert sym.resolve_kernel(0xFFFFFFFF81002010).name == "helper"  # data is not a function
-    r = sym.resolve_kernel(0xFFFFFFFFC0001004)
-    assert (r.name, r.binary, r.func_addr) == ("ext4_thing", "[ext4]", 0xFFFFFFFFC0001000)
-    assert sym.resolve_kernel(0xFFFFFFFFC0000008).binary == "[xfs]"
-    r = sym.resolve_kernel(0x1000)
-    assert not r.resolved and r.name == "[kernel]+0x1000"
-
-
-def test_kernel_restricted(tmp_path: Path) -> None:
-    fake = tmp_path / "kallsyms"
-    fake.write_text(
-        "0000000000000000 T _stext\n0000000000000000 t helper\n0000000000000000 T schedule\n"
-    )
-    sym = Symbolizer(kallsyms_path=str(fake))
-    r = sym.resolve_kernel(0xFFFFFFFF81234567)
-    assert r == Resolved("[kernel]+0xffffffff81234567", "[kernel.kallsyms]", "", 0, 0, False)
-    missing = Symbolizer(kallsyms_path=str(tmp_path / "nope"))
-    assert not missing.resolve_kernel(0xFFFFFFFF81234567).resolved
-
-
-# ---------------------------------------------------------------------------------------------
-# demangling
-
-
-def test_demangle_cxx() -> None:
-    assert demangle("_ZN2ns4TypeIiE6methodEv") == "ns::Type<int>::method()"
-    assert demangle("_Z3fooi") == "foo(int)"
-    assert demangle("_Z3foov.cold") == "foo() [clone .cold]"
-    assert demangle("_Zgarbage!") == "_Zgarbage!"
-    assert demangle("main") == "main"
-    assert demangle("") == ""
-
-
-def test_demangle_strips_decorations() -> None:
-    assert demangle("memcpy@@GLIBC_2.14") == "memcpy"
-    assert demangle("memcpy@GLIBC_2.2.5") == "memcpy"
-    assert demangle("malloc@plt") == "malloc"
-    assert demangle("_Z3fooi@plt") == "foo(int)"
-
-
-def test_demangle_rust_legacy() -> None:
-    assert demangle("_ZN4core3fmt5write17h0123456789abcdefE") == "core::fmt::write"
-    el = "_$LT$core..fmt..Arguments$u20$as$u20$core..fmt..Display$GT$"
-    mangled = f"_ZN{len(el)}{el}3fmt17h0123456789abcdefE.llvm.42"
-    assert demangle(mangled) == "<core::fmt::Arguments as core::fmt::Display>::fmt"
-    el2 = "$LT$alloc..vec..Vec$LT$T$C$A$GT$$u20$as$u20$core..ops..drop..Drop$GT$"
-    mangled2 = f"_ZN{len(el2)}{el2}4drop17hffffffffffffffffE"
-    assert demangle(mangled2) == "<alloc::vec::Vec<T,A> as core::ops::drop::Drop>::drop"
-    assert demangle("_ZN3std2rt10lang_start28_$u7b$$u7b$closure$u7d$$u7d$17h0000000000000000E") == (
-        "std::rt::lang_start::{{closure}}"
-    )
-    assert demangle_rust_legacy("_ZN3foo3barEv") is None  # C++ with parameters
-    assert demangle("_ZN3foo3barEv") == "foo::bar()"
-
-
-def test_demangle_rust_v0() -> None:
-    cases = {
-        "_RNvC6_123foo3bar": "123foo::bar",
-        "_RNCNCNgCs6DXkGYLi8lr_2cc5spawn00B5_": "cc::spawn::{closure#0}::{closure#0}",
-        "_RINbNbCskIICzLVDPPb_5alloc5alloc8box_freeDINbNiB4_5boxed5FnBoxuEp6OutputuEL_ECs1iopQbuBiw2_3std": (  # noqa: E501
-            "alloc::alloc::box_free::<dyn alloc::boxed::FnBox<(), Output = ()>>"
-        ),
-        "_RMC0INtC8arrayvec8ArrayVechKj7b_E": "<arrayvec::ArrayVec<u8, 123>>",
-        "_RNvNtCs1234_7mycrate3foo3bar.llvm.123": "mycrate::foo::bar",
-        "_RMC3fooFUKCjEu": '<unsafe extern "C" fn(usize)>',
-        "_RMC3fooFG_RL0_hEu": "<for<'a> fn(&'a u8)>",
-        "_RMC3fooTjbE": "<(usize, bool)>",
-        "_RMC3fooAhj4_": "<[u8; 4]>",
-        "_RINvC3foo3barKb1_Kc41_Kxn5_KpE": "foo::bar::<true, 'A', -5, _>",
-    }
-    for mangled, expected in cases.items():
-        assert demangle_rust_v0(mangled) == expected, mangled
-        assert demangle(mangled) == expected
-    word = "საჭმელად_გემრიელი_სადილი"
-    ascii_part, _, deltas = word.encode("punycode").decode().rpartition("-")
-    raw = f"{ascii_part}_{deltas}"
-    mangled = f"_RNvCs1_11utf8_identsu{len(raw)}_{raw}"
-    assert demangle(mangled) == f"utf8_idents::{word}"
-    # malformed input is returned unchanged
-    assert demangle("_RNvC3foo") == "_RNvC3foo"
-    assert demangle("_RB0_") == "_RB0_"

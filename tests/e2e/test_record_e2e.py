@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Stax
+from harness import Stax
 
 
 def _top(stax: Stax, *args: str) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stax, isolated_env, start_server, stop_server
+from harness import Stax, isolated_env, start_server, stop_server
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/sys/kernel/tracing/events/sched/sched_switch")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Stax
+from harness import ROOT, Stax
 
 
 def _paths(stax: Stax, *extra: str) -> list[tuple[list[str], int]]:

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from harness import ROOT
 
 from stax.leb128 import encode_uleb
 from stax.unwind import ehframe as eh

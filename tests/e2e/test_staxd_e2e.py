@@ -24,10 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import stop_server
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from harness import ROOT, stop_server, tool, wait_for_socket
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None
                                 or shutil.which("setpriv") is None,
@@ -153,13 +150,10 @@ def staxd(user: User) -> Iterator[Staxd]:
     sock = d / "staxd.sock"
     log = d / "staxd.log"
     with open(log, "ab") as lf:
-        proc = subprocess.Popen([str(BIN / "staxd"), "--socket", str(sock)], stdout=lf,
+        proc = subprocess.Popen([tool("staxd"), "--socket", str(sock)], stdout=lf,
                                 stderr=lf)
-    deadline = time.monotonic() + 15
-    while not sock.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.02)
     try:
+        wait_for_socket(sock, proc, log, name="staxd")
         yield Staxd(proc, str(sock), log)
     finally:
         stop_server(proc)
@@ -174,12 +168,8 @@ def user_server(user: User) -> Iterator[User]:
         proc = subprocess.Popen(user.argv(user.python, "-m", "stax.server.main", "--socket",
                                           str(sock)), env=user.env(), stdout=lf, stderr=lf,
                                 cwd=str(user.home))
-    deadline = time.monotonic() + 20
-    while not sock.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, \
-            (user.home / "server.log").read_text()
-        time.sleep(0.05)
     try:
+        wait_for_socket(sock, proc, user.home / "server.log", timeout=20)
         yield user
     finally:
         stop_server(proc)
@@ -439,7 +429,7 @@ def test_garbage_on_the_socket_leaves_staxd_serving(staxd: Staxd) -> None:
 
 def test_setup_as_root_writes_the_unit_idempotently(tmp_path: Path) -> None:
     env = dict(os.environ, STAX_SETUP_ROOT=str(tmp_path))
-    stax = str(BIN / "stax")
+    stax = tool("stax")
     first = subprocess.run([stax, "setup"], env=env, capture_output=True, text=True, timeout=30)
     assert first.returncode == 0, first.stderr
     unit = tmp_path / "etc/systemd/system/staxd.service"
@@ -511,7 +501,7 @@ def test_staxd_will_not_take_over_a_file_or_a_live_socket(staxd: Staxd, tmp_path
                                       "touching it"),
                          (staxd.socket, "error: another staxd is already listening on "
                                         f"{staxd.socket}")):
-        p = subprocess.run([str(BIN / "staxd"), "--socket", path], capture_output=True,
+        p = subprocess.run([tool("staxd"), "--socket", path], capture_output=True,
                            text=True, timeout=30)
         assert p.returncode == 1 and p.stderr.strip() == expect, p.stderr
     assert plain.read_text() == "keep me"
@@ -530,7 +520,7 @@ def test_setup_with_systemd_enables_and_starts_the_unit(tmp_path: Path) -> None:
     (fake / "systemctl").chmod(0o755)
     env = dict(os.environ, STAX_SETUP_ROOT=str(root), PATH=f"{fake}:{os.environ['PATH']}")
     for _ in range(2):
-        p = subprocess.run([str(BIN / "stax"), "setup"], env=env, capture_output=True,
+        p = subprocess.run([tool("stax"), "setup"], env=env, capture_output=True,
                            text=True, timeout=30)
         assert p.returncode == 0, p.stderr
         assert "staxd is enabled and running" in p.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from archive_helpers import pprof_stacks
-from conftest import Stax, start_server, stop_server
+from harness import Stax, start_server, stop_server
 
 
 def _top(stax: Stax, *args: str) -> dict:
@@ -133,7 +133,7 @@ def test_finished_runs_survive_a_server_restart(stax: Stax, workloads: dict[str,
 
 
 def test_history_is_bounded(tmp_path: Path, workloads: dict[str, Path]) -> None:
-    from conftest import isolated_env
+    from harness import isolated_env
 
     env = isolated_env(tmp_path)
     env["STAX_HISTORY_RUNS"] = "2"

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Stax
+from harness import ROOT, Stax
 
 
 def _rustc() -> str | None:
