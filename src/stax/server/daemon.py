@@ -84,6 +84,7 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self.subs = Subscriptions(self)
         self.web: Any = None  # stax.server.web.WebUI once serve() started it
+        self.socket_lock: Any = None  # stax.server.lock.SocketLock, held while serving
         self.handlers: dict[str, Handler] = {
             "hello": self.h_hello,
             "status": self.h_status,
@@ -114,14 +115,25 @@ class Server:
 
     async def serve(self) -> None:
         self._stopping = asyncio.Event()
+        path = self.socket_path
+        # one server per socket: the lock comes before the history, the web port and the socket
+        from stax.server.lock import LockHeld, SocketLock, identity, unlink_if_ours
+
+        self.socket_lock = SocketLock(path)
+        try:
+            self.socket_lock.acquire()
+        except LockHeld as e:
+            raise SystemExit(f"error: a stax-server already serves {path}: {e}") from None
+        except OSError as e:
+            raise SystemExit(f"error: cannot lock {self.socket_lock.path}: "
+                             f"{e.strerror or e}") from None
         restored = await asyncio.to_thread(self.registry.restore)
         if restored:
-            log.info("%d finished runs restored from %s", restored, self.history.dir)
-        path = self.socket_path
+            log.info("%d runs restored from %s", restored, self.history.dir)
         if os.path.exists(path):
-            if _socket_alive(path):
+            if _socket_alive(path):  # a server of a stax without the lock
                 raise SystemExit(f"error: a stax-server is already listening on {path}")
-            os.unlink(path)
+            os.unlink(path)  # we hold the lock: whoever bound it is gone
         from stax.server.web import WebUI
 
         self.web = WebUI(self)  # bound before the Unix socket exists: status always knows
@@ -135,6 +147,7 @@ class Server:
             raise SystemExit(f"error: cannot listen on {path}: {e.strerror or e}") from None
         finally:
             os.umask(old)
+        ours = identity(path)  # only this socket is ours to unlink
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -149,8 +162,9 @@ class Server:
             await self.subs.close()
             await self.web.close()
             await asyncio.to_thread(self.registry.stop_all)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            if not unlink_if_ours(path, ours):
+                log.warning("%s is no longer the socket this server bound; left alone", path)
+            self.socket_lock.release()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def push(msg: dict[str, Any]) -> None:
