@@ -14,7 +14,6 @@ import signal
 import socket
 import stat
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +31,7 @@ from stax.protocol import (
     decode,
     encode,
 )
+from stax.server.journal import Journals, note
 from stax.server.runs import Registry, Run
 from stax.server.subscriptions import PUSH, Subscriptions
 
@@ -86,8 +86,7 @@ class Server:
         self.subs = Subscriptions(self)
         self.web: Any = None  # stax.server.web.WebUI once serve() started it
         self.socket_lock: Any = None  # stax.server.lock.SocketLock, held while serving
-        self.journals: dict[int, Any] = {}  # run id -> stax.server.journal.Journal
-        self._journals_lock = threading.Lock()
+        self.journals = Journals(self.history)  # each recording run's crash journal
         self.handlers: dict[str, Handler] = {
             "hello": self.h_hello,
             "status": self.h_status,
@@ -296,7 +295,7 @@ class Server:
         dwarf = self._dwarf_param(params)
         run = await asyncio.to_thread(self.registry.start, "launch", pid, argv, freq, limit,
                                       dwarf, self._daemon_socket(params))
-        await asyncio.to_thread(self._journal, run)
+        await asyncio.to_thread(self.journals.start, run)
         return run.summary()
 
     async def h_start_attach(self, params: dict[str, Any]) -> Any:
@@ -304,7 +303,7 @@ class Server:
         dwarf = self._dwarf_param(params)
         run = await asyncio.to_thread(self.registry.start, "attach", pid, [], freq, limit,
                                       dwarf, self._daemon_socket(params))
-        await asyncio.to_thread(self._journal, run)
+        await asyncio.to_thread(self.journals.start, run)
         return run.summary()
 
     async def h_target_exited(self, params: dict[str, Any]) -> Any:
@@ -392,37 +391,15 @@ class Server:
         return run_diagnostics(run.profile, run.summary(), run.recorder, elapsed,
                                run.stored_diag)
 
-    def _journal(self, run: Run) -> None:
-        """Journal a run that started recording, so that it survives a crash of this server
-        (stax.server.journal)."""
-        from stax.server.journal import Journal
-
-        if not self.history.enabled:
-            return
-        with self._journals_lock:
-            if run.state != "recording":  # it ended already: _persist has been and gone
-                return
-            j = Journal(self.history.journal_of(run.id), run.profile, run.summary)
-            if j.start():
-                self.journals[run.id] = j
-            else:
-                log.warning("run %d is not journaled: %s", run.id, j.error)
-                _note(run, f"not journaled (lost if the server crashes): {j.error}")
-
     def _persist(self, run: Run) -> None:
         """Keep a finished run on disk (called from its capture thread once it stopped)."""
-        with self._journals_lock:
-            journal = self.journals.pop(run.id, None)
-        if journal is not None:
-            journal.close(discard=False)  # removed below, once the run is kept
-            if journal.error:
-                _note(run, f"journal: {journal.error}")
+        journal = self.journals.finish(run)  # removed below, once the run is kept
         path = self.history.save(run.profile, run.id, run.summary(), self.run_diagnostics(run))
         if path is not None:
             run.archive = path
             log.info("run %d kept in %s", run.id, path)
         elif self.history.error:  # a read-only or full disk: the run stays queryable here
-            _note(run, f"not kept on disk (lost when the server exits): {self.history.error}")
+            note(run, f"not kept on disk (lost when the server exits): {self.history.error}")
         if journal is not None:
             journal.close()
 
@@ -584,12 +561,6 @@ def _offcpu_note(run: dict[str, Any], wakeups: bool = False) -> str | None:
     if wakeups and not off.get("wakeups_recorded"):
         return f"wakeups unavailable: {off.get('wakeups_problem') or 'not recorded'}"
     return None
-
-
-def _note(run: Run, note: str) -> None:
-    """A line for the run's summary ``notes`` (and so ``diagnose``)."""
-    if run.recorder is not None and note not in run.recorder.info.notes:
-        run.recorder.info.notes.append(note)
 
 
 def _socket_alive(path: str) -> bool:

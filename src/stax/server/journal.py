@@ -198,6 +198,46 @@ class Journal:
         self._fd = self._lock_fd = None
 
 
+class Journals:
+    """The server's journals, one per recording run (``start`` when a run starts, ``finish``
+    when its capture ended)."""
+
+    def __init__(self, history: Any) -> None:
+        self.history = history  # stax.server.history.History
+        self.by_run: dict[int, Journal] = {}
+        self.lock = threading.Lock()
+
+    def start(self, run: Any) -> None:
+        if not self.history.enabled:
+            return
+        with self.lock:
+            if run.state != "recording":  # it ended already: finish() has been and gone
+                return
+            j = Journal(self.history.journal_of(run.id), run.profile, run.summary)
+            if j.start():
+                self.by_run[run.id] = j
+                return
+        log.warning("run %d is not journaled: %s", run.id, j.error)
+        note(run, f"not journaled (lost if the server crashes): {j.error}")
+
+    def finish(self, run: Any) -> Journal | None:
+        """Stop journaling ``run`` and return its journal (still on disk: ``close()`` removes
+        it once the run is kept)."""
+        with self.lock:
+            j = self.by_run.pop(run.id, None)
+        if j is not None:
+            j.close(discard=False)
+            if j.error:
+                note(run, f"journal: {j.error}")
+        return j
+
+
+def note(run: Any, text: str) -> None:
+    """A line for a live run's summary ``notes`` (and so ``diagnose``)."""
+    if run.recorder is not None and text not in run.recorder.info.notes:
+        run.recorder.info.notes.append(text)
+
+
 def pending(history_dir: str) -> list[tuple[int, str]]:
     """The journals in ``history_dir`` that no live server is writing: (run id, path)."""
     try:

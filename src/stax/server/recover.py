@@ -30,6 +30,9 @@ def recover_all(history_dir: str, path_of: Any) -> list[int]:
     """Recover every abandoned journal in ``history_dir`` into ``path_of(run_id)``."""
     got = []
     for run_id, jpath in pending(history_dir):
+        if os.path.exists(path_of(run_id)):  # kept whole; only the journal's removal was cut
+            shutil.rmtree(jpath, ignore_errors=True)
+            continue
         try:
             recover(jpath, path_of(run_id), run_id)
         except (ArchiveError, OSError, ValueError) as e:
