@@ -134,3 +134,18 @@ def test_lock_helpers(tmp_path: Path) -> None:
     assert unlink_if_ours(sock, identity(sock)) and not os.path.exists(sock)
     s.close()
     s2.close()
+
+
+def test_lock_file_of_another_user_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        return  # needs to give the file away
+    sock = str(tmp_path / "t.sock")
+    with open(lock_path(sock), "w"):
+        pass
+    os.chown(lock_path(sock), 65534, 65534)
+    try:
+        SocketLock(sock).acquire()
+    except Exception as e:
+        assert "belongs to another user" in str(e)
+    else:
+        raise AssertionError("a planted lock file was used")

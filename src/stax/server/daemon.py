@@ -125,7 +125,7 @@ class Server:
         try:
             self.socket_lock.acquire()
         except LockHeld as e:
-            raise SystemExit(f"error: a stax-server already serves {path}: {e}") from None
+            raise SystemExit(f"error: {e}") from None
         except OSError as e:
             raise SystemExit(f"error: cannot lock {self.socket_lock.path}: "
                              f"{e.strerror or e}") from None

@@ -24,19 +24,25 @@ class SocketLock:
     """Take with ``acquire()`` before binding anything; released when the process ends."""
 
     def __init__(self, socket_path: str) -> None:
+        self.socket = socket_path
         self.path = lock_path(socket_path)
         self.fd: int | None = None
 
     def acquire(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        if os.fstat(fd).st_uid != os.geteuid():  # planted by another user (e.g. in /tmp)
+            os.close(fd)
+            raise LockHeld(f"{self.path} belongs to another user; remove it or choose "
+                           "another socket (--socket, STAX_SERVER_SOCKET)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
-            who = f" (pid {holder})" if holder else ""
-            raise LockHeld(f"another stax-server{who} holds {self.path}") from None
+            who = f"pid {holder} holds" if holder else "its lock is held:"
+            raise LockHeld(f"a stax-server already serves {self.socket} ({who} "
+                           f"{self.path})") from None
         except OSError:
             os.close(fd)
             raise
