@@ -44,7 +44,7 @@ LOCK_FILE = "lock"
 MAGIC = b"STXJ"
 _HEAD = struct.Struct("<4sIII")
 FLUSH_INTERVAL_S = 1.0
-RUN_EVERY = 10  # flushes between rewrites of run.json (a summary costs O(samples))
+RUN_EVERY = 10  # run.json (a summary costs O(samples)): every flush at first, then every 10th
 # the Profile attributes holding the tables that are plain attributes of the profile
 _ATTRS = {"samples": ("s_time", "s_tid", "s_stack", "s_weight", "s_cpu"),
           "frames": ("frame_binary", "frame_offset", "frame_func"),
@@ -164,7 +164,7 @@ class Journal:
         self.funcs_done = nfuncs
         self.binaries_done = nbins
         self.threads_seen = seen
-        if self.flushes % RUN_EVERY == RUN_EVERY - 1:
+        if self.flushes < RUN_EVERY or self.flushes % RUN_EVERY == 0:
             self._write_run()  # the summary's counts are rebuilt from the tables on recovery
         self.flushes += 1
         self.bytes += len(rec)
@@ -174,7 +174,9 @@ class Journal:
     def _write_run(self) -> None:
         path = os.path.join(self.dir, RUN_FILE)
         with open(path + ".tmp", "w") as f:
-            json.dump({"run": self.summary(), "written_unix_ms": int(time.time() * 1000)}, f)
+            unwinder = getattr(self.p, "unwinder", None)
+            json.dump({"run": self.summary(), "written_unix_ms": int(time.time() * 1000),
+                       "unwind": unwinder.stats() if unwinder is not None else None}, f)
         os.replace(path + ".tmp", path)
 
     def stats(self) -> dict[str, Any]:

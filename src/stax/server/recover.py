@@ -64,8 +64,9 @@ def _chunks(path: str) -> Any:
             yield json.loads(hj), zlib.decompress(blob)
 
 
-def replay(jpath: str) -> tuple[Any, dict[str, Any]]:
-    """The Profile a journal holds, and the run summary it last wrote."""
+def replay(jpath: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The Profile a journal holds, the run summary it last wrote, and the rest of that file
+    (``unwind``: the unwinder's counters then)."""
     from stax.profile.tables import Binary, Func, Profile, Thread
 
     p = Profile(None)
@@ -113,10 +114,12 @@ def replay(jpath: str) -> tuple[Any, dict[str, Any]]:
     p.offcpu.unclassified = [i for i, r in enumerate(p.intervals.reason) if r < 0]
     try:
         with open(os.path.join(jpath, RUN_FILE)) as f:
-            run = json.load(f).get("run") or {}
-    except (OSError, ValueError, AttributeError):
-        run = {}
-    return p, run if isinstance(run, dict) else {}
+            doc = json.load(f)
+    except (OSError, ValueError):
+        doc = {}
+    doc = doc if isinstance(doc, dict) else {}
+    run = doc.get("run")
+    return p, run if isinstance(run, dict) else {}, doc
 
 
 def p_written(jpath: str) -> int:
@@ -148,7 +151,7 @@ def recover(jpath: str, dest: str, run_id: int) -> str:
     """Save the journal at ``jpath`` as the archive ``dest``; returns ``dest``."""
     from stax.archive.diag import run_diagnostics
 
-    p, run = replay(jpath)
+    p, run, doc = replay(jpath)
     n = len(p.s_stack)
     m = len(p.intervals.tid)
     notes = [str(x) for x in run.get("notes") or [] if isinstance(x, str)]
@@ -164,8 +167,11 @@ def recover(jpath: str, dest: str, run_id: int) -> str:
     if isinstance(started, int) and last > started:  # to the last flush
         elapsed = max(elapsed, (last - started) / 1000)
     summary["elapsed_ms"] = round(elapsed * 1000, 3)
-    capture = {"mode": run.get("capture_mode") or "?",
-               "kernel_frames": bool(run.get("kernel_frames"))}
-    diag = run_diagnostics(p, summary, None, elapsed, {"capture": capture})
+    diag = run_diagnostics(p, summary, None, elapsed)
+    # what a live run's diagnostics hold that the tables do not: as the journal last saw it
+    diag["capture"] = {**diag["capture"], "mode": run.get("capture_mode") or "?",
+                       "unwinding": run.get("unwinding") or "-"}
+    if isinstance(doc.get("unwind"), dict):
+        diag["unwind"] = doc["unwind"]
     save(p, dest, summary, diag)
     return dest
