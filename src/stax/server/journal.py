@@ -7,9 +7,11 @@ changed) to ``<history>/run-ID.journal/chunks`` about every second, and rewrites
 each flush costs in proportion to what the run gained, not to its size.
 
 A run that stops normally is kept as an archive and its journal is removed. A journal still on
-disk when a server starts belongs to a server that died while recording (``kill -9``, a crash,
-power loss): ``recover`` turns it into a kept run (an ordinary archive in the history) marked
-``end_reason: "interrupted"``, holding everything up to the last flush.
+disk when a server starts belongs to a server that died while recording (``kill -9``, a crash):
+``stax.server.recover`` turns it into a kept run (an ordinary archive in the history) marked
+``end_reason: "interrupted"``, holding everything up to the last flush. Chunks are written, not
+fsynced (a flush every second must stay cheap): a crash of the server loses nothing written, a
+crash of the machine loses what the kernel had not yet written back.
 
 Each chunk is ``"STXJ" <u32 header bytes> <u32 data bytes> <u32 crc32>``, a JSON header, then
 the zlib-compressed column data (little-endian, the archive's dtypes, tables and columns in
