@@ -1,5 +1,5 @@
 """Run every stax benchmark in sequence: overhead, ingest, query_latency, unwind, offcpu, web,
-archive, annotate_latency, staxd.
+archive, annotate_latency, staxd, journal.
 
 ``--quick`` is passed through. With ``--json`` the numbers of all of them are printed as one JSON
 document keyed by benchmark. Missed targets are reported, not failures; the exit status is
@@ -19,7 +19,7 @@ from _common import log, parse_args
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("overhead", "ingest", "query_latency", "unwind", "offcpu", "web", "archive",
-              "annotate_latency", "staxd")
+              "annotate_latency", "staxd", "journal")
 
 
 def main() -> int:

@@ -69,7 +69,10 @@ def print_json(obj: Any) -> None:
 
 
 def run_line(r: dict[str, Any]) -> str:
-    line = (f"run {r['id']}  [{r['state']}]  pid {r['pid']}  {r['samples']} samples / "
+    state = r["state"]
+    if r.get("end_reason") == "interrupted":  # recovered after the server died recording
+        state += ", interrupted"
+    line = (f"run {r['id']}  [{state}]  pid {r['pid']}  {r['samples']} samples / "
             f"{r.get('intervals', 0)} intervals  ({r['command']})")
     if r.get("unwinding"):
         line += f"  unwinding: {r['unwinding']}"

@@ -20,6 +20,31 @@ def archive_dir() -> str:
     return os.path.join(paths.state_dir(), "offline")
 
 
+def _keep(profile: Any, name: str, summary: dict[str, Any],
+          diag: dict[str, Any]) -> dict[str, Any] | None:
+    """Save the archive in the state directory, or, when that cannot be written (read-only,
+    full), in $TMPDIR (private to this user); None when neither works."""
+    import tempfile
+
+    from stax.archive.format import ArchiveError, save
+
+    try:
+        return save(profile, os.path.join(archive_dir(), name), summary, diag)
+    except ArchiveError as e:
+        first = e
+    path = os.path.join(tempfile.gettempdir(), f"stax-{name}")
+    print(f"warning: {first}; saving the recording in {tempfile.gettempdir()} instead",
+          file=sys.stderr)
+    old = os.umask(0o077)
+    try:
+        return save(profile, path, summary, diag, overwrite=False)
+    except ArchiveError as e:
+        print(f"warning: {e}", file=sys.stderr)
+        return None
+    finally:
+        os.umask(old)
+
+
 def _summary(mode: str, pid: int, argv: list[str], args: argparse.Namespace, profile: Any,
              recorder: Any, started_wall: float, elapsed_s: float, end_reason: str | None,
              exit_status: int | None, error: str | None) -> dict[str, Any]:
@@ -54,7 +79,6 @@ def _summary(mode: str, pid: int, argv: list[str], args: argparse.Namespace, pro
 def record(args: argparse.Namespace, command: list[str], exe: str | None, reason: str) -> int:
     """Record a launched command (``exe``) or ``args.pid`` here, then save an archive."""
     from stax.archive.diag import run_diagnostics
-    from stax.archive.format import ArchiveError, save
     from stax.capture.recorder import CaptureError, Recorder
     from stax.cli.record import exit_status, release, spawn_paused, summary_text
     from stax.profile.tables import Profile
@@ -134,11 +158,13 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
                        result.get("error"))
     diag = run_diagnostics(profile, summary, recorder, elapsed)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started_wall))
-    path = os.path.join(archive_dir(), f"run-{stamp}-{pid}.stax")
-    try:
-        saved = save(profile, path, summary, diag)
-    except ArchiveError as e:
-        die(f"recorded {summary['samples']} samples but could not save them: {e}")
+    saved = _keep(profile, f"run-{stamp}-{pid}.stax", summary, diag)
+    if saved is None:  # nowhere to write: the run is lost, but the status stays the target's
+        print(f"error: recorded {summary['samples']} samples but could not save them "
+              "anywhere", file=sys.stderr)
+        if args.json:
+            print_json(summary)
+        return status if status is not None else 0
     summary["archive"] = saved["path"]
     if args.json:
         print_json(summary)

@@ -58,6 +58,27 @@ def resolve_command(cmd: str) -> str:
     return found
 
 
+def _server_log() -> tuple[str, Any]:
+    """The autostarted server's log, opened for appending: in the state directory, or in
+    $TMPDIR when that cannot be written (a read-only or full disk must not stop recording)."""
+    log_path = paths.server_log()
+    try:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        return log_path, open(log_path, "ab")  # noqa: SIM115 - the caller closes it
+    except OSError as e:
+        import tempfile
+
+        fallback = os.path.join(tempfile.gettempdir(), f"stax-server-{os.getuid()}.log")
+        print(f"warning: cannot write {log_path} ({e.strerror or e}); the server logs to "
+              f"{fallback}", file=sys.stderr)
+        try:
+            fd = os.open(fallback, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                         0o600)
+            return fallback, os.fdopen(fd, "ab")
+        except OSError:
+            return os.devnull, open(os.devnull, "ab")  # noqa: SIM115
+
+
 class Unreachable(Exception):
     """No server answers and none could be started; the message says why."""
 
@@ -70,11 +91,10 @@ def ensure_server() -> Client:
         pass
     if os.environ.get("STAX_NO_AUTOSTART") == "1":
         raise Unreachable(f"no server on {paths.server_socket()} and STAX_NO_AUTOSTART=1")
-    log_path = paths.server_log()
     sock = os.path.abspath(paths.server_socket())
+    log_path, logf = _server_log()
     try:
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
+        with open(os.devnull, "rb") as devnull, logf:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "stax.server.main", "--socket", sock, "--log-file",
                  log_path],
@@ -82,17 +102,25 @@ def ensure_server() -> Client:
                 close_fds=True, cwd="/")
     except OSError as e:
         raise Unreachable(f"could not start stax-server: {e.strerror or e}") from None
+    from stax.server.lock import holder
+
     deadline = time.monotonic() + 10.0
+    ours = True
     while time.monotonic() < deadline:
         try:
             client = Client()
         except ServerUnavailable:
-            if proc.poll() is not None:
+            if ours and proc.poll() is not None:
+                # it lost the race to a server another stax started at the same moment (it
+                # exits at once when the socket's lock is taken): connect to the winner
+                ours = False
+            if not ours and holder(sock) in (None, proc.pid):
                 break
             time.sleep(0.05)
             continue
-        print(f"stax: started stax-server (pid {proc.pid}, socket {sock}, log {log_path})",
-              file=sys.stderr)
+        if ours:
+            print(f"stax: started stax-server (pid {proc.pid}, socket {sock}, log {log_path})",
+                  file=sys.stderr)
         return client
     raise Unreachable(f"could not start stax-server (socket {sock}); see its log: {log_path}")
 

@@ -31,6 +31,7 @@ from stax.protocol import (
     decode,
     encode,
 )
+from stax.server.journal import Journals, note
 from stax.server.runs import Registry, Run
 from stax.server.subscriptions import PUSH, Subscriptions
 
@@ -84,6 +85,8 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self.subs = Subscriptions(self)
         self.web: Any = None  # stax.server.web.WebUI once serve() started it
+        self.socket_lock: Any = None  # stax.server.lock.SocketLock, held while serving
+        self.journals = Journals(self.history)  # each recording run's crash journal
         self.handlers: dict[str, Handler] = {
             "hello": self.h_hello,
             "status": self.h_status,
@@ -114,14 +117,25 @@ class Server:
 
     async def serve(self) -> None:
         self._stopping = asyncio.Event()
+        path = self.socket_path
+        # one server per socket: the lock comes before the history, the web port and the socket
+        from stax.server.lock import LockHeld, SocketLock, identity, unlink_if_ours
+
+        self.socket_lock = SocketLock(path)
+        try:
+            self.socket_lock.acquire()
+        except LockHeld as e:
+            raise SystemExit(f"error: {e}") from None
+        except OSError as e:
+            raise SystemExit(f"error: cannot lock {self.socket_lock.path}: "
+                             f"{e.strerror or e}") from None
         restored = await asyncio.to_thread(self.registry.restore)
         if restored:
-            log.info("%d finished runs restored from %s", restored, self.history.dir)
-        path = self.socket_path
+            log.info("%d runs restored from %s", restored, self.history.dir)
         if os.path.exists(path):
-            if _socket_alive(path):
+            if _socket_alive(path):  # a server of a stax without the lock
                 raise SystemExit(f"error: a stax-server is already listening on {path}")
-            os.unlink(path)
+            os.unlink(path)  # we hold the lock: whoever bound it is gone
         from stax.server.web import WebUI
 
         self.web = WebUI(self)  # bound before the Unix socket exists: status always knows
@@ -135,6 +149,7 @@ class Server:
             raise SystemExit(f"error: cannot listen on {path}: {e.strerror or e}") from None
         finally:
             os.umask(old)
+        ours = identity(path)  # only this socket is ours to unlink
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -149,8 +164,9 @@ class Server:
             await self.subs.close()
             await self.web.close()
             await asyncio.to_thread(self.registry.stop_all)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            if not unlink_if_ours(path, ours):
+                log.warning("%s is no longer the socket this server bound; left alone", path)
+            self.socket_lock.release()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def push(msg: dict[str, Any]) -> None:
@@ -279,6 +295,7 @@ class Server:
         dwarf = self._dwarf_param(params)
         run = await asyncio.to_thread(self.registry.start, "launch", pid, argv, freq, limit,
                                       dwarf, self._daemon_socket(params))
+        await asyncio.to_thread(self.journals.start, run)
         return run.summary()
 
     async def h_start_attach(self, params: dict[str, Any]) -> Any:
@@ -286,6 +303,7 @@ class Server:
         dwarf = self._dwarf_param(params)
         run = await asyncio.to_thread(self.registry.start, "attach", pid, [], freq, limit,
                                       dwarf, self._daemon_socket(params))
+        await asyncio.to_thread(self.journals.start, run)
         return run.summary()
 
     async def h_target_exited(self, params: dict[str, Any]) -> Any:
@@ -375,10 +393,15 @@ class Server:
 
     def _persist(self, run: Run) -> None:
         """Keep a finished run on disk (called from its capture thread once it stopped)."""
+        journal = self.journals.finish(run)  # removed below, once the run is kept
         path = self.history.save(run.profile, run.id, run.summary(), self.run_diagnostics(run))
         if path is not None:
             run.archive = path
             log.info("run %d kept in %s", run.id, path)
+        elif self.history.error:  # a read-only or full disk: the run stays queryable here
+            note(run, f"not kept on disk (lost when the server exits): {self.history.error}")
+        if journal is not None:
+            journal.close()
 
     def _update_kept(self, run: Run, fields: dict[str, Any]) -> None:
         """Fields learnt after a run was kept on disk (the launcher reports the exit status

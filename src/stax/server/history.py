@@ -46,6 +46,14 @@ class History:
                          else _env_int("STAX_HISTORY_RUNS", DEFAULT_MAX_RUNS))
         self.max_bytes = (max_bytes if max_bytes is not None
                           else _env_int("STAX_HISTORY_BYTES", DEFAULT_MAX_BYTES))
+        self.error: str | None = None  # why the last save failed
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_runs > 0 and self.max_bytes > 0
+
+    def journal_of(self, run_id: int) -> str:
+        return os.path.join(self.dir, f"run-{run_id}.journal")
 
     def path_of(self, run_id: int) -> str:
         return os.path.join(self.dir, f"run-{run_id}.stax")
@@ -82,6 +90,9 @@ class History:
 
         if self.clean():
             log.info("removed leftovers of interrupted saves from %s", self.dir)
+        from stax.server.recover import recover_all
+
+        recover_all(self.dir, self.path_of)  # runs a crashed server was recording
         out = []
         for run_id, path in self._entries():
             try:
@@ -99,14 +110,17 @@ class History:
         """Persist one finished run, then evict the oldest beyond the bounds."""
         from stax.archive.format import ArchiveError, save
 
-        if self.max_runs == 0 or self.max_bytes == 0:
+        self.error = None
+        if not self.enabled:
             return None
         path = self.path_of(run_id)
         try:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
             save(profile, path, summary, diagnostics)
-        except ArchiveError as e:
-            log.warning("could not keep run %d on disk: %s", run_id, e)
+        except (ArchiveError, OSError) as e:  # a read-only or full disk: the run stays in memory
+            self.error = (str(e) if isinstance(e, ArchiveError)
+                          else f"cannot write {self.dir}: {e.strerror or e}")
+            log.warning("could not keep run %d on disk: %s", run_id, self.error)
             return None
         self.evict()
         return path

@@ -25,11 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     level = logging.DEBUG if (args.verbose or os.environ.get("STAX_LOG")) else logging.INFO
     handler: logging.Handler
+    handler = logging.StreamHandler(sys.stderr)
     if args.log_file:
-        os.makedirs(os.path.dirname(os.path.abspath(args.log_file)), exist_ok=True)
-        handler = logging.FileHandler(args.log_file)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(args.log_file)), exist_ok=True)
+            handler = logging.FileHandler(args.log_file)
+        except OSError as e:  # a read-only or full disk: keep serving, log to stderr
+            print(f"warning: cannot write the log {args.log_file}: {e.strerror or e}",
+                  file=sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
     from stax.server.daemon import run_server
