@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import Stax, start_server, stop_server
+from harness import Stax, start_server, stop_server
 
 
 def _unwritable_state(stax: Stax, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import BIN, Stax, start_server, stop_server
+from harness import Stax, start_server, stop_server, tool
 
 from stax.server.lock import SocketLock, identity, lock_path, unlink_if_ours
 
@@ -72,7 +72,7 @@ def test_two_records_at_once_share_one_server(stax_noserver: Stax,
 def test_second_server_exits_and_leaves_the_first_alone(stax: Stax, tmp_path: Path) -> None:
     sock = stax.env["STAX_SERVER_SOCKET"]
     before = identity(sock)
-    p = subprocess.Popen([str(BIN / "stax-server"), "--socket", sock], env=stax.env,
+    p = subprocess.Popen([tool("stax-server"), "--socket", sock], env=stax.env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _out, err = p.communicate(timeout=15)

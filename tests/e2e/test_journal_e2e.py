@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import Stax, start_server, stop_server
+from harness import Stax, start_server, stop_server
 
 
 def test_run_survives_kill_9_of_the_server(stax: Stax, workloads: dict[str, Path],
