@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from stax import paths, sysctl
-from stax.cli.common import CLIError, die, isatty, print_json
+from stax.cli.common import CLIError, die, esc, isatty, out, print_json
 from stax.client import Client, RemoteError, ServerUnavailable
 
 MAX_FREQUENCY = 100_000
@@ -91,8 +91,8 @@ def ensure_server() -> Client:
                 break
             time.sleep(0.05)
             continue
-        print(f"stax: started stax-server (pid {proc.pid}, socket {sock}, log {log_path})",
-              file=sys.stderr)
+        out(f"stax: started stax-server (pid {proc.pid}, socket {esc(sock)}, log "
+            f"{esc(log_path)})", err=True)
         return client
     raise Unreachable(f"could not start stax-server (socket {sock}); see its log: {log_path}")
 
@@ -133,9 +133,9 @@ def summary_text(run: dict[str, Any]) -> list[str]:
     if run.get("exit_status") is not None:
         lines[0] += f", exit status {run['exit_status']}"
     for note in run.get("notes") or []:
-        lines.append(f"stax: note: {note}")
+        lines.append(f"stax: note: {esc(note)}")
     if run.get("error"):
-        lines.append(f"stax: {run['error']}")
+        lines.append(f"stax: {esc(run['error'])}")
     if run["lost_records"]:
         lines.append(f"warning: the kernel dropped {run['lost_records']} records (ring buffer "
                      "full); see stax diagnose")
@@ -156,15 +156,15 @@ def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Pr
         run = res["run"]
     except (RemoteError, ServerUnavailable) as e:
         progress.clear()
-        print(f"warning: lost contact with stax-server before the run summary ({e}); "
-              f"its log may say why: {paths.server_log()}", file=sys.stderr)
+        out(f"warning: lost contact with stax-server before the run summary ({esc(e)}); "
+            f"its log may say why: {esc(paths.server_log())}", err=True)
         return status
     progress.clear()
     if args.json:
         print_json(run)
     else:
         for line in summary_text(run):
-            print(line, file=sys.stderr)
+            out(line, err=True)
     return status
 
 
@@ -257,8 +257,8 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
                     progress.show(cur)
                 else:  # the time limit ended the recording; the target is the user's
                     _finish(client, run["id"], args, progress, 0)
-                    print(f"stax: recording stopped; pid {pid} is still running, waiting for "
-                          "it to exit", file=sys.stderr)
+                    out(f"stax: recording stopped; pid {pid} is still running, waiting for "
+                        "it to exit", err=True)
                     summarised = True
                     continue
         time.sleep(0.02)
