@@ -17,13 +17,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from test_staxd_e2e import Staxd, User, _dd, staxd, user, user_server  # noqa: F401
+import test_staxd_e2e as base
+from test_staxd_e2e import Staxd, User, _dd
 
 from stax.staxd.daemon import MAX_PER_UID
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None
                                 or shutil.which("setpriv") is None,
                                 reason="needs root, useradd and setpriv (util-linux)")
+
+user, user_server, staxd = base.user, base.user_server, base.staxd  # shared fixtures
 
 PYTHON = os.path.realpath(sys.executable)
 
@@ -92,8 +95,7 @@ def _as(uid: int, gid: int, *cmd: str) -> list[str]:
 
 
 def test_one_user_holding_connections_does_not_lock_out_another(
-        hog_user: tuple[str, int, int], user_server: User,  # noqa: F811 (fixtures)
-        staxd: Staxd) -> None:  # noqa: F811
+        hog_user: tuple[str, int, int], user_server: User, staxd: Staxd) -> None:
     _name, uid, gid = hog_user
     n = MAX_PER_UID + 12
     hog = subprocess.Popen(_as(uid, gid, PYTHON, "-I", "-S", "-c", HOG, staxd.socket, str(n)),
@@ -115,8 +117,8 @@ def test_one_user_holding_connections_does_not_lock_out_another(
                                            f"{MAX_PER_UID} per user at once)"), ans
         # meanwhile another user records through staxd as usual (kernel frames come only
         # from staxd's descriptors)
-        user = user_server
-        p = user.stax("record", "--json", "--daemon-socket", staxd.socket, "--", _dd(),
+        u = user_server
+        p = u.stax("record", "--json", "--daemon-socket", staxd.socket, "--", _dd(),
                       "if=/dev/zero", "of=/dev/null", "bs=64k", "count=100000")
         assert p.returncode == 0, p.stderr + staxd.log_text()
         run = json.loads(p.stdout)
@@ -132,7 +134,7 @@ def test_one_user_holding_connections_does_not_lock_out_another(
             hog.stdin.close()
         hog.wait(10)
     log = staxd.log_text()
-    assert f"granted uid {user.uid} pid" in log, log
+    assert f"granted uid {u.uid} pid" in log, log
     assert f"turned away uid {uid} pid" in log, log
     assert staxd.proc.poll() is None
     # once it lets go, the user is served again

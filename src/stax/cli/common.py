@@ -145,8 +145,25 @@ def none_line(what: str, tid: int | None) -> str:
 
 def _why_empty(run: dict[str, Any]) -> str:
     if run.get("end_reason") == "exited" and run.get("samples", 0) == 0:
+        obstacle = _launch_obstacle(run)
+        if obstacle:
+            return f": {esc(obstacle)}"
         return ": the target exited before it used measurable CPU"
     return ""
+
+
+def _launch_obstacle(run: dict[str, Any]) -> str | None:
+    """Why perf could not sample a launched run's program (setuid, say), when its ``argv[0]``
+    still names that program here."""
+    argv = run.get("argv") or []
+    if run.get("mode") != "launch" or not argv or not isinstance(argv[0], str):
+        return None
+    import shutil
+
+    from stax.cli.setid import launch_obstacle
+
+    path = argv[0] if "/" in argv[0] else shutil.which(argv[0])
+    return launch_obstacle(path) if path else None
 
 
 def isatty(stream: Any) -> bool:

@@ -150,7 +150,9 @@ def summary_text(run: dict[str, Any]) -> list[str]:
 
 
 def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Progress,
-            status: int) -> int:
+            status: int, obstacle: str | None = None) -> int:
+    """Wait for the run to end and print its summary; ``obstacle`` (why perf could not sample
+    the target) is added as a note when the run has no samples."""
     try:
         res = client.call("wait", timeout=None, run=run_id)
         run = res["run"]
@@ -163,6 +165,8 @@ def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Pr
     if args.json:
         print_json(run)
     else:
+        if obstacle and not run.get("samples"):
+            run = {**run, "notes": [*(run.get("notes") or []), obstacle]}
         for line in summary_text(run):
             out(line, err=True)
     return status
@@ -213,7 +217,12 @@ def exit_status(wstatus: int) -> int:
 
 
 def launch(args: argparse.Namespace, command: list[str]) -> int:
+    from stax.cli.setid import launch_obstacle
+
     exe = resolve_command(command[0])
+    obstacle = launch_obstacle(exe)
+    if obstacle:
+        out(f"warning: {esc(obstacle)}", err=True)
     try:
         client = ensure_server()
     except Unreachable as e:
@@ -256,7 +265,7 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
                 if cur["state"] == "recording":
                     progress.show(cur)
                 else:  # the time limit ended the recording; the target is the user's
-                    _finish(client, run["id"], args, progress, 0)
+                    _finish(client, run["id"], args, progress, 0, obstacle)
                     out(f"stax: recording stopped; pid {pid} is still running, waiting for "
                         "it to exit", err=True)
                     summarised = True
@@ -268,7 +277,7 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
         pass
     if summarised:
         return status
-    return _finish(client, run["id"], args, progress, status)
+    return _finish(client, run["id"], args, progress, status, obstacle)
 
 
 def attach(args: argparse.Namespace) -> int:
@@ -291,7 +300,10 @@ def attach(args: argparse.Namespace) -> int:
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
                           dwarf_unwind=_dwarf(args))
     except RemoteError as e:
-        die(e.message)
+        from stax.cli.setid import attach_obstacle
+
+        obstacle = attach_obstacle(pid) if e.message.startswith("not allowed") else None
+        die(obstacle or e.message)
     except ServerUnavailable as e:
         die(f"stax-server failed: {e}")
     interrupted = False
