@@ -74,7 +74,7 @@ def attach_obstacle(pid: int, uid: int | None = None, gid: int | None = None,
     if uid == 0:
         return None
     try:
-        with open(f"{proc}/{pid}/status") as f:
+        with open(f"{proc}/{pid}/status", errors="replace") as f:
             status = f.read()
         owner = os.stat(f"{proc}/{pid}").st_uid
     except (OSError, ValueError):

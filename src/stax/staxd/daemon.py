@@ -73,7 +73,7 @@ def check_access(peer: Peer, pid: int, tid: int, proc: str = "/proc") -> None:
     base = f"{proc}/{pid}"
     try:
         st = os.stat(base)
-        with open(f"{base}/status") as f:
+        with open(f"{base}/status", errors="replace") as f:  # Name: may not be UTF-8
             status = f.read()
         uids = _ids(status, "Uid")
         gids = _ids(status, "Gid")
