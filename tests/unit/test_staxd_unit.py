@@ -19,7 +19,7 @@ from stax.capture.broker import BrokerOpener, BrokerRefused, opener_for
 from stax.capture.events import BUILDERS, EventSpec, LocalOpener, build_attr
 from stax.capture.recorder import CaptureError
 from stax.staxd import wire
-from stax.staxd.daemon import Broker, Gone, Peer, Refused, check_access
+from stax.staxd.daemon import Broker, Gone, Peer, Refused, Slots, check_access, peer_of
 
 # --- the parser -------------------------------------------------------------------------------
 
@@ -247,8 +247,9 @@ def test_connection_loop_answers_any_bytes(chunks: list[bytes]) -> None:
     broker = Broker("/nonexistent/staxd.sock")
     a, b = socket.socketpair()
     b.settimeout(20)
-    assert broker.slots.acquire(blocking=False)
-    t = threading.Thread(target=broker._client, args=(a,), daemon=True)
+    peer = peer_of(a)
+    assert broker.slots.take(peer.uid) is None
+    t = threading.Thread(target=broker._client, args=(a, peer), daemon=True)
     t.start()
     try:
         for c in chunks:
@@ -276,3 +277,44 @@ def test_formats_request_names_only_known_tracepoints() -> None:
                 b'{"formats": ["sched_switch"], "pid": 1}', b'{"formats": "sched_switch"}'):
         with pytest.raises(wire.BadRequest, match="formats"):
             wire.parse_request(bad)
+
+
+# --- connection slots: fair to every user -----------------------------------------------------
+
+
+def test_slots_limit_each_user_but_root_and_all_together() -> None:
+    slots = Slots(total=12, per_uid=3)
+    assert [slots.take(1000) for _ in range(3)] == [None] * 3
+    why = slots.take(1000)
+    assert why is not None and "too many connections from uid 1000" in why
+    assert "at most 3 per user" in why
+    assert slots.take(1001) is None  # another user is still served
+    assert [slots.take(0) for _ in range(5)] == [None] * 5  # root has no per-user limit
+    assert slots.used == 9 and slots.by_uid == {1000: 3, 1001: 1, 0: 5}
+    slots.give(1000)
+    assert slots.take(1000) is None  # a slot given back can be taken again
+    assert [slots.take(u) for u in (1002, 1003, 1004)] == [None] * 3
+    busy = slots.take(1005)  # all 12 taken: the global cap still holds
+    assert busy is not None and "staxd is busy" in busy and "at most 12" in busy
+    for uid, n in list(slots.by_uid.items()):
+        for _ in range(n):
+            slots.give(uid)
+    assert slots.used == 0 and slots.by_uid == {}
+
+
+def test_client_reads_the_answer_of_a_connection_turned_away(tmp_path: Path) -> None:
+    """staxd answers a connection over its limits at once and closes it; the client, whose
+    request then meets a closed socket, still reports staxd's reason."""
+    path = str(tmp_path / "busy.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    op = BrokerOpener(path)
+    conn, _ = srv.accept()
+    conn.sendall(wire.answer_busy("too many connections from uid 1000: it holds 8"))
+    conn.close()
+    srv.close()
+    with pytest.raises(CaptureError, match="^staxd turned the connection away: too many "
+                                           "connections from uid 1000: it holds 8$"):
+        op.open(EventSpec("sample"), 1, 1, 0)
+    op.close()

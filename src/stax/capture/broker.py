@@ -60,7 +60,7 @@ class BrokerOpener:
         assert self.sock is not None
         fds: list[int] = []
         try:
-            self.sock.sendall(wire.encode_request(pid, events))
+            self._send(wire.encode_request(pid, events))
             while b"\n" not in self._buf:
                 data, got, _flags, _addr = socket.recv_fds(
                     self.sock, 65536, MAX_FDS, socket.MSG_CMSG_CLOEXEC)
@@ -90,6 +90,8 @@ class BrokerOpener:
             raise CaptureError(f"staxd sent {len(fds)} descriptors for {len(events)} events")
         if ans.get("refused"):
             raise BrokerRefused(f"staxd refused: {msg}")
+        if ans.get("busy"):
+            raise CaptureError(f"staxd turned the connection away: {msg}")
         if isinstance(ans.get("errno"), int):
             raise perf.PerfError(ans["errno"], msg)
         raise CaptureError(f"staxd rejected the request: {msg}")
@@ -103,7 +105,7 @@ class BrokerOpener:
             if self.sock is None:
                 self.connect()
             assert self.sock is not None
-            self.sock.sendall(wire.encode_formats_request())
+            self._send(wire.encode_formats_request())
             while b"\n" not in self._buf:
                 data = self.sock.recv(1 << 20)
                 if not data:
@@ -131,6 +133,25 @@ class BrokerOpener:
             return pr
         sched.use_waking_format(pr, wk)
         return pr
+
+    def _send(self, data: bytes) -> None:
+        """Send a request; when staxd has closed the connection (it turns a connection over its
+        limits away with an answer at once), its answer is still read: only when there is none
+        does the send's error stand."""
+        assert self.sock is not None
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            try:
+                while b"\n" not in self._buf:
+                    chunk = self.sock.recv(65536)
+                    if not chunk:
+                        break
+                    self._buf += chunk
+            except OSError:
+                pass
+            if b"\n" not in self._buf:
+                raise
 
     def open(self, spec: EventSpec, pid: int, tid: int, cpu: int) -> int:
         return self.request(pid, [(spec, tid, cpu)])[0]

@@ -166,11 +166,20 @@ def probe(allow_mount: bool = True) -> Probe:
     """
     override = os.environ.get("STAX_TRACEFS")
     pr = Probe()
-    base = None
+    base = closed = None
     for d in tracefs_dirs():
-        if os.path.exists(os.path.join(d, "events")):
-            base = d
-            break
+        try:
+            os.stat(os.path.join(d, "events"))
+        except PermissionError:  # there, but closed to this user
+            closed = closed or d
+            continue
+        except OSError:
+            continue
+        base = d
+        break
+    if base is None and closed is not None:  # mounting another would not help: say so
+        pr.problem = unreadable_problem(closed)
+        return pr
     if base is None and not override and allow_mount:
         target = TRACEFS_DIRS[0]
         if os.geteuid() != 0:
@@ -207,6 +216,37 @@ def probe(allow_mount: bool = True) -> Probe:
         return pr
     use_waking_format(pr, wk)
     return pr
+
+
+def _is_tracefs_mount(path: str, mountinfo: str = "/proc/self/mountinfo") -> bool:
+    try:
+        with open(mountinfo) as f:
+            for line in f:
+                fields = line.split()
+                # ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE OPTS
+                if len(fields) > 5 and fields[4] == path and "-" in fields:
+                    if fields[fields.index("-") + 1] == "tracefs":
+                        return True
+    except OSError:
+        pass
+    return False
+
+
+def unreadable_problem(d: str, uid: int | None = None, mountinfo: str = "/proc/self/mountinfo"
+                       ) -> str:
+    """Why off-CPU capture is unavailable when tracefs directory ``d`` exists but this user may
+    not look inside (tracefs is mode 0700 on many systems): what is wrong, and the fixes."""
+    uid = os.geteuid() if uid is None else uid
+    try:
+        st = os.stat(d)
+        how = f"mode {st.st_mode & 0o7777:04o}, owner uid {st.st_uid}"
+    except OSError as e:
+        how = e.strerror or str(e)
+    what = (f"tracefs is mounted at {d} but" if _is_tracefs_mount(d, mountinfo)
+            else f"{d} is")
+    return (f"{what} not readable by uid {uid} ({how}); use staxd (sudo stax setup), run as "
+            f"root, or let this user read it (sudo chmod 0755 {d}) with "
+            "kernel.perf_event_paranoid=-1")
 
 
 def open_error(e: OSError, what: str) -> str:

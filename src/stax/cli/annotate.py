@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-from stax.cli.common import isatty, no_samples_hint, print_json, query
+from stax.cli.common import esc, isatty, no_samples_hint, out, print_json, query
 
 RED = "\033[1;31m"
 GREEN = "\033[32m"
@@ -38,19 +38,19 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     color = isatty(out)
     fn = res["function"]
     lines: list[str] = []
-    lines.append(f"matched {_quote(res['target'], res['matched_by'])} -> {fn['func']} @ "
+    lines.append(f"matched {_quote(res['target'], res['matched_by'])} -> {esc(fn['func'])} @ "
                  f"0x{fn['addr']:x} ({res['self_samples']} self samples)")
     run = res["run"]
     size = f", {fn['size']} bytes" if fn["size"] else ""
-    lines.append(f"run {run['id']} [{run['state']}] {run['command']}: {fn['func']}  "
-                 f"({fn['binary']}){size}, {res['self_samples']} of {res['total_samples']} "
+    lines.append(f"run {run['id']} [{run['state']}] {esc(run['command'])}: {esc(fn['func'])}  "
+                 f"({esc(fn['binary'])}){size}, {res['self_samples']} of {res['total_samples']} "
                  f"samples ({res['self_pct']:.1f}%), {res['self_ns'] / 1e6:.1f} ms on-CPU")
     if fn.get("disk_path"):
-        src = (f"line info from {res['debug_file']}" if res["has_line_info"]
+        src = (f"line info from {esc(res['debug_file'])}" if res["has_line_info"]
                else "no DWARF line info")
-        lines.append(f"code from {fn['disk_path']} ({res['arch']}), {src}")
+        lines.append(f"code from {esc(fn['disk_path'])} ({esc(res['arch'])}), {src}")
     if res.get("note"):
-        lines.append(f"note: {res['note']}")
+        lines.append(f"note: {esc(res['note'])}")
     if not res["total_samples"] and args.tid is None:
         lines.append(no_samples_hint(run))
     sources = {(s["file"], s["line"]): s for s in res["sources"]}
@@ -63,8 +63,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             loc = (ins["file"], ins["line"]) if ins["file"] is not None else None
             if loc is not None and loc != prev:
                 s = sources.get(loc)
-                text = (s["text"] or "").strip() if s else ""
-                head = f"{os.path.basename(loc[0])}:{loc[1]}"
+                text = esc((s["text"] or "").strip().expandtabs(4)) if s else ""
+                head = f"{esc(os.path.basename(loc[0]))}:{loc[1]}"
                 share = ""
                 if s and s["samples"]:
                     share = f"  [{s['samples']} samples]"
@@ -72,8 +72,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             prev = loc if loc is not None else prev
             n = ins["samples"]
             pct = ins["pct"]
-            row = (f"{n:8d} {pct:5.1f}%  {ins['addr']:>{width}x}:  {ins['text']}" if n
-                   else f"{'.':>8} {'':6}  {ins['addr']:>{width}x}:  {ins['text']}")
+            code = esc(ins["text"])
+            row = (f"{n:8d} {pct:5.1f}%  {ins['addr']:>{width}x}:  {code}" if n
+                   else f"{'.':>8} {'':6}  {ins['addr']:>{width}x}:  {code}")
             if n and pct >= HOT_PCT:
                 row = _paint(row, RED, color)
             elif n and pct >= WARM_PCT:
@@ -93,12 +94,13 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         for u in res["unplaced_addrs"]:
             lines.append(f"    0x{u['addr']:x}: {u['samples']} samples "
                          f"({u['reason'].replace('_', ' ')})")
-    print("\n".join(lines))
+    # every value above went through esc; the colours are the only escapes written
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 
 def _quote(target: str, how: str) -> str:
-    return target if how == "address" else f'"{target}"'
+    return esc(target) if how == "address" else f'"{esc(target)}"'
 
 
 def _no_match(res: dict[str, Any], args: argparse.Namespace) -> int:
@@ -107,13 +109,14 @@ def _no_match(res: dict[str, Any], args: argparse.Namespace) -> int:
         if args.json:
             print_json(res)
         else:
-            print(no_samples_hint(res["run"], args.tid))
+            out(no_samples_hint(res["run"], args.tid))
         return 0
     if args.json:
         print_json(res)
     elif res["hottest"]:
-        print(f"no sampled function matches {what}; the hottest that did:")
+        out(f"no sampled function matches {what}; the hottest that did:")
         for h in res["hottest"]:
-            print(f"  {h['self_samples']:7d}  {h['func']}  ({h['binary']})  0x{h['addr']:x}")
-    sys.stderr.write(f"error: no sampled function matches {what}\n")
+            out(f"  {h['self_samples']:7d}  {esc(h['func'])}  ({esc(h['binary'])})  "
+                f"0x{h['addr']:x}")
+    out(f"error: no sampled function matches {what}", err=True)
     return 1

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from typing import Any
 
-from stax.cli.common import call, die, print_json, run_line
+from stax.cli.common import call, die, esc, out, print_json, run_line
 
 
 def _abs(path: str) -> str:
@@ -25,8 +25,8 @@ def cmd_save(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
         return 0
-    print(f"saved run {res['run']['id']} to {res['path']} ({res['samples']} samples, "
-          f"{res['bytes'] / 1024:.0f} KiB)")
+    out(f"saved run {res['run']['id']} to {esc(res['path'])} ({res['samples']} samples, "
+        f"{res['bytes'] / 1024:.0f} KiB)")
     return 0
 
 
@@ -42,8 +42,8 @@ def cmd_open(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
         return 0
-    print(f"opened: {run_line(res)}")
-    print("stax: explore it with: stax top | stax flame | stax threads")
+    out(f"opened: {run_line(res)}")
+    out("stax: explore it with: stax top | stax flame | stax threads")
     return 0
 
 
@@ -63,34 +63,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     b, c, d = res["base"], res["cand"], res["delta"]
-    print(f"base: {b['path']}  ({b['command']})")
-    print(f"cand: {c['path']}  ({c['command']})")
+    out(f"base: {esc(b['path'])}  ({esc(b['command'])})")
+    out(f"cand: {esc(c['path'])}  ({esc(c['command'])})")
     pct = f" ({d['oncpu_pct']:+.1f}%)" if d["oncpu_pct"] is not None else ""
-    print(f"{'':10}{'base':>14}{'cand':>14}{'delta':>16}")
-    print(f"{'samples':10}{b['samples']:>14}{c['samples']:>14}{d['samples']:>+16}")
-    print(f"{'on-CPU':10}{b['oncpu_ns'] / 1e6:>11.1f} ms{c['oncpu_ns'] / 1e6:>11.1f} ms"
-          f"{_fmt_delta_ms(d['oncpu_ns']):>16}{pct}")
+    out(f"{'':10}{'base':>14}{'cand':>14}{'delta':>16}")
+    out(f"{'samples':10}{b['samples']:>14}{c['samples']:>14}{d['samples']:>+16}")
+    out(f"{'on-CPU':10}{b['oncpu_ns'] / 1e6:>11.1f} ms{c['oncpu_ns'] / 1e6:>11.1f} ms"
+        f"{_fmt_delta_ms(d['oncpu_ns']):>16}{pct}")
     opct = f" ({d['offcpu_pct']:+.1f}%)" if d.get("offcpu_pct") is not None else ""
-    print(f"{'off-CPU':10}{b['offcpu_ns'] / 1e6:>11.1f} ms{c['offcpu_ns'] / 1e6:>11.1f} ms"
-          f"{_fmt_delta_ms(d['offcpu_ns']):>16}{opct}")
-    print(f"{'intervals':10}{b['intervals']:>14}{c['intervals']:>14}{d['intervals']:>+16}")
+    out(f"{'off-CPU':10}{b['offcpu_ns'] / 1e6:>11.1f} ms{c['offcpu_ns'] / 1e6:>11.1f} ms"
+        f"{_fmt_delta_ms(d['offcpu_ns']):>16}{opct}")
+    out(f"{'intervals':10}{b['intervals']:>14}{c['intervals']:>14}{d['intervals']:>+16}")
     for reason, dr in d.get("offcpu_by_reason", {}).items():
         bn, cn = b["offcpu_by_reason"][reason], c["offcpu_by_reason"][reason]
         if bn or cn:
-            print(f"{'  ' + reason:10}{bn / 1e6:>11.1f} ms{cn / 1e6:>11.1f} ms"
-                  f"{_fmt_delta_ms(dr):>16}")
+            out(f"{'  ' + esc(reason):10}{bn / 1e6:>11.1f} ms{cn / 1e6:>11.1f} ms"
+                f"{_fmt_delta_ms(dr):>16}")
 
     def table(title: str, rows: list[dict[str, Any]]) -> None:
-        print(f"\n{title}")
+        out(f"\n{title}")
         if not rows:
-            print("  (none)")
+            out("  (none)")
             return
-        print(f"{'delta self':>14} {'base':>10} {'cand':>10}  {'share':>13}  function  (binary)")
+        out(f"{'delta self':>14} {'base':>10} {'cand':>10}  {'share':>13}  function  (binary)")
         for r in rows:
-            tag = f"  [{r['status']}]" if r["status"] != "changed" else ""
-            print(f"{_fmt_delta_ms(r['delta_self_ns'])} {r['base_self_ns'] / 1e6:7.1f} ms "
-                  f"{r['cand_self_ns'] / 1e6:7.1f} ms  {r['base_self_pct']:5.1f}→"
-                  f"{r['cand_self_pct']:5.1f}%  {r['func']}  ({r['binary']}){tag}")
+            tag = f"  [{esc(r['status'])}]" if r["status"] != "changed" else ""
+            out(f"{_fmt_delta_ms(r['delta_self_ns'])} {r['base_self_ns'] / 1e6:7.1f} ms "
+                f"{r['cand_self_ns'] / 1e6:7.1f} ms  {r['base_self_pct']:5.1f}→"
+                f"{r['cand_self_pct']:5.1f}%  {esc(r['func'])}  ({esc(r['binary'])}){tag}")
 
     table("regressions (self time grew, biggest first):", res["regressions"])
     table("improvements (self time shrank, biggest first):", res["improvements"])
@@ -134,6 +134,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         os.replace(part, out_path)
     except OSError as e:
         die(f"cannot write {args.output}: {e.strerror or e}")
-    print(f"wrote {args.format} export of run {res['run']['id']} to {out_path} "
-          f"({len(data)} bytes)", file=sys.stderr)
+    out(f"wrote {args.format} export of run {res['run']['id']} to {esc(out_path)} "
+        f"({len(data)} bytes)", err=True)
     return 0

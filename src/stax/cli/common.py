@@ -1,12 +1,18 @@
-"""Shared CLI plumbing: errors, connecting to the server, run lines, JSON output.
+"""Shared CLI plumbing: errors, connecting to the server, run lines, text and JSON output.
 
 Stdlib only, so that every subcommand starts fast.
+
+Text output never carries a control character it was not meant to: names, commands, paths and
+messages come from the recorded programs (a thread can name itself ``ESC]0;…BEL``), so every
+value is passed through ``esc`` and every line is written by ``out``, which escapes what ``esc``
+missed. ``--json`` keeps the values exactly (JSON escapes them itself).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from typing import Any, NoReturn
@@ -57,7 +63,7 @@ def query(method: str, as_json: bool, **params: Any) -> Any:
                 if as_json:
                     print_json({"run": None, "message": NO_RUNS})
                 else:
-                    print(NO_RUNS)
+                    out(NO_RUNS)
                 return None
             die(e.message)
         except ServerUnavailable as e:
@@ -68,14 +74,52 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
+# C0 controls, DEL, C1 controls, lone surrogates (the undecodable bytes of a non-UTF-8 name),
+# and the invisible characters that move or reorder text: line/paragraph separators and the
+# bidirectional embeddings, overrides, isolates and marks
+_OTHER_UNSAFE = r"\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE_RE = re.compile(rf"[\x00-\x1f{_OTHER_UNSAFE}]")
+_UNSAFE_IN_LINES_RE = re.compile(rf"[\x00-\x09\x0b-\x1f{_OTHER_UNSAFE}]")  # all but \n
+_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = m.group()
+    if c in _SHORT:
+        return _SHORT[c]
+    o = ord(c)
+    if o < 0x80:
+        return f"\\x{o:02x}"
+    if 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8, kept by surrogateescape: as a byte
+        return f"\\x{o - 0xDC00:02x}"
+    return f"\\u{o:04x}"
+
+
+def esc(value: object) -> str:
+    """``value`` as text that is safe on a terminal: every control character (and lone
+    surrogate, bidirectional control, line separator) shown as a visible escape such as
+    ``\\x1b``, ``\\n`` or ``\\u202e``; a byte that was not UTF-8 as ``\\xNN``. Printable text,
+    backslashes included, is unchanged, so escaping twice changes nothing."""
+    s = value if isinstance(value, str) else str(value)
+    return _UNSAFE_RE.sub(_escape_char, s)
+
+
+def out(text: object = "", *, err: bool = False) -> None:
+    """Write ``text`` and a newline to stdout (stderr with ``err``) with every control
+    character except the newlines between lines escaped, as a net under ``esc``."""
+    stream = sys.stderr if err else sys.stdout
+    s = text if isinstance(text, str) else str(text)
+    stream.write(_UNSAFE_IN_LINES_RE.sub(_escape_char, s) + "\n")
+
+
 def run_line(r: dict[str, Any]) -> str:
     state = r["state"]
     if r.get("end_reason") == "interrupted":  # recovered after the server died recording
         state += ", interrupted"
     line = (f"run {r['id']}  [{state}]  pid {r['pid']}  {r['samples']} samples / "
-            f"{r.get('intervals', 0)} intervals  ({r['command']})")
+            f"{r.get('intervals', 0)} intervals  ({esc(r['command'])})")
     if r.get("unwinding"):
-        line += f"  unwinding: {r['unwinding']}"
+        line += f"  unwinding: {esc(r['unwinding'])}"
     return line
 
 
@@ -104,8 +148,25 @@ def none_line(what: str, tid: int | None) -> str:
 
 def _why_empty(run: dict[str, Any]) -> str:
     if run.get("end_reason") == "exited" and run.get("samples", 0) == 0:
+        obstacle = _launch_obstacle(run)
+        if obstacle:
+            return f": {esc(obstacle)}"
         return ": the target exited before it used measurable CPU"
     return ""
+
+
+def _launch_obstacle(run: dict[str, Any]) -> str | None:
+    """Why perf could not sample a launched run's program (setuid, say), when its ``argv[0]``
+    still names that program here."""
+    argv = run.get("argv") or []
+    if run.get("mode") != "launch" or not argv or not isinstance(argv[0], str):
+        return None
+    import shutil
+
+    from stax.cli.setid import launch_obstacle
+
+    path = argv[0] if "/" in argv[0] else shutil.which(argv[0])
+    return launch_obstacle(path) if path else None
 
 
 def isatty(stream: Any) -> bool:

@@ -14,7 +14,9 @@ from stax import __version__
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see: {self.prog} --help)\n")
+        from stax.cli.common import esc, out
+
+        out(f"error: {esc(message)} (see: {self.prog} --help)", err=True)
         raise SystemExit(1)
 
 
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd is None:
         ap.print_help()
         return 0
-    from stax.cli.common import CLIError
+    from stax.cli.common import CLIError, esc, out
 
     try:
         if args.cmd == "record":
@@ -175,10 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         }[args.cmd]
         return handler(args)
     except CLIError as e:
-        sys.stderr.write(f"error: {e}\n")
+        out(f"error: {esc(e)}", err=True)
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
+        out("error: interrupted", err=True)
         return 130
     except BrokenPipeError:
         return 0

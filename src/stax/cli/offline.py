@@ -7,13 +7,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any
 
 from stax import __version__, paths
-from stax.cli.common import die, print_json
+from stax.cli.common import die, esc, out, print_json
 
 
 def archive_dir() -> str:
@@ -33,13 +32,13 @@ def _keep(profile: Any, name: str, summary: dict[str, Any],
     except ArchiveError as e:
         first = e
     path = os.path.join(tempfile.gettempdir(), f"stax-{name}")
-    print(f"warning: {first}; saving the recording in {tempfile.gettempdir()} instead",
-          file=sys.stderr)
+    out(f"warning: {esc(first)}; saving the recording in {esc(tempfile.gettempdir())} instead",
+        err=True)
     old = os.umask(0o077)
     try:
         return save(profile, path, summary, diag, overwrite=False)
     except ArchiveError as e:
-        print(f"warning: {e}", file=sys.stderr)
+        out(f"warning: {esc(e)}", err=True)
         return None
     finally:
         os.umask(old)
@@ -84,7 +83,7 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     from stax.profile.tables import Profile
     from stax.symbols import Symbolizer
 
-    print(f"warning: stax-server unreachable ({reason}); recording in-process", file=sys.stderr)
+    out(f"warning: stax-server unreachable ({esc(reason)}); recording in-process", err=True)
     # the same capture as the server's (Registry.start): DWARF unwinding unless turned off
     # (--no-dwarf-unwind, STAX_DWARF_UNWIND=0), off-CPU intervals and wakeups when permitted,
     # descriptors from staxd when its socket answers
@@ -160,8 +159,8 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started_wall))
     saved = _keep(profile, f"run-{stamp}-{pid}.stax", summary, diag)
     if saved is None:  # nowhere to write: the run is lost, but the status stays the target's
-        print(f"error: recorded {summary['samples']} samples but could not save them "
-              "anywhere", file=sys.stderr)
+        out(f"error: recorded {summary['samples']} samples but could not save them "
+            "anywhere", err=True)
         if args.json:
             print_json(summary)
         return status if status is not None else 0
@@ -173,8 +172,8 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
         lines[0] = lines[0].replace("stax: run 0 stopped", "stax: in-process recording stopped")
         lines = [x for x in lines if "explore it with" not in x]
         for line in lines:
-            print(line, file=sys.stderr)
-        print(f"stax: saved the recording to {saved['path']}", file=sys.stderr)
-        print(f"stax: view it with: stax open {saved['path']} (needs stax-server); "
-              "stax compare reads it directly", file=sys.stderr)
+            out(line, err=True)
+        out(f"stax: saved the recording to {esc(saved['path'])}", err=True)
+        out(f"stax: view it with: stax open {esc(saved['path'])} (needs stax-server); "
+            "stax compare reads it directly", err=True)
     return status if status is not None else 0

@@ -7,17 +7,18 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 from typing import Any
 
 from stax.cli.common import (
     NO_RUNS,
     call,
     die,
+    esc,
     fmt_ms,
     fmt_time,
     no_samples_hint,
     none_line,
+    out,
     print_json,
     query,
     run_line,
@@ -30,28 +31,28 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if res["active"]:
-        print("active run:")
-        print(f"  {run_line(res['active'])}")
-        print(f"  {capture_line(res['active'])}")
+        out("active run:")
+        out(f"  {run_line(res['active'])}")
+        out(f"  {capture_line(res['active'])}")
     else:
-        print("no active run")
+        out("no active run")
         if res["current"]:
-            print(f"current query state: {run_line(res['current'])}")
-            print(f"  {capture_line(res['current'])}")
+            out(f"current query state: {run_line(res['current'])}")
+            out(f"  {capture_line(res['current'])}")
     since = fmt_time(res["server_started_unix_ms"] / 1000)
-    print(f"server up since {since} (pid {res['server_pid']})")
+    out(f"server up since {since} (pid {res['server_pid']})")
     web = res.get("web") or {}
     if web.get("url"):
-        print(f"web UI: {web['url']}")
+        out(f"web UI: {esc(web['url'])}")
     elif web.get("error"):
-        print(f"web UI unavailable: {web['error']}")
+        out(f"web UI unavailable: {esc(web['error'])}")
     return 0
 
 
 def capture_line(run: dict[str, Any]) -> str:
     """How a run's events were opened: by the server itself or through staxd."""
     if run.get("capture_mode") == "staxd":
-        how = f"events opened by staxd ({run.get('daemon_socket')})"
+        how = f"events opened by staxd ({esc(run.get('daemon_socket'))})"
     else:
         how = "events opened in-process"
     return f"capture: {how}, kernel frames {'yes' if run.get('kernel_frames') else 'no'}"
@@ -63,10 +64,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if not res["runs"]:
-        print(NO_RUNS)
+        out(NO_RUNS)
     for r in res["runs"]:
         mark = "*" if r["id"] == res["current"] else " "
-        print(f"{mark} {run_line(r)}")
+        out(f"{mark} {run_line(r)}")
     return 0
 
 
@@ -85,12 +86,12 @@ def cmd_wait(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
     elif res["status"] == "met":
-        print(f"condition met: {run_line(res['run'])}")
+        out(f"condition met: {run_line(res['run'])}")
     elif res["status"] == "stopped":
         prefix = "run stopped" if conds else "condition met"
-        print(f"{prefix}: {run_line(res['run'])}")
+        out(f"{prefix}: {run_line(res['run'])}")
     else:
-        print(f"timed out: {run_line(res['run'])}")
+        out(f"timed out: {run_line(res['run'])}")
     return 1 if res["status"] == "timeout" else 0
 
 
@@ -99,7 +100,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
     else:
-        print(f"stopped: {run_line(res)}")
+        out(f"stopped: {run_line(res)}")
     return 0
 
 
@@ -108,13 +109,13 @@ def cmd_select_run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
     else:
-        print(f"selected: {run_line(res)}")
+        out(f"selected: {run_line(res)}")
     return 0
 
 
 def _header(res: dict[str, Any], what: str) -> str:
     run = res["run"]
-    return (f"run {run['id']} [{run['state']}] {run['command']}: {what}")
+    return f"run {run['id']} [{run['state']}] {esc(run['command'])}: {what}"
 
 
 def cmd_top(args: argparse.Namespace) -> int:
@@ -125,33 +126,33 @@ def cmd_top(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if not res["total_samples"]:
-        print(no_samples_hint(res["run"], args.tid))
+        out(no_samples_hint(res["run"], args.tid))
         return 0
     key = args.sort
-    print(_header(res, f"{res['total_samples']} samples, {res['total_ns'] / 1e6:.1f} ms "
-                       f"on-CPU, by {key} time"))
-    print(f"{'on-CPU':>12} {'samples':>7} {'%':>6}  function  (binary)")
+    out(_header(res, f"{res['total_samples']} samples, {res['total_ns'] / 1e6:.1f} ms "
+                     f"on-CPU, by {key} time"))
+    out(f"{'on-CPU':>12} {'samples':>7} {'%':>6}  function  (binary)")
     for r in res["rows"]:
-        print(f"{fmt_ms(r[key + '_ns'])}  {r[key + '_samples']:6d} {r[key + '_pct']:5.1f}%  "
-              f"{r['func']}  ({r['binary']})")
+        out(f"{fmt_ms(r[key + '_ns'])}  {r[key + '_samples']:6d} {r[key + '_pct']:5.1f}%  "
+            f"{esc(r['func'])}  ({esc(r['binary'])})")
     shown = len(res["rows"])
     if res["functions"] > shown:
-        print(f"({res['functions'] - shown} more functions; -n 0 shows all)")
+        out(f"({res['functions'] - shown} more functions; -n 0 shows all)")
     return 0
 
 
-def _print_tree(node: dict[str, Any], indent: int, out: list[str]) -> None:
+def _print_tree(node: dict[str, Any], indent: int, lines: list[str]) -> None:
     pad = "  " * indent
-    out.append(f"{fmt_ms(node['time_ns'])} {node['samples']:6d} {node['pct']:5.1f}%  {pad}"
-               f"{node['func']}  ({node['binary']})")
+    lines.append(f"{fmt_ms(node['time_ns'])} {node['samples']:6d} {node['pct']:5.1f}%  {pad}"
+                 f"{esc(node['func'])}  ({esc(node['binary'])})")
     if node.get("collapsed_frames"):
-        out.append(f"{'':30}{pad}  … {node['collapsed_frames']} more frames")
+        lines.append(f"{'':30}{pad}  … {node['collapsed_frames']} more frames")
     for child in node.get("children", []):
-        _print_tree(child, indent + 1, out)
+        _print_tree(child, indent + 1, lines)
     hidden = node.get("hidden")
     if hidden:
-        out.append(f"{'':30}{pad}  … {hidden['nodes']} more below the threshold "
-                   f"({hidden['time_ns'] / 1e6:.1f} ms)")
+        lines.append(f"{'':30}{pad}  … {hidden['nodes']} more below the threshold "
+                     f"({hidden['time_ns'] / 1e6:.1f} ms)")
 
 
 def cmd_flame(args: argparse.Namespace) -> int:
@@ -167,23 +168,23 @@ def cmd_flame(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if res.get("note"):
-        print(f"({res['note']})")
+        out(f"({esc(res['note'])})")
     if not res["total_samples"]:
         if args.mode == "offcpu":
             if not res.get("note"):
-                print(none_line("off-CPU intervals", args.tid))
+                out(none_line("off-CPU intervals", args.tid))
         else:
-            print(no_samples_hint(res["run"], args.tid))
+            out(no_samples_hint(res["run"], args.tid))
         return 0
-    print(_header(res, f"{args.mode}: on-CPU {res['oncpu_ns'] / 1e6:.1f} ms "
-                       f"({res.get('samples', res['total_samples'])} samples), off-CPU "
-                       f"{res['offcpu_ns'] / 1e6:.1f} ms ({res.get('intervals', 0)} intervals)"))
-    out: list[str] = []
+    out(_header(res, f"{args.mode}: on-CPU {res['oncpu_ns'] / 1e6:.1f} ms "
+                     f"({res.get('samples', res['total_samples'])} samples), off-CPU "
+                     f"{res['offcpu_ns'] / 1e6:.1f} ms ({res.get('intervals', 0)} intervals)"))
+    lines: list[str] = []
     for root in res["roots"]:
-        _print_tree(root, 0, out)
+        _print_tree(root, 0, lines)
     if res["hidden"]["nodes"]:
-        out.append(f"… {res['hidden']['nodes']} smaller roots below the threshold")
-    print("\n".join(out))
+        lines.append(f"… {res['hidden']['nodes']} smaller roots below the threshold")
+    out("\n".join(lines))
     return 0
 
 
@@ -195,21 +196,21 @@ def cmd_threads(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if not res["rows"]:
-        print(no_samples_hint(res["run"]))
+        out(no_samples_hint(res["run"]))
         return 0
-    print(f"{'on-CPU ms':>10} {'off-CPU ms':>10} {'samples':>8} {'blocked':>8} {'pid':>7} "
-          f"{'tid':>7}  name")
+    out(f"{'on-CPU ms':>10} {'off-CPU ms':>10} {'samples':>8} {'blocked':>8} {'pid':>7} "
+        f"{'tid':>7}  name")
     for r in res["rows"]:
-        print(f"{r['oncpu_ns'] / 1e6:10.1f} {r['offcpu_ns'] / 1e6:10.1f} {r['samples']:8d} "
-              f"{r['blocked'] or '-':>8} {r['pid']:7d} {r['tid']:7d}  {r['name']}")
+        out(f"{r['oncpu_ns'] / 1e6:10.1f} {r['offcpu_ns'] / 1e6:10.1f} {r['samples']:8d} "
+            f"{r['blocked'] or '-':>8} {r['pid']:7d} {r['tid']:7d}  {esc(r['name'])}")
     if res["threads"] > len(res["rows"]):
-        print(f"({res['threads'] - len(res['rows'])} more threads; -n 0 shows all)")
+        out(f"({res['threads'] - len(res['rows'])} more threads; -n 0 shows all)")
     return 0
 
 
 def _stack_line(frames: list[dict[str, Any]], depth: int = 6) -> str:
     """A stack, leaf first, on one line: ``f (bin) <- g (bin) <- …``."""
-    parts = [f"{f['func']}" for f in frames[:depth]]
+    parts = [esc(f["func"]) for f in frames[:depth]]
     more = len(frames) - depth
     return " <- ".join(parts) + (f" <- … {more} more" if more > 0 else "")
 
@@ -222,21 +223,21 @@ def cmd_wakers(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if res.get("note"):
-        print(f"({res['note']})")
+        out(f"({esc(res['note'])})")
     if not res["rows"]:
         if not res.get("note"):
-            print(none_line("wakeups recorded", args.tid))
+            out(none_line("wakeups recorded", args.tid))
         return 0
-    print(_header(res, f"{res['wakeups']} wakeups, {res['edges']} waker → wakee edges, by "
-                       "blocked time ended"))
-    print(f"{'blocked ms':>10} {'wakeups':>8} {'ended':>6}  waker (tid) → woken (tid)")
+    out(_header(res, f"{res['wakeups']} wakeups, {res['edges']} waker → wakee edges, by "
+                     "blocked time ended"))
+    out(f"{'blocked ms':>10} {'wakeups':>8} {'ended':>6}  waker (tid) → woken (tid)")
     for r in res["rows"]:
-        print(f"{r['blocked_ns'] / 1e6:10.1f} {r['wakeups']:8d} {r['ended_intervals']:6d}  "
-              f"{r['waker']} ({r['waker_tid']}) → {r['wakee']} ({r['wakee_tid']})")
+        out(f"{r['blocked_ns'] / 1e6:10.1f} {r['wakeups']:8d} {r['ended_intervals']:6d}  "
+            f"{esc(r['waker'])} ({r['waker_tid']}) → {esc(r['wakee'])} ({r['wakee_tid']})")
         if r["stack"]:
-            print(f"{'':28}at {_stack_line(r['stack'])}")
+            out(f"{'':28}at {_stack_line(r['stack'])}")
     if res["edges"] > len(res["rows"]):
-        print(f"({res['edges'] - len(res['rows'])} more edges; -n 0 shows all)")
+        out(f"({res['edges'] - len(res['rows'])} more edges; -n 0 shows all)")
     return 0
 
 
@@ -246,74 +247,76 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     s = res["server"]
-    print(f"server: pid {s['pid']}, version {s['version']}, up {s['uptime_s']:.0f} s, "
-          f"{s['requests']} requests, rss {s['rss_bytes'] / 2**20:.1f} MiB, {s['runs']} runs")
+    out(f"server: pid {s['pid']}, version {s['version']}, up {s['uptime_s']:.0f} s, "
+        f"{s['requests']} requests, rss {s['rss_bytes'] / 2**20:.1f} MiB, {s['runs']} runs")
     sym = res["symbols"]
-    print("symbols: " + ", ".join(f"{k} {v}" for k, v in sym.items()))
+    out("symbols: " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in sym.items()))
     run = res["run"]
     if run is None:
-        print("run: none")
+        out("run: none")
         return 0
-    print(f"run: {run_line(run)}")
-    print(f"  state {run['state']}, end reason {run['end_reason'] or '-'}, "
-          f"elapsed {run['elapsed_ms'] / 1000:.2f} s, {run['samples_per_s']} samples/s")
+    out(f"run: {run_line(run)}")
+    out(f"  state {run['state']}, end reason {run['end_reason'] or '-'}, "
+        f"elapsed {run['elapsed_ms'] / 1000:.2f} s, {run['samples_per_s']} samples/s")
     cap = run["capture"]
-    mode = cap["mode"] + (f" ({cap['daemon_socket']})" if cap.get("daemon_socket") else "")
-    print(f"  capture: {mode}, unwinding by {cap['unwinding']}, kernel frames "
-          f"{'yes' if cap['kernel_frames'] else 'no'}, build-ids from kernel "
-          f"{'yes' if cap['build_ids'] else 'no'}, {cap['event_fds']} event fds on cpus "
-          f"{cap['cpus']}, ring buffers {cap['ring_buffer_bytes'] // 1024} KiB, "
-          f"{cap['bytes_read']} bytes read")
+    mode = esc(cap["mode"]) + (f" ({esc(cap['daemon_socket'])})" if cap.get("daemon_socket")
+                                else "")
+    out(f"  capture: {mode}, unwinding by {cap['unwinding']}, kernel frames "
+        f"{'yes' if cap['kernel_frames'] else 'no'}, build-ids from kernel "
+        f"{'yes' if cap['build_ids'] else 'no'}, {cap['event_fds']} event fds on cpus "
+        f"{cap['cpus']}, ring buffers {cap['ring_buffer_bytes'] // 1024} KiB, "
+        f"{cap['bytes_read']} bytes read")
     rec = run["records"]
-    print("  records: " + ", ".join(f"{k} {v}" for k, v in rec.items()))
-    print(f"  lost records: {rec['lost']}   throttle events: {rec['throttled']}")
-    print(f"  tables: {run['stacks']} stacks, {run['frames']} frames, {run['funcs']} functions "
-          f"({run['unresolved_funcs']} unresolved), {run['binaries']} binaries, "
-          f"{run['table_bytes'] / 1024:.0f} KiB of columns")
+    out("  records: " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in rec.items()))
+    out(f"  lost records: {rec['lost']}   throttle events: {rec['throttled']}")
+    out(f"  tables: {run['stacks']} stacks, {run['frames']} frames, {run['funcs']} functions "
+        f"({run['unresolved_funcs']} unresolved), {run['binaries']} binaries, "
+        f"{run['table_bytes'] / 1024:.0f} KiB of columns")
     h = run["stacks_health"]
-    print(f"  stacks: {h['reaching_root']} of {h['samples']} samples "
-          f"({h['reaching_root_pct']:.1f}%) reach a thread entry point (_start, start_thread, "
-          f"clone…); {rec['truncated_chains']} cut at the kernel's depth limit; "
-          f"{rec['empty_stacks']} empty; {rec['unmapped_frames']} frames outside any mapping; "
-          f"{h['samples_with_unresolved_frames']} samples with unresolved frames")
+    out(f"  stacks: {h['reaching_root']} of {h['samples']} samples "
+        f"({h['reaching_root_pct']:.1f}%) reach a thread entry point (_start, start_thread, "
+        f"clone…); {rec['truncated_chains']} cut at the kernel's depth limit; "
+        f"{rec['empty_stacks']} empty; {rec['unmapped_frames']} frames outside any mapping; "
+        f"{h['samples_with_unresolved_frames']} samples with unresolved frames")
     for s in h["stopped_at"]:
-        print(f"    walk stopped at {s['frame']}: {s['samples']} samples")
+        out(f"    walk stopped at {esc(s['frame'])}: {s['samples']} samples")
     uw = run.get("unwind") or {}
     if uw.get("method") == "dwarf":
-        print(f"  unwind: DWARF, {uw['stack_copy_bytes']}-byte stack copies; {uw['walks']} "
-              f"walks, {uw['complete']} reached the outermost frame, {uw['cut_short']} cut "
-              f"short ({uw['cut_short_pct']:.1f}%); {uw['frames']} frames "
-              f"({uw['frame_pointer_frames']} by frame pointer where no CFI), deepest "
-              f"complete walk used {uw['max_stack_used_bytes']} bytes of stack, "
-              f"{uw['tables_cached']} unwind tables cached")
+        out(f"  unwind: DWARF, {uw['stack_copy_bytes']}-byte stack copies; {uw['walks']} "
+            f"walks, {uw['complete']} reached the outermost frame, {uw['cut_short']} cut "
+            f"short ({uw['cut_short_pct']:.1f}%); {uw['frames']} frames "
+            f"({uw['frame_pointer_frames']} by frame pointer where no CFI), deepest "
+            f"complete walk used {uw['max_stack_used_bytes']} bytes of stack, "
+            f"{uw['tables_cached']} unwind tables cached")
         for st in uw["stops"]:
-            print(f"    stopped early in {st['binary']}: {st['reason']}: {st['samples']} walks")
+            out(f"    stopped early in {esc(st['binary'])}: {esc(st['reason'])}: "
+                f"{st['samples']} walks")
     elif uw.get("method", "frame pointers") != "frame pointers":
-        print(f"  unwind: {uw['method']}")
+        out(f"  unwind: {esc(uw['method'])}")
     else:
-        print("  unwind: frame pointers only (kernel call chain)")
+        out("  unwind: frame pointers only (kernel call chain)")
     ing = run["ingest"]
     lag = "-" if ing["last_sample_age_ms"] is None else f"{ing['last_sample_age_ms']} ms"
-    print(f"  ingest: {ing['pending_records']} records waiting for time order, "
-          f"{ing['unread_ring_bytes']} bytes unread in ring buffers, last sample age {lag}")
+    out(f"  ingest: {ing['pending_records']} records waiting for time order, "
+        f"{ing['unread_ring_bytes']} bytes unread in ring buffers, last sample age {lag}")
     off = run.get("offcpu")
     if off:
         if off["intervals_recorded"]:
-            print(f"  off-CPU: {run['intervals']} intervals from {off['switch_out']} switch-outs "
-                  f"and {off['switch_in']} switch-ins ({off['unmatched_switch_in']} switch-ins "
-                  f"without a recorded switch-out, {off['open_intervals']} threads off CPU "
-                  f"now, {off.get('seeded', 0)} already blocked at attach, "
-                  f"{off.get('closed_at_end', 0)} closed when the recording ended); tracefs "
-                  f"{off['tracefs']}")
+            out(f"  off-CPU: {run['intervals']} intervals from {off['switch_out']} switch-outs "
+                f"and {off['switch_in']} switch-ins ({off['unmatched_switch_in']} switch-ins "
+                f"without a recorded switch-out, {off['open_intervals']} threads off CPU "
+                f"now, {off.get('seeded', 0)} already blocked at attach, "
+                f"{off.get('closed_at_end', 0)} closed when the recording ended); tracefs "
+                f"{esc(off['tracefs'])}")
             if off["wakeups_recorded"]:
-                print(f"  wakeups: {off['wakeups']} recorded, {off['linked_wakeups']} ended an "
-                      "interval (wakers inside the target, and interrupts on its CPUs)")
+                out(f"  wakeups: {off['wakeups']} recorded, {off['linked_wakeups']} ended an "
+                    "interval (wakers inside the target, and interrupts on its CPUs)")
             else:
-                print(f"  wakeups: unavailable ({off['wakeups_problem']})")
+                out(f"  wakeups: unavailable ({esc(off['wakeups_problem'])})")
         else:
-            print(f"  off-CPU: unavailable ({off['problem']})")
+            out(f"  off-CPU: unavailable ({esc(off['problem'])})")
     for note in run.get("notes") or []:
-        print(f"  note: {note}")
+        out(f"  note: {esc(note)}")
     return 0
 
 
@@ -326,6 +329,6 @@ def cmd_dump(args: argparse.Namespace) -> int:
         die(f"could not signal stax-server (pid {pid}): {e.strerror}")
     from stax import paths
 
-    print(f"asked stax-server (pid {pid}) to write a debug snapshot to its log "
-          f"({paths.server_log()} when started by stax record)", file=sys.stdout)
+    out(f"asked stax-server (pid {pid}) to write a debug snapshot to its log "
+        f"({esc(paths.server_log())} when started by stax record)")
     return 0

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from stax import paths, sysctl
-from stax.cli.common import CLIError, die, isatty, print_json
+from stax.cli.common import CLIError, die, esc, isatty, out, print_json
 from stax.client import Client, RemoteError, ServerUnavailable
 
 MAX_FREQUENCY = 100_000
@@ -69,8 +69,8 @@ def _server_log() -> tuple[str, Any]:
         import tempfile
 
         fallback = os.path.join(tempfile.gettempdir(), f"stax-server-{os.getuid()}.log")
-        print(f"warning: cannot write {log_path} ({e.strerror or e}); the server logs to "
-              f"{fallback}", file=sys.stderr)
+        out(f"warning: cannot write {esc(log_path)} ({esc(e.strerror or e)}); the server logs "
+            f"to {esc(fallback)}", err=True)
         try:
             fd = os.open(fallback, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
                          0o600)
@@ -119,8 +119,8 @@ def ensure_server() -> Client:
             time.sleep(0.05)
             continue
         if ours:
-            print(f"stax: started stax-server (pid {proc.pid}, socket {sock}, log {log_path})",
-                  file=sys.stderr)
+            out(f"stax: started stax-server (pid {proc.pid}, socket {esc(sock)}, log "
+                f"{esc(log_path)})", err=True)
         return client
     raise Unreachable(f"could not start stax-server (socket {sock}); see its log: {log_path}")
 
@@ -161,9 +161,9 @@ def summary_text(run: dict[str, Any]) -> list[str]:
     if run.get("exit_status") is not None:
         lines[0] += f", exit status {run['exit_status']}"
     for note in run.get("notes") or []:
-        lines.append(f"stax: note: {note}")
+        lines.append(f"stax: note: {esc(note)}")
     if run.get("error"):
-        lines.append(f"stax: {run['error']}")
+        lines.append(f"stax: {esc(run['error'])}")
     if run["lost_records"]:
         lines.append(f"warning: the kernel dropped {run['lost_records']} records (ring buffer "
                      "full); see stax diagnose")
@@ -178,21 +178,25 @@ def summary_text(run: dict[str, Any]) -> list[str]:
 
 
 def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Progress,
-            status: int) -> int:
+            status: int, obstacle: str | None = None) -> int:
+    """Wait for the run to end and print its summary; ``obstacle`` (why perf could not sample
+    the target) is added as a note when the run has no samples."""
     try:
         res = client.call("wait", timeout=None, run=run_id)
         run = res["run"]
     except (RemoteError, ServerUnavailable) as e:
         progress.clear()
-        print(f"warning: lost contact with stax-server before the run summary ({e}); "
-              f"its log may say why: {paths.server_log()}", file=sys.stderr)
+        out(f"warning: lost contact with stax-server before the run summary ({esc(e)}); "
+            f"its log may say why: {esc(paths.server_log())}", err=True)
         return status
     progress.clear()
     if args.json:
         print_json(run)
     else:
+        if obstacle and not run.get("samples"):
+            run = {**run, "notes": [*(run.get("notes") or []), obstacle]}
         for line in summary_text(run):
-            print(line, file=sys.stderr)
+            out(line, err=True)
     return status
 
 
@@ -241,7 +245,12 @@ def exit_status(wstatus: int) -> int:
 
 
 def launch(args: argparse.Namespace, command: list[str]) -> int:
+    from stax.cli.setid import launch_obstacle
+
     exe = resolve_command(command[0])
+    obstacle = launch_obstacle(exe)
+    if obstacle:
+        out(f"warning: {esc(obstacle)}", err=True)
     try:
         client = ensure_server()
     except Unreachable as e:
@@ -284,9 +293,9 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
                 if cur["state"] == "recording":
                     progress.show(cur)
                 else:  # the time limit ended the recording; the target is the user's
-                    _finish(client, run["id"], args, progress, 0)
-                    print(f"stax: recording stopped; pid {pid} is still running, waiting for "
-                          "it to exit", file=sys.stderr)
+                    _finish(client, run["id"], args, progress, 0, obstacle)
+                    out(f"stax: recording stopped; pid {pid} is still running, waiting for "
+                        "it to exit", err=True)
                     summarised = True
                     continue
         time.sleep(0.02)
@@ -296,7 +305,7 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
         pass
     if summarised:
         return status
-    return _finish(client, run["id"], args, progress, status)
+    return _finish(client, run["id"], args, progress, status, obstacle)
 
 
 def attach(args: argparse.Namespace) -> int:
@@ -319,7 +328,10 @@ def attach(args: argparse.Namespace) -> int:
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
                           dwarf_unwind=_dwarf(args))
     except RemoteError as e:
-        die(e.message)
+        from stax.cli.setid import attach_obstacle
+
+        obstacle = attach_obstacle(pid) if e.message.startswith("not allowed") else None
+        die(obstacle or e.message)
     except ServerUnavailable as e:
         die(f"stax-server failed: {e}")
     interrupted = False

@@ -470,7 +470,7 @@ class Profile:
                 tids = []
             for tid in tids:
                 try:
-                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    with open(f"/proc/{pid}/task/{tid}/comm", errors="replace") as f:
                         name = f.read().strip()
                 except OSError:
                     continue
@@ -491,7 +491,7 @@ class Profile:
         n = 0
         for tid in tids:
             try:
-                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                with open(f"/proc/{pid}/task/{tid}/stat", errors="replace") as f:
                     stat = f.read()
                 with open(f"/proc/{pid}/task/{tid}/wchan") as f:
                     wchan = f.read().strip()

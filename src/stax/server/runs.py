@@ -58,7 +58,7 @@ class Run:
         if th is not None and th.name:
             return th.name
         try:
-            with open(f"/proc/{self.pid}/comm") as f:
+            with open(f"/proc/{self.pid}/comm", errors="replace") as f:
                 return f.read().strip()
         except OSError:
             return "?"

@@ -30,7 +30,8 @@ log = logging.getLogger("staxd")
 
 DEFAULT_SOCKET = "/run/staxd.sock"
 IDLE_TIMEOUT_S = 30.0  # a connection that sends nothing for this long is closed
-MAX_CLIENTS = 64
+MAX_CLIENTS = 64  # connections served at once, all users together
+MAX_PER_UID = 8  # connections one user (other than root) may hold at once
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def check_access(peer: Peer, pid: int, tid: int, proc: str = "/proc") -> None:
     base = f"{proc}/{pid}"
     try:
         st = os.stat(base)
-        with open(f"{base}/status") as f:
+        with open(f"{base}/status", errors="replace") as f:  # Name: may not be UTF-8
             status = f.read()
         uids = _ids(status, "Uid")
         gids = _ids(status, "Gid")
@@ -111,6 +112,41 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+class Slots:
+    """Connection slots: ``total`` in all, and at most ``per_uid`` for any one uid but root's,
+    so that one user holding idle connections cannot lock the others out."""
+
+    def __init__(self, total: int = MAX_CLIENTS, per_uid: int = MAX_PER_UID) -> None:
+        self.total = total
+        self.per_uid = per_uid
+        self.used = 0
+        self.by_uid: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def take(self, uid: int) -> str | None:
+        """Take a slot for ``uid``: None when it got one, else why not (for the client)."""
+        with self.lock:
+            mine = self.by_uid.get(uid, 0)
+            if uid != 0 and mine >= self.per_uid:
+                return (f"too many connections from uid {uid}: it holds {mine} (staxd serves at "
+                        f"most {self.per_uid} per user at once); close one and retry")
+            if self.used >= self.total:
+                return (f"staxd is busy: {self.used} connections open (at most "
+                        f"{self.total}); retry shortly")
+            self.by_uid[uid] = mine + 1
+            self.used += 1
+            return None
+
+    def give(self, uid: int) -> None:
+        with self.lock:
+            left = self.by_uid.get(uid, 0) - 1
+            if left > 0:
+                self.by_uid[uid] = left
+            else:
+                self.by_uid.pop(uid, None)
+            self.used = max(0, self.used - 1)
+
+
 class Broker:
     """Accepts connections on a Unix socket and answers open requests."""
 
@@ -118,9 +154,10 @@ class Broker:
         self.path = path
         self.sock: socket.socket | None = None
         self.stop = threading.Event()
-        self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self.slots = Slots()
         self.granted = 0
         self.refused = 0
+        self.turned_away: dict[int, int] = {}  # connections refused per uid (for the log)
 
     # --- socket -------------------------------------------------------------------------------
 
@@ -175,17 +212,34 @@ class Broker:
                     break
                 log.warning("accept failed: %s", e)
                 continue
-            if not self.slots.acquire(blocking=False):
-                with contextlib.suppress(OSError):
-                    conn.sendall(wire.answer_bad(f"staxd is busy ({MAX_CLIENTS} clients)"))
+            try:
+                peer = peer_of(conn)
+            except OSError as e:
+                log.warning("no credentials for a connection: %s", e)
                 conn.close()
                 continue
+            why = self.slots.take(peer.uid)
+            if why is not None:
+                self._turn_away(conn, peer, why)
+                continue
             try:
-                threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+                threading.Thread(target=self._client, args=(conn, peer), daemon=True).start()
             except RuntimeError as e:  # no thread to be had: refuse this one, keep serving
                 log.warning("cannot serve a client: %s", e)
                 conn.close()
-                self.slots.release()
+                self.slots.give(peer.uid)
+
+    def _turn_away(self, conn: socket.socket, peer: Peer, why: str) -> None:
+        """Answer a connection over the limits with the reason, and close it; the accept loop
+        never waits on it (the answer is sent without blocking)."""
+        n = self.turned_away.get(peer.uid, 0) + 1
+        self.turned_away[peer.uid] = n
+        if n & (n - 1) == 0:  # the 1st, 2nd, 4th, 8th… of each uid: a flood cannot fill the log
+            log.warning("turned away %s (%d so far): %s", peer, n, why)
+        with contextlib.suppress(OSError):
+            conn.setblocking(False)
+            conn.send(wire.answer_busy(why))
+        conn.close()
 
     def close(self) -> None:
         self.stop.set()
@@ -197,9 +251,9 @@ class Broker:
 
     # --- one client ---------------------------------------------------------------------------
 
-    def _client(self, conn: socket.socket) -> None:
+    def _client(self, conn: socket.socket, peer: Peer) -> None:
+        """Serve one connection, holding the slot ``serve`` took for ``peer``."""
         try:
-            peer = peer_of(conn)
             conn.settimeout(IDLE_TIMEOUT_S)
             buf = b""
             while not self.stop.is_set():
@@ -220,7 +274,7 @@ class Broker:
             log.exception("internal error serving a client")
         finally:
             conn.close()
-            self.slots.release()
+            self.slots.give(peer.uid)
 
     def _request(self, conn: socket.socket, peer: Peer, line: bytes) -> None:
         try:

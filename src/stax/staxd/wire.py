@@ -125,5 +125,10 @@ def answer_failed(errno_: int, message: str) -> bytes:
     return (json.dumps({"ok": False, "errno": errno_, "error": message}) + "\n").encode()
 
 
+def answer_busy(message: str) -> bytes:
+    """The connection itself is over staxd's limits (per user, or in all); sent on accept."""
+    return (json.dumps({"ok": False, "busy": True, "error": message}) + "\n").encode()
+
+
 def answer_bad(message: str) -> bytes:
     return (json.dumps({"ok": False, "bad_request": True, "error": message}) + "\n").encode()
