@@ -6,7 +6,6 @@ magic, version, sizes and checksums and raises ArchiveError with a one-line reas
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ from typing import Any
 
 from stax.profile.offcpu import REASON_CODE, REASONS
 from stax.profile.tables import Binary, Func, Profile, Thread
+from stax.protocol import JSONError, decode, dumps
 
 FORMAT = "stax-archive"
 VERSION = 2  # 2: intervals carry state and wakeup, reason is <i1 and named by "reasons"
@@ -219,7 +219,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
         os.umask(mask)
         os.chmod(tmp, 0o777 & ~mask)
         with open(os.path.join(tmp, MAIN_FILE), "w") as f:
-            json.dump(manifest, f, separators=(",", ":"))
+            f.write(dumps(manifest, separators=(",", ":")))
             f.flush()
             os.fsync(f.fileno())
         old = None
@@ -251,7 +251,7 @@ def update_run(path: str, fields: dict[str, Any]) -> None:
     tmp = main + ".tmp"
     try:
         with open(tmp, "w") as f:
-            json.dump(m, f, separators=(",", ":"))
+            f.write(dumps(m, separators=(",", ":")))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, main)
@@ -286,9 +286,9 @@ def read_manifest(path: str) -> tuple[str, dict[str, Any]]:
     if len(raw) > MAX_JSON_BYTES:
         raise ArchiveError(f"{main} is too large to be a stax archive manifest")
     try:
-        m = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ArchiveError(f"{main} is not a stax archive (not valid JSON; truncated or "
+        m = decode(raw)  # strict: no NaN/Infinity, nesting bounded
+    except JSONError as e:
+        raise ArchiveError(f"{main} is not a stax archive ({e}; truncated or "
                            "corrupted?)") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise ArchiveError(f"{main} is not a stax archive (no \"format\": \"{FORMAT}\")")

@@ -5,7 +5,6 @@ Stdlib only, so that every subcommand starts fast.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -13,6 +12,7 @@ from typing import Any, NoReturn
 
 from stax import paths
 from stax.client import Client, RemoteError, ServerUnavailable
+from stax.protocol import dumps
 
 
 class CLIError(Exception):
@@ -65,7 +65,7 @@ def query(method: str, as_json: bool, **params: Any) -> Any:
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    sys.stdout.write(dumps(obj, indent=2) + "\n")  # strict JSON: never NaN/Infinity
 
 
 def run_line(r: dict[str, Any]) -> str:
