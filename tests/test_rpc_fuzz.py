@@ -176,3 +176,37 @@ def test_params_helpers_on_edges() -> None:
     assert P.pid({"pid": P.MAX_PID}) == P.MAX_PID
     with pytest.raises(P.RPCError):
         P.pid({"pid": 99999999999999999999})
+
+
+def test_archive_with_absurd_numbers_is_served(server: Any) -> None:
+    """A manifest whose run holds numbers beyond int64 (valid JSON) is opened and every method
+    still answers without an internal error."""
+    path = Path(server.tmp / "a.stax")
+    main = path / fm.MAIN_FILE
+    m = json.loads(main.read_text())
+    for k in ("elapsed_ms", "started_at_unix_ms", "frequency_hz", "pid", "exit_status",
+              "lost_records", "samples"):
+        m["run"][k] = 10**400
+    m["run"]["time_limit_ms"] = 1e300
+    m["diagnostics"] = {"records": {"lost": 10**400}, "x": [1e300]}
+    main.write_text(json.dumps(m))
+    run = server.loop.run_until_complete(server.handle(
+        {"id": 1, "method": "open", "params": {"path": str(path)}}))
+    assert "result" in run, run
+    for method in METHODS:
+        params: dict[str, Any] = {"target": "work", "path": str(server.tmp / "b.stax")}
+        if method in ("start_launch", "start_attach"):
+            params["pid"] = 0
+        req = {"id": 1, "method": method, "params": params}
+        _check(server.loop.run_until_complete(server.handle(req)), req)
+
+
+def test_archive_manifest_nested_too_deeply(tmp_path: Path) -> None:
+    d = tmp_path / "deep.stax"
+    d.mkdir()
+    (d / fm.MAIN_FILE).write_text('{"format":"stax-archive","version":2,"x":' + "[" * 100_000)
+    with pytest.raises(fm.ArchiveError, match="nested too deeply"):
+        fm.load(str(d))
+    (d / fm.MAIN_FILE).write_text('{"format":"stax-archive","version":2,"x":NaN}')
+    with pytest.raises(fm.ArchiveError, match="NaN is not a JSON number"):
+        fm.load(str(d))
