@@ -173,7 +173,7 @@ def test_save_is_atomic_and_replaces_an_old_archive(tmp_path: Path,
     def boom(*a: object, **k: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(fm.json, "dump", boom)
+    monkeypatch.setattr(fm, "dumps", boom)
     with pytest.raises(fm.ArchiveError, match="No space left"):
         fm.save(p2, path, RUN)
     monkeypatch.undo()
@@ -181,7 +181,7 @@ def test_save_is_atomic_and_replaces_an_old_archive(tmp_path: Path,
     assert views.top(fm.load(path).profile, views.Filter())["total_samples"] == 100
     assert sorted(os.listdir(tmp_path)) == ["a.stax"]
     with pytest.raises(fm.ArchiveError, match="No space left"):
-        monkeypatch.setattr(fm.json, "dump", boom)
+        monkeypatch.setattr(fm, "dumps", boom)
         fm.save(p2, str(tmp_path / "new.stax"), RUN)
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == ["a.stax"]

@@ -288,7 +288,8 @@ def read_manifest(path: str) -> tuple[str, dict[str, Any]]:
     try:
         m = decode(raw)  # strict: no NaN/Infinity, nesting bounded
     except JSONError as e:
-        raise ArchiveError(f"{main} is not a stax archive ({e}; truncated or "
+        why = "not valid JSON" if str(e).startswith("invalid JSON") else str(e)
+        raise ArchiveError(f"{main} is not a stax archive ({why}; truncated or "
                            "corrupted?)") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise ArchiveError(f"{main} is not a stax archive (no \"format\": \"{FORMAT}\")")
