@@ -210,3 +210,24 @@ def test_archive_manifest_nested_too_deeply(tmp_path: Path) -> None:
     (d / fm.MAIN_FILE).write_text('{"format":"stax-archive","version":2,"x":NaN}')
     with pytest.raises(fm.ArchiveError, match="NaN is not a JSON number"):
         fm.load(str(d))
+
+
+def test_flamegraph_of_a_deep_recursion_stays_decodable(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """600 frames deep (DWARF walks go to 512 user frames, plus kernel ones): the tree is cut
+    at 400 levels, so the reply encodes and the client decodes it."""
+    from stax.protocol import MAX_REPLY_DEPTH
+    from stax.server.daemon import MAX_TREE_DEPTH, Server
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    srv = Server(str(tmp_path / "s.sock"))
+    deep = build_profile({tuple(f"f{i}" for i in range(600)): 5})
+    srv.registry.open_archive(fm.save(deep, str(tmp_path / "d.stax"), {"id": 1})["path"])
+    for depth in (0, 10_000):
+        line = json.dumps({"id": 1, "method": "flamegraph", "params": {"max_depth": depth}})
+        resp = decode(encode(asyncio.run(srv.handle_line(line.encode()))),
+                      max_depth=MAX_REPLY_DEPTH)
+        node, levels = resp["result"]["roots"][0], 1
+        while node.get("children"):
+            node, levels = node["children"][0], levels + 1
+        assert levels == MAX_TREE_DEPTH and node["collapsed_frames"] == 600 - MAX_TREE_DEPTH

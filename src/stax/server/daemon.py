@@ -41,6 +41,7 @@ log = logging.getLogger("stax.server")
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 MAX_BUCKETS = 10_000
+MAX_TREE_DEPTH = 400  # flamegraph levels sent (a reply stays well inside JSON nesting limits)
 
 
 def _filter(params: dict[str, Any]) -> views.Filter:
@@ -151,7 +152,13 @@ class Server:
                 if not line:
                     break
                 resp = await self.handle_line(line)
-                writer.write(encode(resp))
+                try:
+                    data = encode(resp)
+                except (ValueError, TypeError, RecursionError) as e:  # a bug: still answer
+                    log.exception("cannot encode the reply")
+                    data = encode({"id": None, "error": {
+                        "code": E_INTERNAL, "message": f"internal error: {e}"[:200]}})
+                writer.write(data)
                 await writer.drain()
         except (ConnectionError, BrokenPipeError):
             pass
@@ -423,6 +430,8 @@ class Server:
 
     async def h_flamegraph(self, params: dict[str, Any]) -> Any:
         depth = P.integer(params, "max_depth", 0)
+        # 0 = all, but a reply nests two levels per frame: deeper levels are collapsed
+        depth = min(depth or MAX_TREE_DEPTH, MAX_TREE_DEPTH)
         threshold = P.number(params, "threshold_pct", 0.0, hi=100.0)
         mode = P.choice(params, "mode", ("cpu", "offcpu", "wall"), "cpu")
         res = await self._query(params, views.flame, depth, threshold, mode)
