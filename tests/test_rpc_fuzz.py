@@ -231,3 +231,17 @@ def test_flamegraph_of_a_deep_recursion_stays_decodable(tmp_path: Path,
         while node.get("children"):
             node, levels = node["children"][0], levels + 1
         assert levels == MAX_TREE_DEPTH and node["collapsed_frames"] == 600 - MAX_TREE_DEPTH
+
+
+def test_handle_line_fuzzed(server: Any) -> None:
+    """Raw lines: random bytes, and JSON texts spliced with brackets, NaN and huge numbers."""
+    pieces = st.sampled_from(['{"id":1,"method":"top","params":', "[", "]", "{", "}", "NaN",
+                              "1e400", "-0", '"\\ud800"', '"a":', ",", "null", "9" * 30])
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=64) | st.lists(pieces, max_size=40).map("".join))
+    def one(line: Any) -> None:
+        resp = server.loop.run_until_complete(server.handle_line(line))
+        _check(resp, {"line": line})
+
+    one()
