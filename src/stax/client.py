@@ -10,6 +10,7 @@ import socket
 from typing import Any
 
 from stax import paths
+from stax.protocol import MAX_REPLY_DEPTH, JSONError, decode
 
 
 class ServerUnavailable(Exception):
@@ -39,9 +40,13 @@ class Client:
     def call(self, method: str, timeout: float | None = 30.0, **params: Any) -> Any:
         self._next += 1
         req = {"id": self._next, "method": method, "params": params}
+        try:
+            data = (json.dumps(req, allow_nan=False) + "\n").encode()
+        except (ValueError, TypeError) as e:  # never reached with validated arguments
+            raise RemoteError("bad_request", f"cannot send {method}: {e}") from None
         self.sock.settimeout(timeout)
         try:
-            self.sock.sendall((json.dumps(req) + "\n").encode())
+            self.sock.sendall(data)
             while b"\n" not in self._buf:
                 chunk = self.sock.recv(1 << 20)
                 if not chunk:
@@ -52,7 +57,12 @@ class Client:
         except OSError as e:
             raise ServerUnavailable(str(e)) from None
         line, self._buf = self._buf.split(b"\n", 1)
-        resp = json.loads(line)
+        try:
+            resp = decode(line, max_depth=MAX_REPLY_DEPTH)
+        except JSONError as e:
+            raise ServerUnavailable(f"stax-server sent an unreadable reply ({e})") from None
+        if not isinstance(resp, dict):
+            raise ServerUnavailable("stax-server sent an unreadable reply (not an object)")
         if "error" in resp:
             err = resp["error"]
             raise RemoteError(err.get("code", "error"), err.get("message", "unknown error"))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from stax.archive import compare as cmp
 from stax.archive import format as fm
-from stax.archive import layout
+from stax.archive import layout, writer
 from stax.profile import views
 from stax.server.history import History
 
@@ -170,7 +170,7 @@ def test_save_is_atomic_and_replaces_an_old_archive(tmp_path: Path,
     def boom(*a: object, **k: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(json, "dump", boom)
+    monkeypatch.setattr(writer, "dumps", boom)
     with pytest.raises(fm.ArchiveError, match="No space left"):
         fm.save(p2, path, RUN)
     monkeypatch.undo()
@@ -178,7 +178,7 @@ def test_save_is_atomic_and_replaces_an_old_archive(tmp_path: Path,
     assert views.top(fm.load(path).profile, views.Filter())["total_samples"] == 100
     assert sorted(os.listdir(tmp_path)) == ["a.stax"]
     with pytest.raises(fm.ArchiveError, match="No space left"):
-        monkeypatch.setattr(json, "dump", boom)
+        monkeypatch.setattr(writer, "dumps", boom)
         fm.save(p2, str(tmp_path / "new.stax"), RUN)
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == ["a.stax"]

@@ -7,7 +7,6 @@ writer.py and reader.py build on this; format.py is the archive's public face.
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
 from array import array
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stax.profile.tables import Profile
+from stax.protocol import JSONError, decode
 
 FORMAT = "stax-archive"
 VERSION = 2  # 2: intervals carry state and wakeup, reason is <i1 and named by "reasons"
@@ -157,9 +157,10 @@ def read_manifest(path: str) -> tuple[str, dict[str, Any]]:
     if len(raw) > MAX_JSON_BYTES:
         raise ArchiveError(f"{main} is too large to be a stax archive manifest")
     try:
-        m = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ArchiveError(f"{main} is not a stax archive (not valid JSON; truncated or "
+        m = decode(raw)  # strict: no NaN/Infinity, nesting bounded
+    except JSONError as e:
+        why = "not valid JSON" if str(e).startswith("invalid JSON") else str(e)
+        raise ArchiveError(f"{main} is not a stax archive ({why}; truncated or "
                            "corrupted?)") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise ArchiveError(f"{main} is not a stax archive (no \"format\": \"{FORMAT}\")")

@@ -5,7 +5,6 @@ at all); ``update_run`` rewrites the run summary of an archive in place, atomica
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ from stax.archive.layout import (
 )
 from stax.profile.offcpu import REASONS
 from stax.profile.tables import Profile
+from stax.protocol import dumps
 
 
 def resolve_all(p: Profile, n: int | None = None) -> None:
@@ -113,7 +113,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
         os.umask(mask)
         os.chmod(tmp, 0o777 & ~mask)
         with open(os.path.join(tmp, MAIN_FILE), "w") as f:
-            json.dump(manifest, f, separators=(",", ":"))
+            f.write(dumps(manifest, separators=(",", ":")))
             f.flush()
             os.fsync(f.fileno())
         old = None
@@ -145,7 +145,7 @@ def update_run(path: str, fields: dict[str, Any]) -> None:
     tmp = main + ".tmp"
     try:
         with open(tmp, "w") as f:
-            json.dump(m, f, separators=(",", ":"))
+            f.write(dumps(m, separators=(",", ":")))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, main)

@@ -10,7 +10,6 @@ missed. ``--json`` keeps the values exactly (JSON escapes them itself).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -19,6 +18,7 @@ from typing import Any, NoReturn
 
 from stax import paths
 from stax.client import Client, RemoteError, ServerUnavailable
+from stax.protocol import dumps
 
 
 class CLIError(Exception):
@@ -71,7 +71,7 @@ def query(method: str, as_json: bool, **params: Any) -> Any:
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    sys.stdout.write(dumps(obj, indent=2) + "\n")  # strict JSON: never NaN/Infinity
 
 
 # C0 controls, DEL, C1 controls, lone surrogates (the undecodable bytes of a non-UTF-8 name),

@@ -6,7 +6,9 @@ Bad arguments and failures print one ``error: …`` line and exit 1; never a tra
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from stax import __version__
@@ -20,14 +22,43 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(1)
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (got {v})")
-    return v
+# The same ranges the server enforces (stax.server.params; docs/protocol.md).
+MAX_PID = 1 << 22
+MAX_ID = (1 << 31) - 1
+MAX_COUNT = 1_000_000_000
+MAX_SECONDS = 7 * 24 * 3600
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer: {text[:40]!r}") from None
+        if not lo <= v <= hi:
+            got = text if len(text) <= 24 else text[:20] + "…"
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi} (got {got})")
+        return v
+    return parse
+
+
+def _float_in(lo: float, hi: float, lo_open: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number: {text[:40]!r}") from None
+        if not math.isfinite(v) or not lo <= v <= hi or (lo_open and v <= lo):
+            rng = f"above {lo:g} and at most {hi:g}" if lo_open else f"from {lo:g} to {hi:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {rng} (got {text[:40]})")
+        return v
+    return parse
+
+
+_nonneg_int = _int_in(0, MAX_COUNT)
+_pid = _int_in(1, MAX_PID)
+_tid = _int_in(0, MAX_PID)
+_run_id = _int_in(1, MAX_ID)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("record", "record a command (after --) or a running process (--pid)")
     p.add_argument("-F", "--frequency", type=int, default=900, metavar="HZ",
                    help="samples per second per thread on CPU (default 900)")
-    p.add_argument("-l", "--time-limit", type=float, metavar="SECS",
-                   help="stop recording after SECS seconds")
-    p.add_argument("-p", "--pid", type=int, help="attach to a running process")
+    p.add_argument("-l", "--time-limit", type=_float_in(0, MAX_SECONDS, lo_open=True),
+                   metavar="SECS", help="stop recording after SECS seconds (at most a week)")
+    p.add_argument("-p", "--pid", type=_pid, help="attach to a running process")
     p.add_argument("--no-dwarf-unwind", action="store_true",
                    help="use only the kernel's frame-pointer call chain")
     p.add_argument("--daemon-socket", metavar="PATH", default="/var/run/staxd.sock",
@@ -60,56 +91,57 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag(sub.choices["list"])
 
     p = add("wait", "block until a condition holds (default: the active run stops)")
-    p.add_argument("--for-samples", type=int, metavar="N")
-    p.add_argument("--for-seconds", type=float, metavar="N")
+    p.add_argument("--for-samples", type=_nonneg_int, metavar="N")
+    p.add_argument("--for-seconds", type=_float_in(0, MAX_SECONDS), metavar="N")
     p.add_argument("--until-symbol", metavar="S",
                    help="until a sampled frame's name contains S (case-sensitive)")
-    p.add_argument("--timeout-ms", type=int, metavar="MS")
+    p.add_argument("--timeout-ms", type=_int_in(0, MAX_SECONDS * 1000), metavar="MS")
     json_flag(p)
 
     add("stop", "stop the active run")
     json_flag(sub.choices["stop"])
 
     p = add("select-run", "make a stopped run the current query state")
-    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("id", type=_run_id, metavar="ID")
     json_flag(p)
 
     p = add("top", "flat leaderboard of functions")
     p.add_argument("-n", type=_nonneg_int, default=20, help="rows (0 = all; default 20)")
     p.add_argument("--sort", choices=("self", "total"), default="self")
-    p.add_argument("--tid", type=int)
-    p.add_argument("--run", type=int, metavar="ID")
+    p.add_argument("--tid", type=_tid)
+    p.add_argument("--run", type=_run_id, metavar="ID")
     json_flag(p)
 
     p = add("flame", "the call tree as an indented tree")
-    p.add_argument("-d", "--depth", type=int, default=12, help="print depth (default 12)")
-    p.add_argument("--threshold-pct", type=float, default=1.0,
+    p.add_argument("-d", "--depth", type=_int_in(1, MAX_COUNT), default=12,
+                   help="print depth (default 12)")
+    p.add_argument("--threshold-pct", type=_float_in(0, 100), default=1.0,
                    help="hide nodes under this share of samples (default 1.0; 0 = all)")
-    p.add_argument("--tid", type=int)
-    p.add_argument("--run", type=int, metavar="ID")
+    p.add_argument("--tid", type=_tid)
+    p.add_argument("--run", type=_run_id, metavar="ID")
     p.add_argument("--mode", choices=("cpu", "offcpu", "wall"), default="cpu")
     json_flag(p)
 
     p = add("threads", "one row per thread")
     p.add_argument("-n", type=_nonneg_int, default=20, help="rows (0 = all; default 20)")
-    p.add_argument("--run", type=int, metavar="ID")
+    p.add_argument("--run", type=_run_id, metavar="ID")
     json_flag(p)
 
     p = add("wakers", "wakeup edges: which thread woke which, and the blocked time it ended")
     p.add_argument("-n", type=_nonneg_int, default=20, help="rows (0 = all; default 20)")
-    p.add_argument("--tid", type=int, help="only edges where this thread is either side")
-    p.add_argument("--run", type=int, metavar="ID")
+    p.add_argument("--tid", type=_tid, help="only edges where this thread is either side")
+    p.add_argument("--run", type=_run_id, metavar="ID")
     json_flag(p)
 
     p = add("diagnose", "the server's own accounting for the current run")
-    p.add_argument("--run", type=int, metavar="ID")
+    p.add_argument("--run", type=_run_id, metavar="ID")
     json_flag(p)
 
     add("dump", "ask stax-server to write a debug snapshot to its log")
 
     p = add("save", "write the current run (or --run ID) to a directory archive")
     p.add_argument("path", metavar="PATH")
-    p.add_argument("--run", type=int, metavar="ID")
+    p.add_argument("--run", type=_run_id, metavar="ID")
     json_flag(p)
     p = add("open", "load an archive as the current query state")
     p.add_argument("path", metavar="PATH", help="the archive directory or its main file")
@@ -123,15 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", "write a run in another tool's format")
     p.add_argument("--format", required=True, choices=("folded", "speedscope", "pprof", "gecko"))
     p.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
-    p.add_argument("--run", type=int, metavar="ID")
-    p.add_argument("--tid", type=int)
+    p.add_argument("--run", type=_run_id, metavar="ID")
+    p.add_argument("--tid", type=_tid)
     p = add("annotate", "one function disassembled, with samples per instruction and source "
                         "lines")
     p.add_argument("target", metavar="TARGET",
                    help="a hex address (0x401136) or part of a function name (the hottest "
                         "match wins)")
-    p.add_argument("--tid", type=int)
-    p.add_argument("--run", type=int, metavar="ID")
+    p.add_argument("--tid", type=_tid)
+    p.add_argument("--run", type=_run_id, metavar="ID")
     json_flag(p)
     p = add("setup", "as root: install staxd (the privileged perf broker) as a service")
     p.add_argument("--socket", default="/run/staxd.sock", metavar="PATH",

@@ -27,10 +27,12 @@ from stax.protocol import (
     E_NO_RUN,
     E_UNKNOWN_METHOD,
     PROTOCOL_VERSION,
+    JSONError,
     RPCError,
     decode,
     encode,
 )
+from stax.server import params as P
 from stax.server.journal import Journals, note
 from stax.server.runs import Registry, Run
 from stax.server.subscriptions import PUSH, Subscriptions
@@ -39,34 +41,15 @@ log = logging.getLogger("stax.server")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
-
-def _int(params: dict[str, Any], name: str, default: int | None = None,
-         lo: int | None = None) -> int | None:
-    v = params.get(name, default)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise RPCError(E_BAD_REQUEST, f"{name} must be an integer")
-    if lo is not None and v < lo:
-        raise RPCError(E_BAD_REQUEST, f"{name} must be >= {lo}")
-    return v
-
-
-def _num(params: dict[str, Any], name: str) -> float | None:
-    v = params.get(name)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise RPCError(E_BAD_REQUEST, f"{name} must be a number")
-    return float(v)
+MAX_BUCKETS = 10_000
+MAX_TREE_DEPTH = 400  # flamegraph levels sent (a reply stays well inside JSON nesting limits)
 
 
 def _filter(params: dict[str, Any]) -> views.Filter:
-    exclude = params.get("exclude") or ()
-    if not isinstance(exclude, list | tuple) or not all(isinstance(x, str) for x in exclude):
-        raise RPCError(E_BAD_REQUEST, "exclude must be a list of strings")
-    return views.Filter(tid=_int(params, "tid"), start_ns=_int(params, "start_ns"),
-                        end_ns=_int(params, "end_ns"), exclude=tuple(exclude))
+    return views.Filter(tid=P.tid(params),
+                        start_ns=P.integer(params, "start_ns", lo=-P.MAX_NS, hi=P.MAX_NS),
+                        end_ns=P.integer(params, "end_ns", lo=-P.MAX_NS, hi=P.MAX_NS),
+                        exclude=tuple(P.text_list(params, "exclude")))
 
 
 class Server:
@@ -185,7 +168,13 @@ class Server:
                 if not line:
                     break
                 resp = await self.handle_line(line)
-                writer.write(encode(resp))
+                try:
+                    data = encode(resp)
+                except (ValueError, TypeError, RecursionError) as e:  # a bug: still answer
+                    log.exception("cannot encode the reply")
+                    data = encode({"id": None, "error": {
+                        "code": E_INTERNAL, "message": f"internal error: {e}"[:200]}})
+                writer.write(data)
                 await writer.drain()
         except (ConnectionError, BrokenPipeError):
             pass
@@ -194,11 +183,13 @@ class Server:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def handle_line(self, line: bytes) -> dict[str, Any]:
+    async def handle_line(self, line: bytes | str) -> dict[str, Any]:
+        """One request as it came off the wire: strict JSON (no NaN/Infinity, bounded
+        nesting), else one bad_request reply."""
         try:
             req = decode(line)
-        except ValueError:
-            return {"id": None, "error": {"code": E_BAD_REQUEST, "message": "invalid JSON"}}
+        except JSONError as e:
+            return {"id": None, "error": {"code": E_BAD_REQUEST, "message": str(e)}}
         if not isinstance(req, dict):
             return {"id": None, "error": {"code": E_BAD_REQUEST,
                                           "message": "request must be a JSON object"}}
@@ -262,70 +253,53 @@ class Server:
         from stax.unwind import dwarf_unwind_default
 
         v = params.get("dwarf_unwind")
-        if v is None:
-            return dwarf_unwind_default()
-        if not isinstance(v, bool):
-            raise RPCError(E_BAD_REQUEST, "dwarf_unwind must be a boolean")
-        return v
+        return dwarf_unwind_default() if v is None else P.boolean(params, "dwarf_unwind", True)
 
-    def _daemon_socket(self, params: dict[str, Any]) -> str | None:
-        path = params.get("daemon_socket")
-        if path is not None and (not isinstance(path, str) or not path or "\0" in path):
-            raise RPCError(E_BAD_REQUEST, "daemon_socket must be a non-empty path")
-        return path
-
-    def _start_params(self, params: dict[str, Any]) -> tuple[int, int, float | None]:
-        pid = _int(params, "pid", lo=1)
-        if pid is None:
-            raise RPCError(E_BAD_REQUEST, "pid is required")
-        freq = _int(params, "frequency", 900, lo=1)
+    def _start_params(self, params: dict[str, Any]) -> tuple[int, int, float | None, bool,
+                                                             str | None]:
+        """pid, frequency, time limit (s), dwarf_unwind, daemon_socket; the pid is checked
+        last, so a request with a bad pid has had every other parameter checked too."""
+        freq = P.integer(params, "frequency", 900, lo=1, hi=MAX_FREQUENCY)
         assert freq is not None
-        if freq > MAX_FREQUENCY:
-            raise RPCError(E_BAD_REQUEST, f"frequency must be at most {MAX_FREQUENCY} Hz")
-        limit = _num(params, "time_limit_ms")
-        if limit is not None and limit <= 0:
-            raise RPCError(E_BAD_REQUEST, "time_limit_ms must be positive")
-        return pid, freq, (limit / 1000.0 if limit is not None else None)
+        limit = P.number(params, "time_limit_ms", lo=0.0, hi=float(P.MAX_MS), lo_open=True)
+        dwarf = self._dwarf_param(params)
+        daemon_socket = P.path(params, "daemon_socket", required=False)
+        return (P.pid(params), freq, (limit / 1000.0 if limit is not None else None), dwarf,
+                daemon_socket)
 
     async def h_start_launch(self, params: dict[str, Any]) -> Any:
-        pid, freq, limit = self._start_params(params)
-        argv = params.get("argv") or []
-        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-            raise RPCError(E_BAD_REQUEST, "argv must be a list of strings")
-        dwarf = self._dwarf_param(params)
+        argv = P.text_list(params, "argv")
+        pid, freq, limit, dwarf, daemon_socket = self._start_params(params)
         run = await asyncio.to_thread(self.registry.start, "launch", pid, argv, freq, limit,
-                                      dwarf, self._daemon_socket(params))
+                                      dwarf, daemon_socket)
         await asyncio.to_thread(self.journals.start, run)
         return run.summary()
 
     async def h_start_attach(self, params: dict[str, Any]) -> Any:
-        pid, freq, limit = self._start_params(params)
-        dwarf = self._dwarf_param(params)
+        pid, freq, limit, dwarf, daemon_socket = self._start_params(params)
         run = await asyncio.to_thread(self.registry.start, "attach", pid, [], freq, limit,
-                                      dwarf, self._daemon_socket(params))
+                                      dwarf, daemon_socket)
         await asyncio.to_thread(self.journals.start, run)
         return run.summary()
 
     async def h_target_exited(self, params: dict[str, Any]) -> Any:
-        run = self.registry.get(_int(params, "run"))
-        status = _int(params, "status")
+        status = P.integer(params, "status", lo=0, hi=P.MAX_STATUS)
+        run = self.registry.get(P.run_id(params))
         run.exit_status = status
         if run.recorder is not None:
             await asyncio.to_thread(self._update_kept, run, {"exit_status": status})
         return run.summary()
 
     async def h_wait(self, params: dict[str, Any]) -> Any:
-        for_samples = _int(params, "for_samples", lo=0)
-        for_seconds = _num(params, "for_seconds")
-        until_symbol = params.get("until_symbol")
-        if until_symbol is not None and not isinstance(until_symbol, str):
-            raise RPCError(E_BAD_REQUEST, "until_symbol must be a string")
+        for_samples = P.integer(params, "for_samples", hi=P.MAX_COUNT)
+        for_seconds = P.number(params, "for_seconds", hi=float(P.MAX_SECONDS))
+        until_symbol = P.text(params, "until_symbol")
         conds = [c for c in (for_samples, for_seconds, until_symbol) if c is not None]
         if len(conds) > 1:
             raise RPCError(E_BAD_REQUEST, "--for-samples, --for-seconds and --until-symbol "
                                           "are mutually exclusive")
-        timeout_ms = _int(params, "timeout_ms", lo=0)
-        run_id = _int(params, "run")
+        timeout_ms = P.integer(params, "timeout_ms", hi=P.MAX_MS)
+        run_id = P.run_id(params)
         run = self.registry.runs.get(run_id) if run_id is not None else self.registry.active
         if run is None or run.state != "recording":
             if run_id is not None and run is not None:
@@ -350,7 +324,7 @@ class Server:
             await asyncio.sleep(0.05)
 
     async def h_stop(self, params: dict[str, Any]) -> Any:
-        run_id = _int(params, "run")
+        run_id = P.run_id(params)
         run = self.registry.runs.get(run_id) if run_id is not None else self.registry.active
         if run is None or run.state != "recording":
             raise RPCError(E_NO_RUN, "no active run to stop")
@@ -358,10 +332,7 @@ class Server:
         return run.summary()
 
     async def h_select_run(self, params: dict[str, Any]) -> Any:
-        run_id = _int(params, "run")
-        if run_id is None:
-            raise RPCError(E_BAD_REQUEST, "run is required")
-        run = self.registry.get(run_id)
+        run = self.registry.get(P.run_id(params, required=True))
         act = self.registry.active
         if act is not None and act.id != run.id:
             raise RPCError(E_BAD_REQUEST, f"run {act.id} is recording; queries follow the "
@@ -419,11 +390,8 @@ class Server:
     async def h_save(self, params: dict[str, Any]) -> Any:
         from stax.archive.format import ArchiveError, save
 
-        path = params.get("path")
-        if not isinstance(path, str) or not path:
-            raise RPCError(E_BAD_REQUEST, "path (a string) is required")
-        if not os.path.isabs(path):
-            raise RPCError(E_BAD_REQUEST, "path must be absolute")
+        path = P.path(params, "path", absolute=True)
+        assert path is not None
         run = self._maybe_run(params)
         if run is None:
             raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
@@ -437,9 +405,8 @@ class Server:
         return res
 
     async def h_open(self, params: dict[str, Any]) -> Any:
-        path = params.get("path")
-        if not isinstance(path, str) or not path:
-            raise RPCError(E_BAD_REQUEST, "path (a string) is required")
+        path = P.path(params, "path")
+        assert path is not None
         run = await asyncio.to_thread(self.registry.open_archive, path)
         return run.summary()
 
@@ -448,8 +415,8 @@ class Server:
         return {"pid": os.getpid()}
 
     async def h_shutdown(self, params: dict[str, Any]) -> Any:
-        assert self._stopping is not None
-        asyncio.get_running_loop().call_later(0.05, self._stopping.set)
+        if self._stopping is not None:  # None: handlers driven without serve() (tests)
+            asyncio.get_running_loop().call_later(0.05, self._stopping.set)
         return {"pid": os.getpid()}
 
     def dump_state(self) -> None:
@@ -463,7 +430,7 @@ class Server:
     # --- queries ------------------------------------------------------------------------------
 
     def _maybe_run(self, params: dict[str, Any]) -> Run | None:
-        run_id = _int(params, "run")
+        run_id = P.run_id(params)
         if run_id is None:
             cur = self.registry.current()
             return self.registry.materialize(cur) if cur is not None else None
@@ -480,18 +447,16 @@ class Server:
         return result
 
     async def h_top(self, params: dict[str, Any]) -> Any:
-        sort = params.get("sort", "self")
-        if sort not in ("self", "total"):
-            raise RPCError(E_BAD_REQUEST, "sort must be 'self' or 'total'")
-        limit = _int(params, "limit", 20, lo=0)
+        sort = P.choice(params, "sort", ("self", "total"), "self")
+        limit = P.integer(params, "limit", 20)
         return await self._query(params, views.top, sort, limit)
 
     async def h_flamegraph(self, params: dict[str, Any]) -> Any:
-        depth = _int(params, "max_depth", 0, lo=0)
-        threshold = _num(params, "threshold_pct") or 0.0
-        mode = params.get("mode", "cpu")
-        if mode not in ("cpu", "offcpu", "wall"):
-            raise RPCError(E_BAD_REQUEST, "mode must be cpu, offcpu or wall")
+        depth = P.integer(params, "max_depth", 0)
+        # 0 = all, but a reply nests two levels per frame: deeper levels are collapsed
+        depth = min(depth or MAX_TREE_DEPTH, MAX_TREE_DEPTH)
+        threshold = P.number(params, "threshold_pct", 0.0, hi=100.0)
+        mode = P.choice(params, "mode", ("cpu", "offcpu", "wall"), "cpu")
         res = await self._query(params, views.flame, depth, threshold, mode)
         if mode != "cpu":
             note = _offcpu_note(res["run"])
@@ -500,21 +465,17 @@ class Server:
         return res
 
     async def h_threads(self, params: dict[str, Any]) -> Any:
-        limit = _int(params, "limit", 20, lo=0)
+        limit = P.integer(params, "limit", 20)
         return await self._query(params, views.threads, limit)
 
     async def h_intervals(self, params: dict[str, Any]) -> Any:
         from stax.profile import offviews
         from stax.profile.offcpu import REASONS
 
-        limit = _int(params, "limit", 100, lo=0)
-        reason = params.get("reason")
-        if reason is not None and reason not in REASONS:
-            raise RPCError(E_BAD_REQUEST, f"reason must be one of {', '.join(REASONS)}")
-        min_dur = _int(params, "min_duration_ns", 0, lo=0)
-        stacks = params.get("stacks", True)
-        if not isinstance(stacks, bool):
-            raise RPCError(E_BAD_REQUEST, "stacks must be true or false")
+        limit = P.integer(params, "limit", 100)
+        reason = P.choice(params, "reason", REASONS, None)
+        min_dur = P.integer(params, "min_duration_ns", 0, hi=P.MAX_NS)
+        stacks = P.boolean(params, "stacks", True)
         res = await self._query(params, offviews.intervals, limit, reason, min_dur, stacks)
         if note := _offcpu_note(res["run"]):
             res["note"] = note
@@ -523,15 +484,15 @@ class Server:
     async def h_wakers(self, params: dict[str, Any]) -> Any:
         from stax.profile import offviews
 
-        limit = _int(params, "limit", 20, lo=0)
+        limit = P.integer(params, "limit", 20)
         res = await self._query(params, offviews.wakers, limit)
         if note := _offcpu_note(res["run"], wakeups=True):
             res["note"] = note
         return res
 
     async def h_timeline(self, params: dict[str, Any]) -> Any:
-        buckets = _int(params, "buckets", 100, lo=1)
-        return await self._query(params, views.timeline, min(buckets or 100, 10_000))
+        buckets = P.integer(params, "buckets", 100, lo=1, hi=MAX_BUCKETS)
+        return await self._query(params, views.timeline, buckets)
 
     async def h_annotate(self, params: dict[str, Any]) -> Any:
         from stax.profile import annotate
@@ -540,9 +501,9 @@ class Server:
         if not isinstance(target, str) or not target.strip():
             raise RPCError(E_BAD_REQUEST, "target is required: a hex address (0x401136) or "
                                           "part of a function name")
-        exact = params.get("exact", False)
-        if not isinstance(exact, bool):
-            raise RPCError(E_BAD_REQUEST, "exact must be true or false")
+        target = P.text(params, "target")
+        assert target is not None
+        exact = P.boolean(params, "exact", False)
 
         def run(p: Any, flt: views.Filter) -> dict[str, Any]:
             try:

@@ -319,6 +319,9 @@ _SUMMARY_DEFAULTS: dict[str, tuple[type | tuple[type, ...], Any]] = {
 }
 
 
+_NUM_LIMIT = 1 << 63  # an archive's numbers beyond int64 are not believed (nor converted)
+
+
 def _complete_summary(summary: dict[str, Any], profile: Profile | None) -> dict[str, Any]:
     s = dict(summary)
     if profile is not None:  # counts from the tables themselves
@@ -331,7 +334,8 @@ def _complete_summary(summary: dict[str, Any], profile: Profile | None) -> dict[
     for key, (types, default) in _SUMMARY_DEFAULTS.items():
         v = s.get(key)
         if key not in s or not isinstance(v, types) or (isinstance(v, bool) and bool not in (
-                types if isinstance(types, tuple) else (types,))):
+                types if isinstance(types, tuple) else (types,))) or (
+                isinstance(v, int | float) and not -_NUM_LIMIT < v < _NUM_LIMIT):
             s[key] = default
     if s["intervals"] and not s["offcpu"].get("intervals_recorded"):
         # an archive that holds intervals but whose summary predates the off-CPU fields

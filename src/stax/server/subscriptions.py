@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from stax.protocol import E_BAD_REQUEST, RPCError
+from stax.server import params as P
 
 if TYPE_CHECKING:
     from stax.server.daemon import Server
@@ -59,10 +60,10 @@ class Subscriptions:
         push = PUSH.get()
         if push is None:
             raise RPCError(E_BAD_REQUEST, "this connection cannot receive pushed events")
-        interval = params.get("interval_ms", DEFAULT_INTERVAL_MS)
-        if isinstance(interval, bool) or not isinstance(interval, int | float):
-            raise RPCError(E_BAD_REQUEST, "interval_ms must be a number")
-        interval = min(max(float(interval), MIN_INTERVAL_MS), MAX_INTERVAL_MS)
+        # any finite number, clamped (NaN would survive min/max and make the loop spin)
+        interval = P.number(params, "interval_ms", DEFAULT_INTERVAL_MS)
+        assert interval is not None
+        interval = min(max(interval, MIN_INTERVAL_MS), MAX_INTERVAL_MS)
         sid = self.next_id
         self.next_id += 1
         task = asyncio.create_task(self._loop(sid, push, interval / 1000.0))
@@ -70,9 +71,7 @@ class Subscriptions:
         return {"subscription": sid, "interval_ms": interval, **self.state()}
 
     async def unsubscribe(self, params: dict[str, Any]) -> dict[str, Any]:
-        sid = params.get("subscription")
-        if isinstance(sid, bool) or not isinstance(sid, int):
-            raise RPCError(E_BAD_REQUEST, "subscription must be an integer")
+        sid = P.integer(params, "subscription", lo=1, hi=P.MAX_ID, required=True)
         entry = self.tasks.pop(sid, None)
         if entry is None:
             raise RPCError(E_BAD_REQUEST, f"no subscription {sid}")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import os
 import socket
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from stax.protocol import E_BAD_REQUEST
+from stax.protocol import dumps
 from stax.server.subscriptions import PUSH
 
 if TYPE_CHECKING:
@@ -186,20 +185,10 @@ class WebUI:
 
         async def send(obj: dict[str, Any]) -> None:
             async with send_lock:
-                await ws.send_str(json.dumps(obj, separators=(",", ":")))
+                await ws.send_str(dumps(obj, separators=(",", ":")))
 
         async def one(text: str) -> None:
-            try:
-                req = json.loads(text)
-            except ValueError:
-                resp: dict[str, Any] = {"id": None, "error": {"code": E_BAD_REQUEST,
-                                                              "message": "invalid JSON"}}
-            else:
-                if isinstance(req, dict):
-                    resp = await self.server.handle(req)
-                else:
-                    resp = {"id": None, "error": {"code": E_BAD_REQUEST,
-                                                  "message": "request must be a JSON object"}}
+            resp = await self.server.handle_line(text)  # strict JSON, bounded nesting
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await send(resp)
 

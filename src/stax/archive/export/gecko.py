@@ -6,12 +6,12 @@ Off-CPU intervals become samples weighted by their duration in a second "off-CPU
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from stax import __version__
 from stax.archive.export.common import Paths, intervals, reason_name, samples, thread_name
 from stax.profile.tables import KERNEL_BINARY, Profile
+from stax.protocol import dumps
 
 PROCESSED_VERSION = 47
 GECKO_VERSION = 27
@@ -212,4 +212,4 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
         "libs": libs_list,
         "pages": [], "counters": [], "threads": out_threads,
     }
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return dumps(doc, separators=(",", ":")).encode()

@@ -4,12 +4,12 @@ order, weights in nanoseconds) and one per thread for off-CPU intervals when the
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from stax import __version__
 from stax.archive.export.common import Paths, intervals, reason_name, samples, thread_name
 from stax.profile.tables import Profile
+from stax.protocol import dumps
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 
@@ -80,4 +80,4 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
     name = (run or {}).get("command") or "stax profile"
     doc = {"$schema": SCHEMA_URL, "shared": {"frames": frames}, "profiles": profiles,
            "name": str(name), "activeProfileIndex": 0, "exporter": f"stax {__version__}"}
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return dumps(doc, separators=(",", ":")).encode()

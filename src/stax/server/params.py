@@ -1,0 +1,157 @@
+"""Validation of RPC parameters at the edge: right type, finite, in range, or one bad_request.
+
+Every handler reads its parameters through these helpers, so a request can never carry a value
+the code behind it was not written for (an infinite time limit, a NaN interval, a pid beyond
+what the kernel can hand out). A parameter given as ``null`` is the same as one left out.
+docs/protocol.md states every range.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from stax.protocol import E_BAD_REQUEST, RPCError
+
+# The kernel's ceiling for pid_max on 64-bit (PID_MAX_LIMIT); pids and tids live below it.
+MAX_PID = 1 << 22
+# Run and subscription ids; exit statuses as a shell reports them (128+N for signal N).
+MAX_ID = (1 << 31) - 1
+MAX_STATUS = 255
+# Row counts (0 = all), depths, sample counts: generous, but far from what breaks a slice.
+MAX_COUNT = 1_000_000_000
+# Times relative to a run's first event (ns), and durations: ±146 years, so that adding one to
+# a kernel timestamp still fits a signed 64-bit integer.
+MAX_NS = 1 << 62
+# Time limits, waits and timeouts: up to one week.
+MAX_SECONDS = 7 * 24 * 3600
+MAX_MS = MAX_SECONDS * 1000
+# Strings (function names, symbols, paths) and lists of them.
+MAX_TEXT = 4096
+MAX_ITEMS = 1000
+
+
+def bad(message: str) -> RPCError:
+    return RPCError(E_BAD_REQUEST, message)
+
+
+def integer(params: dict[str, Any], name: str, default: int | None = None, lo: int = 0,
+            hi: int = MAX_COUNT, required: bool = False) -> int | None:
+    """An integer in [lo, hi]; ``default`` when absent (an error when ``required``)."""
+    v = params.get(name)
+    if v is None:
+        if required:
+            raise bad(f"{name} is required")
+        return default
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise bad(f"{name} must be an integer between {lo} and {hi}")
+    if not lo <= v <= hi:
+        raise bad(f"{name} must be between {lo} and {hi} (got {_short(v)})")
+    return v
+
+
+def number(params: dict[str, Any], name: str, default: float | None = None, lo: float = 0.0,
+           hi: float = float(MAX_MS), lo_open: bool = False) -> float | None:
+    """A finite number in [lo, hi] (in (lo, hi] when ``lo_open``); ``default`` when absent."""
+    v = params.get(name)
+    if v is None:
+        return default
+    rng = f"{'above' if lo_open else 'from'} {lo:g} {'and at most' if lo_open else 'to'} {hi:g}"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise bad(f"{name} must be a number {rng}")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f) or f < lo or f > hi or (lo_open and f <= lo):
+        raise bad(f"{name} must be a finite number {rng} (got {_short(v)})")
+    return f
+
+
+def boolean(params: dict[str, Any], name: str, default: bool) -> bool:
+    v = params.get(name)
+    if v is None:
+        return default
+    if not isinstance(v, bool):
+        raise bad(f"{name} must be true or false")
+    return v
+
+
+def text(params: dict[str, Any], name: str, required: bool = False,
+         empty: bool = True) -> str | None:
+    """A string of valid Unicode (no lone surrogates, no NUL), at most MAX_TEXT characters."""
+    v = params.get(name)
+    if v is None:
+        if required:
+            raise bad(f"{name} is required")
+        return None
+    return _check_text(v, name, empty)
+
+
+def _check_text(v: Any, name: str, empty: bool = True) -> str:
+    if not isinstance(v, str):
+        raise bad(f"{name} must be a string")
+    if not empty and not v.strip():
+        raise bad(f"{name} must not be empty")
+    if len(v) > MAX_TEXT:
+        raise bad(f"{name} is too long (max {MAX_TEXT} characters)")
+    if "\0" in v:
+        raise bad(f"{name} must not contain NUL characters")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad(f"{name} must be valid Unicode text") from None
+    return v
+
+
+def choice(params: dict[str, Any], name: str, options: Sequence[str],
+           default: str | None) -> str | None:
+    v = params.get(name)
+    if v is None:
+        return default
+    if not isinstance(v, str) or v not in options:
+        raise bad(f"{name} must be one of {', '.join(options)}")
+    return v
+
+
+def text_list(params: dict[str, Any], name: str) -> list[str]:
+    """A list of at most MAX_ITEMS strings (empty when absent)."""
+    v = params.get(name)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise bad(f"{name} must be a list of strings")
+    if len(v) > MAX_ITEMS:
+        raise bad(f"{name} has too many items (max {MAX_ITEMS})")
+    return [_check_text(x, f"{name} items") for x in v]
+
+
+def path(params: dict[str, Any], name: str, required: bool = True,
+         absolute: bool = False) -> str | None:
+    p = text(params, name, required=required, empty=False)
+    if p is not None and absolute and not os.path.isabs(p):
+        raise bad(f"{name} must be absolute")
+    return p
+
+
+def pid(params: dict[str, Any], name: str = "pid") -> int:
+    v = integer(params, name, lo=1, hi=MAX_PID, required=True)
+    assert v is not None
+    return v
+
+
+def tid(params: dict[str, Any]) -> int | None:
+    return integer(params, "tid", lo=0, hi=MAX_PID)
+
+
+def run_id(params: dict[str, Any], required: bool = False) -> int | None:
+    return integer(params, "run", lo=1, hi=MAX_ID, required=required)
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, int) and v.bit_length() > 64:
+        return "a number too large"
+    s = repr(v)
+    return s if len(s) <= 24 else s[:20] + "…"
