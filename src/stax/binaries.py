@@ -268,7 +268,10 @@ def _failure(b: Binary, shown: str, deleted: bool,
     elif problem == "mismatch":
         why = "the file on disk is not the binary that was recorded (build-id differs)"
     else:
-        why = "; ".join(f"{h}: {w}" for h, _p, w in seen) or "not found"
+        why = "; ".join(dict.fromkeys(w for _h, _p, w in seen)) or "not found"
+        why += " on disk" if why == "not found" else ""
+        if not _alive(b.pid) and b.pid > 0:
+            why += f", and its process {b.pid} is gone"
     return Located(problem=problem, reason=f"{shown}: {why}")
 
 

@@ -468,7 +468,8 @@ class Profile:
                 tids = []
             for tid in tids:
                 try:
-                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    with open(f"/proc/{pid}/task/{tid}/comm", encoding="utf-8",
+                              errors="replace") as f:  # as records decode a comm
                         name = f.read().strip()
                 except OSError:
                     continue
