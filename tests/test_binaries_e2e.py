@@ -103,6 +103,9 @@ def test_binary_deleted_before_attach(stax: Stax, started: tuple[subprocess.Pope
     assert res["function"]["path"] == f"{exe} (deleted)"
     src = res["function"]["disk_path"]
     assert f"/proc/{proc.pid}/" in src and "kept open" in src, src
+    files = _diag(stax)["run"]["binary_files"]
+    assert files["kept_open"] == 1 and files["missing"] == 0, files
+    assert files["found_by"]["pinned"] == 1
     proc.kill()
     proc.wait()
     _check_annotate(stax)  # the run kept the file open: still readable after the exit
@@ -133,5 +136,10 @@ def test_binary_gone_is_reported(stax: Stax, workloads: dict[str, Path],
     assert not res["instructions"]
     st: Any = stax("status", "--json", check=True).json()
     pid = st["current"]["pid"]
-    assert res["note"] == (f"{exe}: not found on disk, and its process {pid} is gone: "
-                           "nothing to disassemble")
+    why = f"{exe}: not found on disk, and its process {pid} is gone"
+    assert res["note"] == f"{why}: nothing to disassemble"
+    files = _diag(stax)["run"]["binary_files"]
+    assert files["missing"] == 1 and files["kept_open"] == 0, files
+    assert files["missing_listed"] == [{"binary": str(exe), "problem": "missing", "reason": why}]
+    assert f"binary files: {files['found']} readable, 1 not, 0 kept open" in stax(
+        "diagnose", check=True).out

@@ -39,8 +39,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Binary", "Located", "Pinned", "Pins", "display", "locate", "mapped_build_id",
-           "vdso_image"]
+__all__ = ["Binary", "Located", "Pinned", "Pins", "display", "files_report", "locate",
+           "mapped_build_id", "vdso_image"]
 
 DELETED = b" (deleted)"
 VDSO = "[vdso]"
@@ -326,3 +326,20 @@ class Pins:
     def stats(self) -> dict[str, int]:
         return {"kept_open": self.kept, "keep_failed": self.failed,
                 "over_limit": self.over_limit}
+
+
+def files_report(binaries: list[Binary], pins: Pins, listed: int = 20) -> dict[str, object]:
+    """Where each of a run's binaries is read from now, for diagnostics: counts by source, the
+    descriptors kept, and the binaries that cannot be read, with the reason."""
+    how: dict[str, int] = {}
+    missing: list[dict[str, str]] = []
+    for b in binaries:
+        if b.path.startswith("[") and b.path != VDSO:
+            continue
+        loc = locate(b)
+        if loc.ok:
+            how[loc.how] = how.get(loc.how, 0) + 1
+        else:
+            missing.append({"binary": b.path, "problem": loc.problem, "reason": loc.reason})
+    return {"found": sum(how.values()), "found_by": how, "missing": len(missing),
+            "missing_listed": missing[:listed], **pins.stats()}
