@@ -189,12 +189,15 @@ def _alive(pid: int) -> bool:
 
 
 def _link_names(link: bytes, raw: bytes) -> bool:
-    """Whether a /proc magic link still names the recorded file (deleted or not since)."""
+    """Whether a /proc magic link still names the recorded file (deleted or not since). The
+    link is read from our root, the name was recorded from the process's: a process in a
+    container shows its files under a longer path here."""
     try:
-        target = os.readlink(link)
+        target = os.readlink(link).removesuffix(DELETED)
     except OSError:
         return False
-    return target.removesuffix(DELETED) == raw.removesuffix(DELETED)
+    name = raw.removesuffix(DELETED)
+    return target == name or (target.endswith(name) and name.startswith(b"/"))
 
 
 def _candidates(b: Binary) -> Iterator[tuple[str, bytes]]:
