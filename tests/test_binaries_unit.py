@@ -215,3 +215,15 @@ def test_seed_from_proc_keeps_a_deleted_binary(running: tuple[subprocess.Popen[b
     assert b.build_id == bid and b.pinned is not None
     assert b.path == os.fsdecode(exe + DELETED).encode("utf-8", "surrogateescape").decode(
         "utf-8", "backslashreplace")
+
+
+def test_proc_link_must_name_the_recorded_file(tmp_path: Path) -> None:
+    from stax.binaries import _link_names
+
+    link = os.fsencode(tmp_path) + b"/link"
+    os.symlink(b"/var/lib/ctr/merged/usr/bin/w\xff (deleted)", link)
+    assert _link_names(link, b"/var/lib/ctr/merged/usr/bin/w\xff")
+    assert _link_names(link, b"/usr/bin/w\xff (deleted)")  # as seen inside a container
+    assert not _link_names(link, b"/usr/bin/w")
+    assert not _link_names(link, b"w\xff")
+    assert not _link_names(link + b"x", b"/usr/bin/w\xff")
