@@ -227,3 +227,10 @@ def test_proc_link_must_name_the_recorded_file(tmp_path: Path) -> None:
     assert not _link_names(link, b"/usr/bin/w")
     assert not _link_names(link, b"w\xff")
     assert not _link_names(link + b"x", b"/usr/bin/w\xff")
+
+
+def test_a_fifo_at_the_name_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = os.fsencode(tmp_path) + b"/prog"
+    os.mkfifo(fifo)
+    loc = locate(_bin(fifo))
+    assert not loc.ok and loc.problem == "bad" and "not a regular file" in loc.reason

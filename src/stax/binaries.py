@@ -170,9 +170,10 @@ def _file_build_id(fs: bytes | str) -> tuple[Problem, str | None, str]:
     from stax.symbols.elf import build_id_from_stream
 
     try:
-        with open(fs, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
+        # O_NONBLOCK: a FIFO put where a deleted file was must not hang the reader
+        fd = os.open(fs, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return "bad", None, "not a regular file"
             try:
                 return "", _norm(build_id_from_stream(f)), ""
