@@ -26,7 +26,8 @@ are accepted only when their link still names the recorded file.
 Deleted binaries outlive their process only through a descriptor: ``Pins.consider`` runs when a
 mapping's binary is first seen (record time, or the /proc scan of an attach) and, when the file
 is only reachable through ``map_files``/``exe``, opens it and keeps the descriptor with the
-``Binary`` (at most ``MAX_PINNED`` per run; closed when the run is dropped). Symbols, unwinding
+``Binary`` (at most ``MAX_PINNED`` per run and ``MAX_PINNED_TOTAL`` in the process; closed
+when the run is dropped). Symbols, unwinding
 and annotate then read ``/proc/self/fd/N`` for as long as the run is in the server.
 """
 
@@ -45,6 +46,9 @@ __all__ = ["Binary", "Located", "Pinned", "Pins", "display", "files_report", "lo
 DELETED = b" (deleted)"
 VDSO = "[vdso]"
 MAX_PINNED = 64  # descriptors of deleted/replaced binaries one run keeps open
+MAX_PINNED_TOTAL = 256  # ... all runs of this process together
+_open_pins = 0
+_pins_lock = threading.Lock()
 
 Problem = Literal["", "missing", "mismatch", "bad", "nofile"]
 
@@ -61,17 +65,23 @@ class Pinned:
     __slots__ = ("fd", "origin", "build_id")
 
     def __init__(self, fd: int, origin: str, build_id: str | None) -> None:
+        global _open_pins
         self.fd = fd
         self.origin = origin  # where it was opened from, for messages
         self.build_id = build_id
+        with _pins_lock:
+            _open_pins += 1
 
     @property
     def path(self) -> str:
         return f"/proc/self/fd/{self.fd}"
 
     def close(self) -> None:
+        global _open_pins
         fd, self.fd = self.fd, -1
         if fd >= 0:
+            with _pins_lock:
+                _open_pins -= 1
             try:
                 os.close(fd)
             except OSError:
@@ -316,7 +326,7 @@ class Pins:
             return
         if loc.how not in ("map_files", "exe") or loc.path is None:
             return  # reachable by name: nothing to keep
-        if self.kept >= self.limit:
+        if self.kept >= self.limit or _open_pins >= MAX_PINNED_TOTAL:
             self.over_limit += 1
             return
         try:
