@@ -218,4 +218,4 @@ def test_bad_dwarf_unwind_parameter_is_rejected(stax: Stax) -> None:
     c = Client(stax.env["STAX_SERVER_SOCKET"])
     with pytest.raises(RemoteError) as e:
         c.call("start_attach", pid=1, dwarf_unwind="yes")
-    assert "dwarf_unwind must be a boolean" in e.value.message
+    assert "dwarf_unwind must be true or false" in e.value.message

@@ -117,4 +117,18 @@ def run_diagnostics(p: Profile, summary: dict[str, Any], recorder: Any | None,
         "capture": capture,
         "unwind": unwind,
         "offcpu": _offcpu_section(p, summary, recorder, stored),
+        "binary_files": _binary_files(p, recorder, stored),
     }
+
+
+def _binary_files(p: Profile, recorder: Any | None,
+                  stored: dict[str, Any]) -> dict[str, Any] | None:
+    """Where a live run's binaries are read from (stax.binaries); an archive: as stored."""
+    if recorder is None:
+        old = stored.get("binary_files")
+        return old if isinstance(old, dict) else None
+    from stax.binaries import files_report
+
+    with p.lock:
+        binaries = list(p.binaries[2:])
+    return files_report(binaries, p.pins)

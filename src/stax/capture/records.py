@@ -6,6 +6,7 @@ Layouts follow include/uapi/linux/perf_event.h for the sample_type stax asks for
 from __future__ import annotations
 
 import bisect
+import os
 import struct
 from typing import Protocol
 
@@ -141,6 +142,13 @@ def _cstr(buf: bytes, off: int, end: int) -> str:
     return buf[off:nul].decode("utf-8", "replace")
 
 
+def _cpath(buf: bytes, off: int, end: int) -> str:
+    """A mapped file's name: any bytes (os.fsdecode keeps non-UTF-8 ones, os.fsencode gives
+    them back); stax.binaries.display shows it."""
+    nul = buf.find(b"\0", off, end)
+    return os.fsdecode(buf[off:end if nul < 0 else nul])
+
+
 def index(buf: bytes, layout: SampleLayout = DEFAULT_LAYOUT) -> list[tuple[int, int]]:
     """(timestamp, offset) of every complete record in ``buf``, in stream order.
 
@@ -252,12 +260,12 @@ def decode_at(buf: bytes, off: int, sink: Sink, layout: SampleLayout = DEFAULT_L
         p += 24
         prot, _flags = _u32x2.unpack_from(buf, p)
         p += 8
-        name = _cstr(buf, p, tail)
+        name = _cpath(buf, p, tail)
         sink.on_mmap(pid, tid, addr, length, pgoff, prot, build_id, name,
                      _id_tail.unpack_from(buf, tail)[2])
     elif rtype == RECORD_MMAP:
         pid, tid, addr, length, pgoff = _mmap2.unpack_from(buf, body)
-        name = _cstr(buf, body + _mmap2.size, tail)
+        name = _cpath(buf, body + _mmap2.size, tail)
         sink.on_mmap(pid, tid, addr, length, pgoff, 5, None, name,
                      _id_tail.unpack_from(buf, tail)[2])
     elif rtype == RECORD_COMM:

@@ -295,6 +295,12 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         out(f"  unwind: {esc(uw['method'])}")
     else:
         out("  unwind: frame pointers only (kernel call chain)")
+    bf = run.get("binary_files")
+    if bf:
+        out(f"  binary files: {bf['found']} readable, {bf['missing']} not, "
+            f"{bf['kept_open']} kept open (deleted or replaced while running)")
+        for m in bf["missing_listed"]:
+            out(f"    {esc(m['reason'])}")
     ing = run["ingest"]
     lag = "-" if ing["last_sample_age_ms"] is None else f"{ing['last_sample_age_ms']} ms"
     out(f"  ingest: {ing['pending_records']} records waiting for time order, "

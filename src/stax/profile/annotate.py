@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from stax.binaries import Binary, display, locate
 from stax.profile import srclines
 from stax.profile.selection import Filter, FuncPaths, oncpu_weights
 from stax.profile.tables import KERNEL_BINARY, UNKNOWN_BINARY, Profile
@@ -129,7 +130,7 @@ def _runtime_to_elf(p: Profile, addr: int) -> list[tuple[str, int]]:
         if m.binary in (KERNEL_BINARY, UNKNOWN_BINARY):
             continue
         b = p.binaries[m.binary]
-        vaddr = p.symbolizer.file_offset_to_vaddr(b.path, b.build_id, addr - m.start + m.pgoff)
+        vaddr = p.symbolizer.offset_to_vaddr(b, addr - m.start + m.pgoff)
         if vaddr is not None and (b.path, vaddr) not in out:
             out.append((b.path, vaddr))
     return out
@@ -190,11 +191,8 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
             vaddr = off
         elif b == UNKNOWN_BINARY or p.symbolizer is None:
             vaddr = None
-        elif p.binaries[b].path == "[vdso]":
-            vaddr = _vdso_offset_to_vaddr(off)
         else:
-            fb = p.binaries[b]
-            vaddr = p.symbolizer.file_offset_to_vaddr(fb.path, fb.build_id, off)
+            vaddr = p.symbolizer.offset_to_vaddr(p.binaries[b], off)
         if vaddr is None:
             unmapped[0] += n
             unmapped[1] += w
@@ -204,6 +202,7 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
         acc[1] += w
 
     code, arch, note = b"", None, None
+    disk: str | None = None  # the file read (line tables come from it or its debug file)
     start = f.addr
     if bin_id == KERNEL_BINARY:
         note = "kernel code is not disassembled (no kernel image on disk)"
@@ -218,7 +217,7 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
         if size > MAX_CODE_BYTES:
             note = f"the function is {size} bytes: only the first {MAX_CODE_BYTES} disassembled"
             size = MAX_CODE_BYTES
-        code, arch, err, disk_path = _read_code(binary.path, build_id, binary.pid, start, size)
+        code, arch, err, disk_path, disk = _read_code(binary, start, size)
         if err:
             note = err
         base["function"]["disk_path"] = disk_path
@@ -250,13 +249,14 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
     # source lines
     debug_file = None
     table = None
-    if insns and binary is not None:
+    if insns and binary is not None and disk is not None:
         from stax.symbols import read_build_id
 
-        disk = base["function"].get("disk_path") or binary.path
         debug_file = srclines.debug_elf_for(disk, build_id or read_build_id(disk))
         if debug_file is not None:
             table = srclines.line_table(debug_file, start)
+            debug_file = (disk_path if debug_file == disk
+                          else display(os.fsencode(debug_file)))
     rows = []
     per_line: dict[tuple[str, int], list[int]] = {}
     line_order: list[tuple[str, int]] = []
@@ -301,60 +301,25 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
 _ARCHES = {"EM_X86_64": "x86-64", "EM_386": "x86", "EM_AARCH64": "aarch64"}
 
 
-def _read_code(path: str, build_id: str | None, pid: int, vaddr: int,
-               size: int) -> tuple[bytes, str | None, str | None, str | None]:
-    """The bytes of [vaddr, vaddr+size) from the ELF on disk (the vDSO: from memory), its
-    architecture, an error, and the file actually read. Refuses a file whose build-id differs
-    from the recorded one."""
-    from stax.symbols.elf import build_id_from_stream, normalize_build_id, same_build_id
-
-    want = normalize_build_id(build_id)
-    if path == "[vdso]":
+def _read_code(binary: Binary, vaddr: int, size: int
+               ) -> tuple[bytes, str | None, str | None, str | None, str | None]:
+    """The bytes of [vaddr, vaddr+size) from the recorded binary (found by
+    ``stax.binaries.locate``: its file, the process's copy of a deleted one, or the vDSO image),
+    its architecture, an error, where they were read (for display) and the file to open for
+    line tables (None for an in-memory image)."""
+    loc = locate(binary)
+    if not loc.ok:
+        return b"", None, loc.reason + ": nothing to disassemble", None, None
+    if loc.data is not None:
         from io import BytesIO
 
-        from stax.symbols.vdso import read_vdso_image
-
-        data = read_vdso_image()
-        if data is None:
-            return b"", None, "[vdso]: the vDSO image is not readable", None
-        stream = BytesIO(data)
-        have = normalize_build_id(build_id_from_stream(stream))
-        if want and not (have and same_build_id(want, have)):
-            return b"", None, "[vdso]: this kernel's vDSO is not the one recorded", None
-        return (*_code_from_elf(stream, vaddr, size, path), path)
-    if path.startswith("[") or not path:
-        return b"", None, f"{path or 'anonymous memory'}: no file on disk to disassemble", None
-    path = path.removesuffix(" (deleted)")
-    tried = False
-    for fs in (path, f"/proc/{pid}/root/{path.lstrip('/')}"):
-        if not os.path.isfile(fs):
-            continue
-        tried = True
-        try:
-            with open(fs, "rb") as f:
-                have = normalize_build_id(build_id_from_stream(f))
-                if want and not (have and same_build_id(want, have)):
-                    continue
-                return (*_code_from_elf(f, vaddr, size, fs), fs)
-        except OSError as e:
-            return b"", None, f"{fs}: cannot read code ({e.strerror or e})", fs
-    if tried:
-        return b"", None, (f"{path}: the file on disk is not the binary that was recorded "
-                           "(build-id differs)"), None
-    return b"", None, f"{path}: not found on disk", None
-
-
-def _vdso_offset_to_vaddr(offset: int) -> int | None:
-    from stax.symbols.elf import ElfImage, ElfLoadError
-    from stax.symbols.vdso import read_vdso_image
-
-    data = read_vdso_image()
-    if data is None:
-        return None
+        return (*_code_from_elf(BytesIO(loc.data), vaddr, size, loc.label), loc.label, None)
+    assert loc.path is not None
     try:
-        return ElfImage.open("[vdso]", None, data=data).offset_to_vaddr(offset)
-    except ElfLoadError:
-        return None
+        with open(loc.path, "rb") as f:
+            return (*_code_from_elf(f, vaddr, size, loc.label), loc.label, loc.path)
+    except OSError as e:
+        return b"", None, f"{loc.label}: cannot read code ({e.strerror or e})", loc.label, None
 
 
 def _code_from_elf(f: Any, vaddr: int, size: int,

@@ -54,9 +54,9 @@ class _DwarfFile:
     """One opened ELF with DWARF: lazily read sections, the address -> CU index, decoded
     tables. Keeps the file open while cached."""
 
-    def __init__(self, path: str, key: tuple[str, int, int]) -> None:
+    def __init__(self, path: str, key: tuple[str, int, int, int]) -> None:
         self.path = path
-        self.key = key  # (path, mtime, size): decoded tables are cached under it
+        self.key = key  # (path, mtime, size, inode): decoded tables are cached under it
         self.file = open(path, "rb")  # noqa: SIM115 - closed by close() on eviction
         try:
             self.dwarf = open_dwarf(self.file)
@@ -140,8 +140,9 @@ class _DwarfFile:
 
 
 _LOCK = threading.Lock()
-_FILES: OrderedDict[tuple[str, int, int], _DwarfFile | None] = OrderedDict()
-_TABLES: OrderedDict[tuple[str, int, int, int], LineTable] = OrderedDict()
+# the inode is in the key: a path like /proc/self/fd/N (stax.binaries) names different files
+_FILES: OrderedDict[tuple[str, int, int, int], _DwarfFile | None] = OrderedDict()
+_TABLES: OrderedDict[tuple[str, int, int, int, int], LineTable] = OrderedDict()
 _SOURCES: OrderedDict[tuple[str, int, int], list[str] | None] = OrderedDict()
 
 
@@ -150,7 +151,7 @@ def _dwarf_file(path: str) -> _DwarfFile | None:
         st = os.stat(path)
     except OSError:
         return None
-    key = (path, st.st_mtime_ns, st.st_size)
+    key = (path, st.st_mtime_ns, st.st_size, st.st_ino)
     with _LOCK:
         if key in _FILES:
             _FILES.move_to_end(key)

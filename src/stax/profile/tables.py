@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from stax import sysctl
+from stax.binaries import Binary, Pins, display, mapped_build_id
 from stax.capture import records as rec
 from stax.capture.sched import Formats
 from stax.profile import offcpu
@@ -31,19 +32,6 @@ ANON_PATH = "[anon]"  # anonymous executable memory (JIT code): one binary per p
 
 def _is_anon(filename: str) -> bool:
     return not filename or filename.startswith("//anon") or filename.startswith("[anon")
-
-
-@dataclass(slots=True)
-class Binary:
-    path: str
-    build_id: str | None
-    pid: int  # a process that mapped it, for /proc/PID/root lookups
-
-    @property
-    def name(self) -> str:
-        if self.path.startswith("["):
-            return self.path
-        return self.path.rsplit("/", 1)[-1] or self.path
 
 
 @dataclass(slots=True)
@@ -117,7 +105,8 @@ class Profile:
         self.symbolizer = symbolizer
         self.binaries: list[Binary] = [Binary("[kernel.kallsyms]", None, 0),
                                        Binary("[unknown]", None, 0)]
-        self._binary_ids: dict[tuple[str, str | None, int], int] = {}
+        self._binary_ids: dict[tuple[bytes, str | None, int], int] = {}
+        self.pins = Pins()  # deleted / replaced binaries kept open (stax.binaries)
         self.frame_binary = array("i")
         self.frame_offset = array("Q")
         self.frame_func = array("i")  # -1 until symbolised
@@ -158,13 +147,22 @@ class Profile:
 
     # --- interning --------------------------------------------------------------------------
 
-    def binary_id(self, path: str, build_id: str | None, pid: int) -> int:
-        key = (path, build_id, pid if path == ANON_PATH else 0)
+    def binary_id(self, path: str | bytes, build_id: str | None, pid: int, start: int = 0,
+                  end: int = 0) -> int:
+        """The id of a mapped file, by its name exactly as recorded (bytes, or a str from
+        ``os.fsdecode``), its build-id and, for anonymous memory, its process. A new binary
+        remembers the mapping it was seen in, and is kept open when its file is only reachable
+        through that process (deleted or replaced: ``stax.binaries.Pins``)."""
+        raw = path if isinstance(path, bytes) else os.fsencode(path)
+        key = (raw, build_id, pid if raw == b"[anon]" else 0)
         bid = self._binary_ids.get(key)
         if bid is None:
             bid = len(self.binaries)
-            self.binaries.append(Binary(path, build_id, pid))
+            b = Binary(display(raw), build_id, pid, raw, start, end)
+            self.binaries.append(b)
             self._binary_ids[key] = bid
+            if raw.startswith(b"/"):
+                self.pins.consider(b)
         return bid
 
     def frame_id(self, binary: int, offset: int) -> int:
@@ -374,10 +372,10 @@ class Profile:
         if _is_anon(filename):
             filename, pgoff = ANON_PATH, addr
         elif filename.endswith(".dump"):
-            self._note_jitdump(pid, filename)
+            self._note_jitdump(pid, display(os.fsencode(filename)))
         elif filename.startswith("["):
             pgoff = 0 if filename != "[vdso]" else pgoff
-        bid = self.binary_id(filename, build_id, pid)
+        bid = self.binary_id(filename, build_id, pid, addr, addr + length)
         proc.add(Mapping(addr, addr + length, pgoff, bid))
         self._chain_cache.clear()
         if self.unwinder is not None:
@@ -438,31 +436,31 @@ class Profile:
     # --- seeding from /proc (attach) -------------------------------------------------------
 
     def seed_from_proc(self, pid: int, time: int) -> None:
-        """Mappings and thread names of an already-running process, read from /proc."""
-        from stax.symbols import read_build_id
-
+        """Mappings and thread names of an already-running process, read from /proc. File
+        names stay bytes; build-ids are read from the mapped files themselves where /proc
+        allows (so a deleted or replaced file is still the one identified)."""
         with self.lock:
             proc = self.processes[pid] = Process(pid)
             try:
-                with open(f"/proc/{pid}/maps") as f:
-                    lines = f.readlines()
+                with open(f"/proc/{pid}/maps", "rb") as f:
+                    lines = f.read().split(b"\n")
             except OSError:
                 lines = []
-            build_ids: dict[str, str | None] = {}
+            build_ids: dict[bytes, str | None] = {}
             for line in lines:
                 parts = line.split(None, 5)
-                if len(parts) < 5 or "x" not in parts[1]:
+                if len(parts) < 5 or b"x" not in parts[1]:
                     continue
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                path = parts[5].strip() if len(parts) > 5 else ""
+                lo, hi = (int(x, 16) for x in parts[0].split(b"-"))
+                raw = parts[5].strip(b" ") if len(parts) > 5 else b""
                 pgoff = int(parts[2], 16)
-                if path.startswith("/") and path not in build_ids:
-                    build_ids[path] = read_build_id(path)
-                if _is_anon(path):
-                    path, pgoff = ANON_PATH, lo
-                elif path.endswith(".dump"):
-                    self._note_jitdump(pid, path)
-                bid = self.binary_id(path, build_ids.get(path), pid)
+                if raw.startswith(b"/") and raw not in build_ids:
+                    build_ids[raw] = mapped_build_id(pid, raw, lo, hi)
+                if _is_anon(display(raw)):
+                    raw, pgoff = ANON_PATH.encode(), lo
+                elif raw.endswith(b".dump"):
+                    self._note_jitdump(pid, display(raw))
+                bid = self.binary_id(raw, build_ids.get(raw), pid, lo, hi)
                 proc.add(Mapping(lo, hi, pgoff, bid))
             try:
                 tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
@@ -470,7 +468,8 @@ class Profile:
                 tids = []
             for tid in tids:
                 try:
-                    with open(f"/proc/{pid}/task/{tid}/comm", errors="replace") as f:
+                    with open(f"/proc/{pid}/task/{tid}/comm", encoding="utf-8",
+                              errors="replace") as f:  # as records decode a comm
                         name = f.read().strip()
                 except OSError:
                     continue
@@ -533,7 +532,7 @@ class Profile:
         elif bin_id == UNKNOWN_BINARY:
             f = Func(f"[unknown]+0x{offset:x}", "[unknown]", "", 0, 0, False)
         else:
-            r = self.symbolizer.resolve_user(binary.path, binary.build_id, offset, binary.pid)
+            r = self.symbolizer.resolve_binary(binary, offset)
             f = Func(r.name, r.binary, r.path, r.func_addr, r.func_size, r.resolved)
         key = (f.name, f.binary, f.addr if f.resolved else offset)
         func = self._func_ids.get(key)

@@ -81,7 +81,9 @@ def boolean(params: dict[str, Any], name: str, default: bool) -> bool:
 
 def text(params: dict[str, Any], name: str, required: bool = False,
          empty: bool = True) -> str | None:
-    """A string of valid Unicode (no lone surrogates, no NUL), at most MAX_TEXT characters."""
+    """A string of valid Unicode (no NUL; the only lone surrogates allowed are U+DC80..U+DCFF,
+    the bytes of a non-UTF-8 path or argument kept by surrogateescape), at most MAX_TEXT
+    characters."""
     v = params.get(name)
     if v is None:
         if required:
@@ -100,7 +102,7 @@ def _check_text(v: Any, name: str, empty: bool = True) -> str:
     if "\0" in v:
         raise bad(f"{name} must not contain NUL characters")
     try:
-        v.encode("utf-8")
+        v.encode("utf-8", "surrogateescape")  # a non-UTF-8 file name or argument is bytes
     except UnicodeEncodeError:
         raise bad(f"{name} must be valid Unicode text") from None
     return v

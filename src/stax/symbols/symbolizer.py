@@ -4,26 +4,23 @@ Owns the thread-safe, bounded LRU cache of ElfImages keyed by build-id (or path+
 from __future__ import annotations
 
 import os
-import stat
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from io import BytesIO
+
+from stax.binaries import Binary, Located, display, locate, vdso_image
 
 from .debuginfo import DebugInfoFinder
 from .demangle import demangle
 from .elf import (
     ElfImage,
     ElfLoadError,
-    build_id_from_stream,
     normalize_build_id,
-    read_build_id,
-    same_build_id,
 )
 from .kernel import KALLSYMS, KernelSymbols
 from .perfmap import PerfMaps
-from .vdso import VDSO_NAME, read_vdso_image
+from .vdso import VDSO_NAME
 
 __all__ = ["Resolved", "Symbolizer", "KERNEL_BINARY", "JIT_BINARY"]
 
@@ -37,8 +34,8 @@ _REVALIDATE_TTL = 1.0  # seconds between re-checks of a path resolved without a 
 _VERIFIED_TTL = 3600.0  # path entries whose build-id was checked against the caller's
 _MAX_PATH_ENTRIES = 65536
 
-# _paths cache key: (path, build_id, pid or None) -> _PathEntry
-_PathKey = tuple[str, str | None, int | None]
+# _paths cache key: (file name as recorded, build_id, pid, mapping start, kept fd) -> _PathEntry
+_PathKey = tuple[bytes, str | None, int, int, int]
 _ImageKey = tuple[object, ...]
 
 
@@ -83,8 +80,6 @@ class Symbolizer:
         self._paths: dict[_PathKey, _PathEntry] = {}
         self._kallsyms_path = kallsyms_path
         self._kernel: KernelSymbols | None = None
-        self._vdso: ElfImage | None = None
-        self._vdso_tried = False
         self._stats: dict[str, int] = {
             "binaries_loaded": 0,
             "binaries_evicted": 0,
@@ -103,12 +98,21 @@ class Symbolizer:
     def resolve_user(
         self, path: str, build_id: str | None, file_offset: int, pid: int | None = None
     ) -> Resolved:
+        """Resolve an offset into the file named ``path`` (a ``str`` as ``os.fsdecode`` gives
+        it) of process ``pid``; ``resolve_binary`` when the mapping is known."""
+        raw = os.fsencode(path)
+        return self.resolve_binary(Binary(display(raw), build_id, pid or 0, raw), file_offset,
+                                   pid)
+
+    def resolve_binary(self, b: Binary, file_offset: int, pid: int | None = None) -> Resolved:
+        """Resolve an offset into recorded binary ``b`` (``pid``: the process whose frame it is,
+        for JIT maps; ``b.pid`` by default)."""
         with self._lock:
             self._stats["user_lookups"] += 1
         try:
-            return self._resolve_user(path, build_id, file_offset, pid)
+            return self._resolve_user(b, file_offset, b.pid if pid is None else pid)
         except Exception:  # never let a bad binary take the profiler down
-            return self._unresolved(_basename(path) or "[unknown]", path, file_offset)
+            return self._unresolved(_basename(b.path) or "[unknown]", b.path, file_offset)
 
     def resolve_kernel(self, addr: int) -> Resolved:
         ks = self._kernel_symbols()
@@ -124,8 +128,13 @@ class Symbolizer:
         return Resolved(ks.names[i], binary, "", ks.starts[i], 0, True)
 
     def file_offset_to_vaddr(self, path: str, build_id: str | None, file_offset: int) -> int | None:
+        raw = os.fsencode(path)
+        return self.offset_to_vaddr(Binary(display(raw), build_id, 0, raw), file_offset)
+
+    def offset_to_vaddr(self, b: Binary, file_offset: int) -> int | None:
+        """The ELF virtual address of a file offset of recorded binary ``b``."""
         try:
-            image = self._image_for(path, build_id, None)
+            image = self._image_for(b)
             if image is None:
                 return None
             return image.offset_to_vaddr(file_offset)
@@ -159,9 +168,8 @@ class Symbolizer:
             self._stats["unresolved"] += 1
         return Resolved(f"{binary}+0x{file_offset:x}", binary, path, 0, 0, False)
 
-    def _resolve_user(
-        self, path: str, build_id: str | None, file_offset: int, pid: int | None
-    ) -> Resolved:
+    def _resolve_user(self, b: Binary, file_offset: int, pid: int | None) -> Resolved:
+        path = b.path
         if path in _ANON_NAMES:
             # Anonymous executable memory (JIT code): `file_offset` is the absolute address.
             if pid is not None:
@@ -173,13 +181,12 @@ class Symbolizer:
                     return Resolved(demangle(name), JIT_BINARY, map_path, start, size, True)
             return self._unresolved("[anon]", "", file_offset)
         if path == VDSO_NAME:
-            image = self._vdso_image(build_id)
             binary = VDSO_NAME
         elif path.startswith("["):
             return self._unresolved(path, "", file_offset)
         else:
             binary = _basename(path.removesuffix(_DELETED))
-            image = self._image_for(path, build_id, pid)
+        image = self._image_for(b)
         if image is None:
             return self._unresolved(binary, path, file_offset)
         vaddr = image.offset_to_vaddr(file_offset)
@@ -195,127 +202,72 @@ class Symbolizer:
         name, start, size = hit
         return Resolved(demangle(name), binary, path, start, size, True)
 
-    def _vdso_image(self, build_id: str | None) -> ElfImage | None:
-        with self._lock:
-            if not self._vdso_tried:
-                self._vdso_tried = True
-                data = read_vdso_image()
-                if data is not None:
-                    try:
-                        bid = build_id_from_stream(BytesIO(data))
-                        self._vdso = ElfImage.open(VDSO_NAME, bid, data=data)
-                        self._vdso.finder = self.debug_finder
-                        self._stats["binaries_loaded"] += 1
-                    except (ElfLoadError, ValueError):
-                        self._vdso = None
-            image = self._vdso
-        if image is None:
-            return None
-        bid = normalize_build_id(build_id)
-        if bid and image.build_id and not same_build_id(bid, image.build_id):
-            # e.g. a 32-bit process with the compat vDSO: not our image.
-            with self._lock:
-                self._stats["build_id_mismatches"] += 1
-            return None
-        return image
-
-    def _image_for(self, path: str, build_id: str | None, pid: int | None) -> ElfImage | None:
-        bid = normalize_build_id(build_id)
-        deleted = path.endswith(_DELETED)
-        if deleted:
-            if bid is None:
-                return None  # the file on disk (if any) is not the one that was mapped
-            path = path[: -len(_DELETED)]
+    def _image_for(self, b: Binary) -> ElfImage | None:
+        """The ELF image of recorded binary ``b``, found by ``stax.binaries.locate``."""
+        bid = normalize_build_id(b.build_id)
+        if b.path == VDSO_NAME and bid is None:
+            bid = vdso_image()[1]
         now = time.monotonic()
+        pin = b.pinned.fd if b.pinned is not None else -1
+        pkey: _PathKey = (b.fs_name, bid, b.pid, b.start, pin)
         with self._lock:
             if bid is not None:
                 image = self._images.get(("bid", bid))
                 if image is not None:
                     self._images.move_to_end(("bid", bid))
                     return image
-            image, fresh = self._cached_path(path, bid, None, now)
-            if image is not None:
-                return image
-            if not fresh:
-                image = self._open_candidate(path, path, bid, None, now)
+            entry = self._paths.get(pkey)
+            if entry is not None and entry.expires > now:
+                if entry.key is None:
+                    return None  # a recent failure: not retried yet
+                image = self._images.get(entry.key)
                 if image is not None:
+                    self._images.move_to_end(entry.key)
                     return image
-            if pid is None:
+            loc = locate(b)
+            if not loc.ok:
+                counter = {"mismatch": "build_id_mismatches", "bad": "bad_files",
+                           "nofile": "unresolved"}.get(loc.problem, "missing_files")
+                if counter != "unresolved":
+                    self._fail(pkey, now, counter, loc.reason)
                 return None
-            # Containers / chroots: the path is relative to the process's root.
-            image, fresh = self._cached_path(path, bid, pid, now)
-            if image is not None or fresh:
-                return image
-            rooted = f"/proc/{pid}/root/{path.lstrip('/')}"
-            return self._open_candidate(path, rooted, bid, pid, now)
+            return self._open_located(pkey, b, loc, bid, now)
 
-    def _cached_path(
-        self, path: str, bid: str | None, pid: int | None, now: float
-    ) -> tuple[ElfImage | None, bool]:
-        """Consult the path cache. Returns (image, fresh): fresh=True with image None means a
-        recent failure that should not be retried yet."""
-        entry = self._paths.get((path, bid, pid))
-        if entry is None or entry.expires <= now:
-            return None, False
-        if entry.key is None:
-            return None, True
-        image = self._images.get(entry.key)
-        if image is None:  # evicted: reload
-            return None, False
-        self._images.move_to_end(entry.key)
-        return image, True
-
-    def _remember(
-        self,
-        path: str,
-        bid: str | None,
-        pid: int | None,
-        key: _ImageKey | None,
-        ttl: float,
-        now: float,
-        reason: str = "",
-    ) -> None:
+    def _remember(self, pkey: _PathKey, key: _ImageKey | None, ttl: float, now: float,
+                  reason: str = "") -> None:
         if len(self._paths) >= _MAX_PATH_ENTRIES:
             self._paths.clear()
-        self._paths[(path, bid, pid)] = _PathEntry(key, now + ttl, reason)
+        self._paths[pkey] = _PathEntry(key, now + ttl, reason)
 
-    def _fail(
-        self, path: str, bid: str | None, pid: int | None, now: float, counter: str, reason: str
-    ) -> None:
+    def _fail(self, pkey: _PathKey, now: float, counter: str, reason: str) -> None:
         self._stats[counter] += 1
-        self._remember(path, bid, pid, None, _NEGATIVE_TTL, now, reason)
+        self._remember(pkey, None, _NEGATIVE_TTL, now, reason)
 
-    def _open_candidate(
-        self, path: str, fs_path: str, bid: str | None, pid: int | None, now: float
-    ) -> ElfImage | None:
-        """Open `fs_path` (the on-disk location of mapped `path`); lock held."""
-        try:
-            st = os.stat(fs_path)
-        except (OSError, ValueError):
-            self._fail(path, bid, pid, now, "missing_files", "missing")
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            self._fail(path, bid, pid, now, "bad_files", "not a regular file")
-            return None
-        file_bid = normalize_build_id(read_build_id(fs_path))
-        if bid is not None and (file_bid is None or not same_build_id(bid, file_bid)):
-            # Symbols from a different build would be silently wrong: refuse them.
-            self._fail(path, bid, pid, now, "build_id_mismatches", "build-id mismatch")
-            return None
-        if file_bid is not None:
-            key: _ImageKey = ("bid", file_bid)
+    def _open_located(self, pkey: _PathKey, b: Binary, loc: Located, bid: str | None,
+                      now: float) -> ElfImage | None:
+        """Open the image ``loc`` points at; lock held."""
+        if loc.build_id is not None:
+            key: _ImageKey = ("bid", loc.build_id)
             ttl = _REVALIDATE_TTL if bid is None else _VERIFIED_TTL
         else:
-            key = ("file", fs_path, st.st_mtime_ns, st.st_size, st.st_ino)
+            try:
+                st = os.stat(loc.path) if loc.path is not None else None
+            except OSError:
+                self._fail(pkey, now, "missing_files", f"{b.path}: vanished")
+                return None
+            key = (("file", loc.path, st.st_mtime_ns, st.st_size, st.st_ino)
+                   if st is not None else ("data", b.path, len(loc.data or b"")))
             ttl = _REVALIDATE_TTL
         image = self._images.get(key)
         if image is None:
             try:
-                image = ElfImage.open(fs_path, file_bid)
+                image = ElfImage.open(loc.path or b.path, loc.build_id, data=loc.data)
             except ElfLoadError as exc:
-                self._fail(path, bid, pid, now, "bad_files", str(exc))
+                self._fail(pkey, now, "bad_files", str(exc))
                 return None
             image.finder = self.debug_finder
+            if loc.transient:
+                image.tables()  # read now: the process (or the run keeping it) may go
             self._stats["binaries_loaded"] += 1
             self._images[key] = image
             while len(self._images) > self._max_binaries:
@@ -323,7 +275,7 @@ class Symbolizer:
                 self._stats["binaries_evicted"] += 1
         else:
             self._images.move_to_end(key)
-        self._remember(path, bid, pid, key, ttl, now)
+        self._remember(pkey, key, ttl, now)
         return image
 
     # ---------------------------------------------------------------------------------------

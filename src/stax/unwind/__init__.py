@@ -7,6 +7,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from stax.binaries import locate
 from stax.unwind.ehframe import TABLES, EhFrame, Row, load_image
 from stax.unwind.walker import (
     NO_CFI,
@@ -36,7 +37,7 @@ def dwarf_unwind_default() -> bool:
     return os.uname().machine == "x86_64" and os.environ.get("STAX_DWARF_UNWIND") != "0"
 
 
-def _image_key(path: str, build_id: str | None, fs_path: str) -> tuple[Any, ...] | None:
+def _image_key(build_id: str | None, fs_path: str) -> tuple[Any, ...] | None:
     if build_id:
         return ("bid", build_id)
     try:
@@ -77,30 +78,15 @@ class Unwinder:
             return self._tables[binary_id]
         b = self.profile.binaries[binary_id]
         table = None
-        if b.path == "[vdso]":
-            from stax.symbols.vdso import read_vdso_image
-
-            data = read_vdso_image()
-            if data is not None:
-                table = TABLES.get(("vdso", b.build_id or ""),
-                                   lambda: load_image(data=data))
-        elif b.path.startswith("/"):
-            path = b.path.removesuffix(" (deleted)")
-            for fs_path in (path, f"/proc/{b.pid}/root{path}"):
-                if not os.path.exists(fs_path):
-                    continue
-                key = _image_key(path, b.build_id, fs_path)
-                if key is None:
-                    continue
-                if b.build_id:
-                    from stax.symbols.elf import normalize_build_id, read_build_id, same_build_id
-
-                    want = normalize_build_id(b.build_id)
-                    found = normalize_build_id(read_build_id(fs_path))
-                    if want and found and not same_build_id(want, found):
-                        continue  # a different build: its CFI would be wrong
-                table = TABLES.get(key, lambda p=fs_path: load_image(path=p))
-                break
+        loc = locate(b)  # the one rule for finding a binary's bytes (stax.binaries)
+        if loc.data is not None:
+            data = loc.data
+            table = TABLES.get(("bid", loc.build_id) if loc.build_id else ("vdso", ""),
+                               lambda: load_image(data=data))
+        elif loc.path is not None:
+            key = _image_key(loc.build_id, loc.path)
+            if key is not None:
+                table = TABLES.get(key, lambda p=loc.path: load_image(path=p))
         self._tables[binary_id] = table
         return table
 
