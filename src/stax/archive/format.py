@@ -16,6 +16,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from stax.profile.access import archive_owner
 from stax.profile.offcpu import REASON_CODE, REASONS
 from stax.profile.tables import Binary, Func, Profile, Thread
 
@@ -191,6 +192,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
         "first_time_ns": first, "last_time_ns": last,
         "binaries": binaries, "funcs": funcs, "threads": threads,
         "reasons": list(REASONS),
+        "owner": p.owner.to_json() if p.owner is not None else None,
         "data_file": DATA_FILE, "tables": {},
     }
     try:
@@ -401,6 +403,7 @@ def _load(path: str) -> Archive:
     counts = m.get("counts") or {}
     p.counts.update({k: int(v) for k, v in counts.items() if isinstance(v, int)})
     p.first_time = int(m.get("first_time_ns") or 0)
+    p.owner = archive_owner(os.path.join(d, MAIN_FILE), m.get("owner"))
     p.last_time = int(m.get("last_time_ns") or 0)
     extra: dict[str, dict[str, Any]] = {}
     iv = dict(zip([c for c, _, _ in INTERVALS], tables["intervals"], strict=True))

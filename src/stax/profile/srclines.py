@@ -8,6 +8,7 @@ through ``.debug_aranges``, else the units' address ranges), and its rows are ca
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from stax.leb128 import read_sleb, read_uleb
+from stax.profile import access
+from stax.profile.access import Owner
 
 _MAX_FILES = 16  # open DWARF files kept (compressed sections stay decompressed in memory)
 _MAX_TABLES = 256  # decoded compilation-unit line tables kept
@@ -408,7 +411,7 @@ def _text(v: Any) -> str:
 _LOCK = threading.Lock()
 _FILES: OrderedDict[tuple[str, int, int], _DwarfFile | None] = OrderedDict()
 _TABLES: OrderedDict[tuple[str, int, int, int], LineTable] = OrderedDict()
-_SOURCES: OrderedDict[tuple[str, int, int], list[str] | None] = OrderedDict()
+_SOURCES: OrderedDict[tuple[str, int, int, int, int], list[str] | None] = OrderedDict()
 
 
 def _dwarf_file(path: str) -> _DwarfFile | None:
@@ -448,29 +451,48 @@ def line_table(debug_path: str, addr: int) -> LineTable | None:
         return None
 
 
-def source_lines(path: str) -> list[str] | None:
-    """The lines of a source file (cached per path, mtime and size), or None if unreadable."""
+def source_lines(path: str, owner: Owner | None) -> tuple[list[str] | None, str | None]:
+    """The lines of a source file (cached per file, mtime and size), or None if unreadable;
+    and why it is withheld when the run's ``owner`` could not read it (``stax.profile.access``:
+    checked on the opened file, so a path swapped after the check is never read)."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
-        return None
-    key = (path, st.st_mtime_ns, st.st_size)
-    with _LOCK:
-        if key in _SOURCES:
-            _SOURCES.move_to_end(key)
-            return _SOURCES[key]
-    text: list[str] | None = None
-    if st.st_size <= _MAX_SOURCE_BYTES:
+        return None, None
+    if not stat.S_ISREG(st.st_mode):  # never open a device or a FIFO
+        return None, None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except (OSError, ValueError):
+        return None, None
+    try:
+        st = os.fstat(fd)
         try:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8", "replace").splitlines()
+            real = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
-            text = None
+            real = os.path.realpath(path)
+        why = access.hidden_reason(path, real, st, owner)
+        if why is not None:
+            return None, why
+        key = (path, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        with _LOCK:
+            if key in _SOURCES:
+                _SOURCES.move_to_end(key)
+                return _SOURCES[key], None
+        text: list[str] | None = None
+        if st.st_size <= _MAX_SOURCE_BYTES:
+            try:
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    text = f.read(_MAX_SOURCE_BYTES + 1).decode("utf-8", "replace").splitlines()
+            except OSError:
+                text = None
+    finally:
+        os.close(fd)
     with _LOCK:
         _SOURCES[key] = text
         while len(_SOURCES) > _MAX_SOURCES:
             _SOURCES.popitem(last=False)
-    return text
+    return text, None
 
 
 def clear_caches() -> None:
