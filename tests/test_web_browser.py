@@ -9,6 +9,7 @@ import http.server
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,17 @@ class Page:
         self.wait("window.__stax && window.__stax.renders > 0")
 
     def wait(self, js: str, arg: Any = None) -> Any:
-        return self.page.wait_for_function(js, arg=arg, timeout=WAIT_MS)
+        """Poll ``js`` until it is truthy. Not ``wait_for_function``: that evaluates strings
+        with ``eval``, which the page's Content-Security-Policy (rightly) forbids."""
+        deadline = time.monotonic() + WAIT_MS / 1000
+        fn = (f"a => !!(({js})(a))" if js.lstrip().split("=>")[0].strip().isidentifier()
+              else f"() => !!({js})")
+        while True:
+            if self.page.evaluate(fn, arg):
+                return True
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for {js}")
+            time.sleep(0.05)
 
     def top_funcs(self) -> list[str]:
         return self.page.eval_on_selector_all("#top tbody td.fn", "els => els.map(e => e.title)")
