@@ -371,3 +371,28 @@ def test_source_permission_rule(public_dir: Path) -> None:
     assert why(Owner(0, 0, 0, 0, ()), 0o000) is None  # root reads everything
     assert why(NOBODY, 0o644) is None and why(None, 0o640) is not None
     assert why(NOBODY, 0o604, uid=4242, gid=4242) is None
+
+
+def test_host_and_origin_rules() -> None:
+    from stax.server.webauth import host_allowed, origin_allowed, split_host
+
+    assert split_host("[::1]:8080") == ("::1", 8080)
+    assert split_host("LocalHost") == ("localhost", None)
+    assert split_host("a:b:c") is None and split_host("x:99999") is None
+    assert split_host("[::1]x") is None and split_host(":80") is None
+    for name in ("localhost", "127.0.0.1", "127.1.2.3", "::1"):
+        assert host_allowed(name, "127.0.0.1") and host_allowed(name, "0.0.0.0")
+    assert not host_allowed("evil.example", "127.0.0.1")
+    assert not host_allowed("localhost.", "127.0.0.1")
+    assert not host_allowed("10.0.0.5", "127.0.0.1")
+    assert host_allowed("10.0.0.5", "0.0.0.0") and host_allowed("10.0.0.5", "10.0.0.5")
+    assert not host_allowed("10.0.0.6", "10.0.0.5")
+    assert not host_allowed("evil.example", "0.0.0.0")
+    assert origin_allowed("http://127.0.0.1:8080", "127.0.0.1:8080", 8080)
+    assert origin_allowed("http://localhost:8080", "127.0.0.1:8080", 8080)
+    assert origin_allowed("http://localhost:9000", "localhost:9000", 8080)  # a tunnel
+    assert not origin_allowed(None, "127.0.0.1:8080", 8080)
+    assert not origin_allowed("", "127.0.0.1:8080", 8080)
+    assert not origin_allowed("null", "127.0.0.1:8080", 8080)
+    assert not origin_allowed("http://localhost:9000", "127.0.0.1:8080", 8080)
+    assert not origin_allowed("http://evil.example:8080", "127.0.0.1:8080", 8080)

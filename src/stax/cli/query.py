@@ -43,6 +43,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     web = res.get("web") or {}
     if web.get("url"):
         print(f"web UI: {web['url']}")
+        if web.get("token_required"):
+            print("  (its token lets anyone drive this server: keep the URL private)")
     elif web.get("error"):
         print(f"web UI unavailable: {web['error']}")
     return 0
