@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+_MAX_SOURCES = 64  # source files kept
+_MAX_SOURCE_BYTES = 16 << 20
+_LOCK = threading.Lock()
+_SOURCES: OrderedDict[tuple[str, int, int, int, int], list[str] | None] = OrderedDict()
 ANYONE = -1  # the uid/gid of an owner known to be no one in particular: only "other" bits
 
 
@@ -161,3 +167,52 @@ def hidden_reason(path: str, real: str, st: os.stat_result, owner: Owner | None)
         if not _allowed(dst, p, who, 1):
             return msg
     return None
+
+
+def source_lines(path: str, owner: Owner | None) -> tuple[list[str] | None, str | None]:
+    """The lines of a source file (cached per file, mtime and size), or None if unreadable;
+    and why it is withheld when the run's ``owner`` could not read it (``stax.profile.access``:
+    checked on the opened file, so a path swapped after the check is never read)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None, None
+    if not stat.S_ISREG(st.st_mode):  # never open a device or a FIFO
+        return None, None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except (OSError, ValueError):
+        return None, None
+    try:
+        st = os.fstat(fd)
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            real = os.path.realpath(path)
+        why = hidden_reason(path, real, st, owner)
+        if why is not None:
+            return None, why
+        key = (path, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        with _LOCK:
+            if key in _SOURCES:
+                _SOURCES.move_to_end(key)
+                return _SOURCES[key], None
+        text: list[str] | None = None
+        if st.st_size <= _MAX_SOURCE_BYTES:
+            try:
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    text = f.read(_MAX_SOURCE_BYTES + 1).decode("utf-8", "replace").splitlines()
+            except OSError:
+                text = None
+    finally:
+        os.close(fd)
+    with _LOCK:
+        _SOURCES[key] = text
+        while len(_SOURCES) > _MAX_SOURCES:
+            _SOURCES.popitem(last=False)
+    return text, None
+
+
+def clear_sources() -> None:
+    with _LOCK:
+        _SOURCES.clear()

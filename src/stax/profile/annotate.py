@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from stax.profile import srclines
+from stax.profile import access, srclines
 from stax.profile.tables import KERNEL_BINARY, UNKNOWN_BINARY, Profile
 from stax.profile.views import Filter, _Paths, _stack_weights
 
@@ -279,7 +279,7 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
     hidden: dict[str, str] = {}
     owner = p.owner
     for loc in line_order:
-        lines, why = srclines.source_lines(loc[0], owner)
+        lines, why = access.source_lines(loc[0], owner)
         text = lines[loc[1] - 1] if lines is not None and 0 < loc[1] <= len(lines) else None
         if why is not None:
             hidden[loc[0]] = why

@@ -1,5 +1,6 @@
 """Source lines for code addresses: which ELF file holds the DWARF line tables of a binary, the
-line table of the one compilation unit covering a function (cached), and source file text.
+line table of the one compilation unit covering a function (cached). Source file text is read
+by ``stax.profile.access.source_lines``, for the run's owner's eyes.
 
 Used by ``annotate``. Only the compilation unit that covers the asked address is decoded (found
 through ``.debug_aranges``, else the units' address ranges), and its rows are cached per file.
@@ -8,7 +9,6 @@ through ``.debug_aranges``, else the units' address ranges), and its rows are ca
 from __future__ import annotations
 
 import os
-import stat
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
@@ -17,12 +17,9 @@ from typing import Any
 
 from stax.leb128 import read_sleb, read_uleb
 from stax.profile import access
-from stax.profile.access import Owner
 
 _MAX_FILES = 16  # open DWARF files kept (compressed sections stay decompressed in memory)
 _MAX_TABLES = 256  # decoded compilation-unit line tables kept
-_MAX_SOURCES = 64  # source files kept
-_MAX_SOURCE_BYTES = 16 << 20
 
 
 def debug_elf_for(path: str, build_id: str | None) -> str | None:
@@ -411,7 +408,6 @@ def _text(v: Any) -> str:
 _LOCK = threading.Lock()
 _FILES: OrderedDict[tuple[str, int, int], _DwarfFile | None] = OrderedDict()
 _TABLES: OrderedDict[tuple[str, int, int, int], LineTable] = OrderedDict()
-_SOURCES: OrderedDict[tuple[str, int, int, int, int], list[str] | None] = OrderedDict()
 
 
 def _dwarf_file(path: str) -> _DwarfFile | None:
@@ -451,50 +447,6 @@ def line_table(debug_path: str, addr: int) -> LineTable | None:
         return None
 
 
-def source_lines(path: str, owner: Owner | None) -> tuple[list[str] | None, str | None]:
-    """The lines of a source file (cached per file, mtime and size), or None if unreadable;
-    and why it is withheld when the run's ``owner`` could not read it (``stax.profile.access``:
-    checked on the opened file, so a path swapped after the check is never read)."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None, None
-    if not stat.S_ISREG(st.st_mode):  # never open a device or a FIFO
-        return None, None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except (OSError, ValueError):
-        return None, None
-    try:
-        st = os.fstat(fd)
-        try:
-            real = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            real = os.path.realpath(path)
-        why = access.hidden_reason(path, real, st, owner)
-        if why is not None:
-            return None, why
-        key = (path, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-        with _LOCK:
-            if key in _SOURCES:
-                _SOURCES.move_to_end(key)
-                return _SOURCES[key], None
-        text: list[str] | None = None
-        if st.st_size <= _MAX_SOURCE_BYTES:
-            try:
-                with os.fdopen(os.dup(fd), "rb") as f:
-                    text = f.read(_MAX_SOURCE_BYTES + 1).decode("utf-8", "replace").splitlines()
-            except OSError:
-                text = None
-    finally:
-        os.close(fd)
-    with _LOCK:
-        _SOURCES[key] = text
-        while len(_SOURCES) > _MAX_SOURCES:
-            _SOURCES.popitem(last=False)
-    return text, None
-
-
 def clear_caches() -> None:
     with _LOCK:
         for df in _FILES.values():
@@ -502,4 +454,4 @@ def clear_caches() -> None:
                 df.close()
         _FILES.clear()
         _TABLES.clear()
-        _SOURCES.clear()
+    access.clear_sources()
