@@ -9,6 +9,7 @@ import http.server
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,21 @@ class Page:
         self.wait("window.__stax && window.__stax.renders > 0")
 
     def wait(self, js: str, arg: Any = None) -> Any:
-        return self.page.wait_for_function(js, arg=arg, timeout=WAIT_MS)
+        """Poll ``js`` until it is truthy. Not ``wait_for_function``: that evaluates strings
+        with ``eval``, which the page's Content-Security-Policy (rightly) forbids."""
+        deadline = time.monotonic() + WAIT_MS / 1000
+        fn = (f"a => !!(({js})(a))" if js.lstrip().split("=>")[0].strip().isidentifier()
+              else f"() => !!({js})")
+        while True:
+            try:
+                if self.page.evaluate(fn, arg):
+                    return True
+            except Exception as e:  # a navigation replaced the page: ask the new one
+                if "context was destroyed" not in str(e) and "navigat" not in str(e):
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for {js}")
+            time.sleep(0.05)
 
     def top_funcs(self) -> list[str]:
         return self.page.eval_on_selector_all("#top tbody td.fn", "els => els.map(e => e.title)")
@@ -71,7 +86,14 @@ def stax_env(stax_env: dict[str, str], request: pytest.FixtureRequest,
              tmp_path: Path) -> dict[str, str]:
     if "without_tracefs" in request.fixturenames:
         stax_env["STAX_TRACEFS"] = str(tmp_path / "no-tracefs")
+    if "token_bind" in request.fixturenames:
+        stax_env["STAX_SERVER_WS_BIND"] = "0.0.0.0:0"
     return stax_env
+
+
+@pytest.fixture
+def token_bind() -> None:
+    """Requested by a test whose server binds 0.0.0.0, so that it requires its token."""
 
 
 @pytest.fixture
@@ -80,7 +102,7 @@ def ui(browser: Any, stax: Stax, tmp_path: Path) -> Iterator[Page]:
     assert web["url"], web
     ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = ctx.new_page()
-    p = Page(page, web["url"])
+    p = Page(page, web["url"].replace("//0.0.0.0:", "//127.0.0.1:"))
     try:
         yield p
     finally:
@@ -394,3 +416,25 @@ def test_annotate_pane_shows_instructions_samples_and_source(
             ratio = page.eval_on_selector_all(sel, f"els => Math.min(...els.map({_CONTRAST}))")
             assert ratio >= 4.5, (scheme, sel, ratio)
     assert ui.errors == []
+
+
+def test_token_bind_page_keeps_its_token_out_of_the_address_bar(
+        token_bind: None, ui: Page, stax: Stax) -> None:
+    token = ui.url.split("?token=", 1)[1]
+    ui.open()  # rendered: its files and the WebSocket got the token
+    page = ui.page
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('stax-token')") == token
+    assert ui.errors == []
+    # a reload asks without the token: the 403 page reopens it with the one the tab kept
+    page.evaluate("window.__stax.renders = 0")
+    page.reload()
+    ui.wait("window.__stax && window.__stax.renders > 0")
+    assert "token" not in page.url
+    assert all("403" in e for e in ui.errors), ui.errors
+    # a page on a tab without the token gets the 403 page, not the UI
+    other = page.context.new_page()
+    r = other.goto(ui.url.split("?", 1)[0])
+    assert r is not None and r.status == 403
+    assert "stax status" in other.inner_text("body")
+    other.close()

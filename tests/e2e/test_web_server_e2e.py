@@ -63,9 +63,12 @@ def test_websocket_speaks_the_same_protocol(stax: Stax) -> None:
     assert replies[1] == {"id": "x", "error": {"code": "no_run", "message": replies[1]["error"][
         "message"]}}
     assert replies[2]["error"]["code"] == "unknown_method"
-    # scripts need not send an Origin at all; localhost is the same loopback origin
+    # an upgrade must name its Origin (browsers always do; scripts must too);
+    # localhost is the same loopback origin
     port = url.rsplit(":", 1)[1].rstrip("/")
-    assert asyncio.run(_ws_calls(url, None, [{"id": 1, "method": "hello"}]))[0]["result"]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as ei:
+        asyncio.run(_ws_calls(url, None, [{"id": 1, "method": "hello"}]))
+    assert ei.value.status == 403
     assert asyncio.run(_ws_calls(url, f"http://localhost:{port}",
                                  [{"id": 1, "method": "hello"}]))[0]["result"]
 

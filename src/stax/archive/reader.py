@@ -14,6 +14,7 @@ from stax.archive.layout import (
     ARRAY_CODES,
     DATA_FILE,
     INTERVALS,
+    MAIN_FILE,
     PROFILE_ATTRS,
     TABLES,
     V1_DTYPES,
@@ -25,6 +26,7 @@ from stax.archive.layout import (
     profile_columns,
     read_manifest,
 )
+from stax.profile.access import archive_owner
 from stax.profile.offcpu import REASON_CODE, REASONS
 from stax.profile.tables import Binary, Func, Profile, Thread
 
@@ -127,6 +129,7 @@ def _load(path: str) -> Archive:
     counts = m.get("counts") or {}
     p.counts.update({k: int(v) for k, v in counts.items() if isinstance(v, int)})
     p.first_time = int(m.get("first_time_ns") or 0)
+    p.owner = archive_owner(os.path.join(d, MAIN_FILE), m.get("owner"))
     p.last_time = int(m.get("last_time_ns") or 0)
     extra: dict[str, dict[str, Any]] = {}
     iv = dict(zip([c for c, _, _ in INTERVALS], tables["intervals"], strict=True))

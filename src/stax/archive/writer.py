@@ -85,6 +85,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
         "first_time_ns": first, "last_time_ns": last,
         "binaries": binaries, "funcs": funcs, "threads": threads,
         "reasons": list(REASONS),
+        "owner": p.owner.to_json() if p.owner is not None else None,
         "data_file": DATA_FILE, "tables": {},
     }
     try:

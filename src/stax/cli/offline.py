@@ -80,6 +80,7 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     from stax.archive.diag import run_diagnostics
     from stax.capture.recorder import CaptureError, Recorder
     from stax.cli.record import exit_status, release, spawn_paused, summary_text
+    from stax.profile.access import Owner
     from stax.profile.tables import Profile
     from stax.symbols import Symbolizer
 
@@ -119,6 +120,7 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
         profile.seed_from_proc(pid, time.monotonic_ns())
         if recorder.info.offcpu:
             profile.seed_blocked(pid, time.monotonic_ns())
+    profile.owner = Owner.of_pid(pid)  # annotate shows only sources this owner could read
     try:
         pidfd: int | None = os.pidfd_open(pid)
     except OSError:

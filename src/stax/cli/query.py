@@ -44,6 +44,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     web = res.get("web") or {}
     if web.get("url"):
         out(f"web UI: {esc(web['url'])}")
+        if web.get("token_required"):
+            out("  (its token lets anyone drive this server: keep the URL private)")
     elif web.get("error"):
         out(f"web UI unavailable: {esc(web['error'])}")
     return 0

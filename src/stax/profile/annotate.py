@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stax.binaries import Binary, display, locate
-from stax.profile import srclines
+from stax.profile import access, srclines
 from stax.profile.selection import Filter, FuncPaths, oncpu_weights
 from stax.profile.tables import KERNEL_BINARY, UNKNOWN_BINARY, Profile
 
@@ -276,11 +276,17 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
             acc[0] += samples[i]
             acc[1] += weights[i]
     sources = []
+    hidden: dict[str, str] = {}
+    owner = p.owner
     for loc in line_order:
-        lines = srclines.source_lines(loc[0])
+        lines, why = access.source_lines(loc[0], owner)
         text = lines[loc[1] - 1] if lines is not None and 0 < loc[1] <= len(lines) else None
-        sources.append({"file": loc[0], "line": loc[1], "text": text,
+        if why is not None:
+            hidden[loc[0]] = why
+        sources.append({"file": loc[0], "line": loc[1], "text": text, "hidden": why,
                         "samples": per_line[loc][0], "self_ns": per_line[loc][1]})
+    if hidden:
+        note = "; ".join(filter(None, [note, *hidden.values()]))
     base.update({
         "arch": arch,
         "instructions": rows,

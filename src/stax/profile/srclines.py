@@ -1,5 +1,6 @@
 """Source lines for code addresses: which ELF file holds the DWARF line tables of a binary, the
-line table of the one compilation unit covering a function (cached), and source file text.
+line table of the one compilation unit covering a function (cached). Source file text is read
+by ``stax.profile.access.source_lines``, for the run's owner's eyes.
 
 Used by ``annotate``. Only the compilation unit that covers the asked address is decoded (found
 through ``.debug_aranges``, else the units' address ranges), and its rows are cached per file.
@@ -14,13 +15,12 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from stax.profile import access
 from stax.profile.dwarfsections import open_dwarf
 from stax.profile.linetable import LineTable, decode_unit
 
 _MAX_FILES = 16  # open DWARF files kept (compressed sections stay decompressed in memory)
 _MAX_TABLES = 256  # decoded compilation-unit line tables kept
-_MAX_SOURCES = 64  # source files kept
-_MAX_SOURCE_BYTES = 16 << 20
 
 
 def debug_elf_for(path: str, build_id: str | None) -> str | None:
@@ -143,7 +143,6 @@ _LOCK = threading.Lock()
 # the inode is in the key: a path like /proc/self/fd/N (stax.binaries) names different files
 _FILES: OrderedDict[tuple[str, int, int, int], _DwarfFile | None] = OrderedDict()
 _TABLES: OrderedDict[tuple[str, int, int, int, int], LineTable] = OrderedDict()
-_SOURCES: OrderedDict[tuple[str, int, int], list[str] | None] = OrderedDict()
 
 
 def _dwarf_file(path: str) -> _DwarfFile | None:
@@ -183,31 +182,6 @@ def line_table(debug_path: str, addr: int) -> LineTable | None:
         return None
 
 
-def source_lines(path: str) -> list[str] | None:
-    """The lines of a source file (cached per path, mtime and size), or None if unreadable."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    key = (path, st.st_mtime_ns, st.st_size)
-    with _LOCK:
-        if key in _SOURCES:
-            _SOURCES.move_to_end(key)
-            return _SOURCES[key]
-    text: list[str] | None = None
-    if st.st_size <= _MAX_SOURCE_BYTES:
-        try:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            text = None
-    with _LOCK:
-        _SOURCES[key] = text
-        while len(_SOURCES) > _MAX_SOURCES:
-            _SOURCES.popitem(last=False)
-    return text
-
-
 def clear_caches() -> None:
     with _LOCK:
         for df in _FILES.values():
@@ -215,4 +189,4 @@ def clear_caches() -> None:
                 df.close()
         _FILES.clear()
         _TABLES.clear()
-        _SOURCES.clear()
+    access.clear_sources()

@@ -20,6 +20,7 @@ from stax.capture.sched import Formats
 from stax.profile import offcpu
 
 if TYPE_CHECKING:
+    from stax.profile.access import Owner
     from stax.symbols import Symbolizer
     from stax.unwind import Unwinder
 
@@ -137,6 +138,8 @@ class Profile:
         self.offcpu = offcpu.Builder(self.intervals, self.wakeups, self.reason_of)
         self.trace_formats = Formats()
         self._reason_cache: dict[tuple[int, int], int] = {}
+        # the recorded program's ids: annotate shows only sources this owner could read
+        self.owner: Owner | None = None
         self.first_time = 0
         self.last_time = 0
         self.unwinder: Unwinder | None = None

@@ -16,6 +16,7 @@ from typing import Any
 from stax.archive.diag import capture_fields
 from stax.capture.broker import opener_for
 from stax.capture.recorder import CaptureError, Recorder
+from stax.profile.access import Owner
 from stax.profile.tables import Profile
 from stax.protocol import E_BAD_REQUEST, E_BUSY, E_CAPTURE, E_NO_RUN, RPCError
 
@@ -245,6 +246,7 @@ class Registry:
             except OSError as e:
                 recorder.close()
                 raise RPCError(E_CAPTURE, f"no process with pid {pid} ({e.strerror})") from None
+            profile.owner = Owner.of_pid(pid)  # unknown (None): only world-readable sources
             run = Run(self.next_id, mode, pid, argv, frequency, time_limit_s, profile,
                       recorder)
             if mode == "attach":

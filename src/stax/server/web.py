@@ -1,21 +1,26 @@
 """The browser endpoint of stax-server: HTTP for the static page, a WebSocket for the JSON protocol.
 
-Binds STAX_SERVER_WS_BIND (default 127.0.0.1:8080); WebSocket upgrades from a foreign Origin are
-refused with 403. A bind failure never stops the server: the Unix socket keeps working.
+Binds STAX_SERVER_WS_BIND (default 127.0.0.1:8080). Only the server's owner gets in
+(stax.server.webauth): on a loopback bind the peer's uid must be the server's or root's, on any
+other bind every request carries the server's token; a Host that is not this server's and a
+WebSocket upgrade without the page's own Origin are refused with 403. A bind failure never stops
+the server: the Unix socket keeps working.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
+import re
+import secrets
 import socket
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from stax.protocol import dumps
+from stax.server import webauth
 from stax.server.subscriptions import PUSH
 
 if TYPE_CHECKING:
@@ -47,13 +52,21 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, port
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+_STATIC_REF = re.compile(r'((?:src|href)="/static/[^"?]+)"')
+# served instead of the page when a token-protected server is asked without its token: a page
+# opened with the token keeps it in session storage, so a reload finds it again
+_NEED_TOKEN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>stax</title>
+</head><body><p>This stax-server needs its token: open the URL that <code>stax status</code>
+prints.</p><script nonce="{nonce}">(() => {{
+  const q = new URLSearchParams(location.search), t = sessionStorage.getItem("stax-token");
+  if (q.has("token")) sessionStorage.removeItem("stax-token");
+  else if (t) location.replace("/?token=" + encodeURIComponent(t));
+}})();</script></body></html>
+"""
+
+
+_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer"}
 
 
 def _host_part(host: str) -> str:
@@ -70,17 +83,22 @@ class WebUI:
         self.port = 0
         self.error: str | None = None
         self.connections = 0
+        self.token: str | None = None  # required on every request when not bound to loopback
+        self.token_file: str | None = None
+        self.uid = os.geteuid()
         self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str | None:
         if self.error is not None or not self.port:
             return None
-        return f"http://{_host_part(self.host)}:{self.port}/"
+        query = f"?{webauth.TOKEN_PARAM}={self.token}" if self.token else ""
+        return f"http://{_host_part(self.host)}:{self.port}/{query}"
 
     def info(self) -> dict[str, Any]:
         return {"url": self.url, "bind": self.bind, "error": self.error,
-                "connections": self.connections}
+                "connections": self.connections, "token_required": self.token is not None,
+                "token_file": self.token_file}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -113,7 +131,16 @@ class WebUI:
                       "STAX_SERVER_WS_BIND=host:port to use another address)", self.error)
             return
         self.host, self.port = sock.getsockname()[:2]
-        app = web.Application(client_max_size=MAX_MESSAGE)
+        if not webauth.is_loopback(self.host):
+            self.token = webauth.new_token()
+            path = self.server.socket_path + ".token"
+            try:
+                webauth.write_token(path, self.token)
+                self.token_file = path
+            except OSError as e:
+                log.warning("cannot write the web token to %s: %s (stax status still prints "
+                            "the URL with the token)", path, e.strerror or e)
+        app = web.Application(client_max_size=MAX_MESSAGE, middlewares=[self._guard()])
         app.router.add_get("/", self._index)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/static/{name}", self._static)
@@ -128,30 +155,85 @@ class WebUI:
             with contextlib.suppress(Exception):
                 await self._runner.cleanup()
             self._runner = None
+        if self.token_file is not None and self.token is not None:
+            webauth.remove_token(self.token_file, self.token)
+            self.token_file = None
 
-    # --- origin policy ------------------------------------------------------------------------
+    # --- access -------------------------------------------------------------------------------
 
-    def own_origins(self, request: web.Request) -> set[str]:
-        """Origins a page served by this server has: the bound address, and for a loopback or
-        wildcard bind, the loopback names (a literal IP or localhost only, never an arbitrary
-        DNS name, which could be rebound to this address by a foreign site)."""
-        port = self.port
-        names = {self.host}
-        if _is_loopback(self.host):
-            names |= {"127.0.0.1", "localhost", "::1"}
-        elif self.host in ("0.0.0.0", "::"):
-            names |= {"127.0.0.1", "localhost", "::1"}
-            hostname = (request.host or "").rpartition(":")[0] or (request.host or "")
-            hostname = hostname.strip("[]")
-            with contextlib.suppress(ValueError):
-                ipaddress.ip_address(hostname)
-                names.add(hostname)
-        return {f"http://{_host_part(n)}:{port}" for n in names}
+    def _refusal(self, request: web.Request) -> str | None:
+        """Why this request may not be served, or None: Host first, then the peer (its uid on a
+        loopback bind, the token on any other)."""
+        host_header = request.headers.get("Host")
+        parsed = webauth.split_host(host_header) if host_header else None
+        if parsed is None:
+            return f"bad or missing Host header {host_header!r}"
+        if not webauth.host_allowed(parsed[0], self.host):
+            return f"Host {host_header!r} is not this server (DNS rebinding?)"
+        if self.token is not None:
+            given = request.query.get(webauth.TOKEN_PARAM)
+            auth = request.headers.get("Authorization", "")
+            if not given and auth[:7].lower() == "bearer ":
+                given = auth[7:].strip()
+            if not webauth.token_matches(given, self.token):
+                return "wrong token" if given else "no token"
+            return None
+        transport = request.transport
+        if transport is None:
+            return "connection closed"
+        uid = webauth.peer_uid(transport.get_extra_info("peername"),
+                               transport.get_extra_info("sockname"))
+        if uid is None:
+            return "the peer's uid is unknown"
+        if uid not in (self.uid, 0):
+            return f"peer uid {uid} is not the server's owner (uid {self.uid})"
+        return None
+
+    def _guard(self) -> Any:
+        """The middleware every request passes first: refused requests never reach a
+        handler (static files and unknown paths included)."""
+        from aiohttp import web
+
+        @web.middleware
+        async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+            why = self._refusal(request)
+            if why is not None:
+                log.warning("refused %s %s from %s: %s", request.method, request.path,
+                            request.remote, why)
+                if (self.token is not None and request.path == "/"
+                        and why in ("no token", "wrong token")):
+                    nonce = secrets.token_urlsafe(16)
+                    return web.Response(
+                        status=403, text=_NEED_TOKEN.format(nonce=nonce),
+                        content_type="text/html",
+                        headers={**_HEADERS, "Content-Security-Policy":
+                                 f"default-src 'none'; script-src 'nonce-{nonce}'; "
+                                 "frame-ancestors 'none'"})
+                return web.Response(status=403, text=f"forbidden: {why}\n", headers=_HEADERS)
+            return await handler(request)
+
+        return guard
 
     # --- handlers -----------------------------------------------------------------------------
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
-        return self._file("index.html")
+        from aiohttp import web
+
+        res = self._file("index.html")
+        assert isinstance(res, web.Response)
+        host = request.headers["Host"]  # checked by the guard
+        res.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            f"connect-src 'self' ws://{host} wss://{host}; frame-ancestors 'none'; "
+            "base-uri 'none'; form-action 'self'")
+        res.headers["Cache-Control"] = "no-store"
+        if self.token is not None:  # the page's own files need the token too
+            body = res.body
+            assert isinstance(body, bytes)
+            res.body = _STATIC_REF.sub(
+                lambda m: f'{m.group(1)}?{webauth.TOKEN_PARAM}={self.token}"',
+                body.decode()).encode()
+        return res
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
         return self._file(request.match_info["name"])
@@ -167,17 +249,19 @@ class WebUI:
             raise web.HTTPNotFound()
         return web.Response(body=res.read_bytes(), content_type=STATIC_TYPES[ext],
                             charset="utf-8" if ext != ".ico" else None,
-                            headers={"Cache-Control": "no-cache",
-                                     "X-Content-Type-Options": "nosniff"})
+                            headers={**_HEADERS, "Cache-Control": "no-cache"})
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         from aiohttp import WSMsgType, web
 
         origin = request.headers.get("Origin")
-        # Browsers always send Origin on a WebSocket upgrade; scripts may omit it.
-        if origin is not None and origin not in self.own_origins(request):
-            log.warning("refused a WebSocket upgrade from foreign origin %r", origin)
-            raise web.HTTPForbidden(text=f"origin {origin} may not use this stax-server\n")
+        # browsers always send Origin on a WebSocket upgrade: a script must send it too
+        if not webauth.origin_allowed(origin, request.headers.get("Host", ""), self.port):
+            log.warning("refused a WebSocket upgrade from %s with origin %r", request.remote,
+                        origin)
+            what = f"origin {origin}" if origin else "a WebSocket upgrade without Origin"
+            raise web.HTTPForbidden(text=f"{what} may not use this stax-server\n",
+                                    headers=_HEADERS)
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
         await ws.prepare(request)
         self.connections += 1

@@ -23,6 +23,20 @@ window.__stax = { renders: 0, firstRenderMs: null, updates: 0, errors: [] };
 
 // --- RPC over the WebSocket --------------------------------------------------------------------
 
+// A server bound to a non-loopback address wants its token (the URL `stax status` prints carries
+// it as ?token=): kept in session storage for this tab, taken out of the address bar, and sent
+// as the WebSocket's ?token= query parameter.
+const TOKEN = (() => {
+  const q = new URLSearchParams(location.search);
+  if (q.has("token")) {
+    sessionStorage.setItem("stax-token", q.get("token"));
+    q.delete("token");
+    const rest = q.toString();
+    history.replaceState(history.state, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+  }
+  return sessionStorage.getItem("stax-token");
+})();
+
 class Rpc {
   constructor(onEvent, onState) {
     this.onEvent = onEvent; this.onState = onState;
@@ -30,7 +44,8 @@ class Rpc {
   }
   connect() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${proto}//${location.host}/ws`);
+    const auth = TOKEN ? `?token=${encodeURIComponent(TOKEN)}` : "";
+    const ws = new WebSocket(`${proto}//${location.host}/ws${auth}`);
     this.ws = ws;
     ws.onopen = () => { this.open = true; this.onState(true); };
     ws.onclose = () => {
@@ -627,7 +642,7 @@ function renderAnnotation(res) {
     const key = r.file ? `${r.file}:${r.line}` : null;
     if (key && key !== prev) {
       const x = src.get(key);
-      const text = x && x.text != null ? esc(x.text) : `<span class="muted">(source not readable)</span>`;
+      const text = x && x.text != null ? esc(x.text) : `<span class="muted">(${esc((x && x.hidden) || "source not readable")})</span>`;
       rows.push(`<tr class="src${x && x.samples ? " hot-src" : ""}"><td class="loc" colspan="3" title="${esc(r.file)}:${r.line}">${esc(baseName(r.file))}:${r.line}</td>` +
         `<td class="code">${text}</td><td class="num muted">${x && x.samples ? `${x.samples} samples` : ""}</td></tr>`);
     }
