@@ -27,6 +27,9 @@ def capture_fields(p: Profile, recorder: Any) -> dict[str, Any]:
         "unwinding": "dwarf" if info.dwarf_unwind else "frame pointers",
         "unwind": (None if unwind is None else {
             k: unwind[k] for k in ("walks", "complete", "cut_short", "cut_short_pct")}),
+        # load the capture loop shed to keep up (stax.capture.loop), None when it shed none
+        "shedding": (recorder.shedding.to_dict() if getattr(recorder, "shedding", None)
+                     is not None and recorder.shedding.active else None),
     }
 
 

@@ -46,7 +46,8 @@ def _summary(mode: str, pid: int, argv: list[str], args: argparse.Namespace, pro
         "exit_status": exit_status, "error": error,
         "kernel_frames": recorder.info.kernel_frames,
         "capture_mode": recorder.info.mode, "daemon_socket": recorder.info.daemon_socket,
-        "notes": [*recorder.info.notes, "recorded in-process: stax-server was unreachable"],
+        "notes": [*recorder.info.notes, "recorded in-process: stax-server was unreachable",
+                  *([recorder.shedding.note()] if recorder.shedding.active else [])],
         "recorded_by": f"stax {__version__} (in-process)",
     }
 
@@ -96,6 +97,9 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
         profile.seed_from_proc(pid, time.monotonic_ns())
         if recorder.info.offcpu:
             profile.seed_blocked(pid, time.monotonic_ns())
+    if recorder.opened_mono is not None:  # the limit counts from the recorded span's start
+        started = recorder.opened_mono
+        deadline = started + args.time_limit if args.time_limit else None
     try:
         pidfd: int | None = os.pidfd_open(pid)
     except OSError:
@@ -128,7 +132,7 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     recorder.close()
     if pidfd is not None:
         os.close(pidfd)
-    elapsed = time.monotonic() - started
+    elapsed = (recorder.span_end_mono or time.monotonic()) - started
     summary = _summary("launch" if child is not None else "attach", pid, command, args,
                        profile, recorder, started_wall, elapsed, result.get("end"), status,
                        result.get("error"))

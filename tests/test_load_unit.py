@@ -1,0 +1,70 @@
+"""Load shedding in the record orderer and the capture loop's accounting, on hand-built
+records (the end-to-end behaviour is in test_load_e2e.py)."""
+
+from __future__ import annotations
+
+import time
+
+from test_capture_unit import comm, sample
+
+from stax.capture import records as rec
+from stax.capture.loop import Shedding
+from stax.profile.tables import Profile
+
+
+def _samples(n: int, start: int = 1000) -> bytes:
+    return b"".join(sample(10, 10, start + i, [rec.CONTEXT_USER, 0x401000]) for i in range(n))
+
+
+def test_keeping_one_sample_in_n_keeps_the_total_weight() -> None:
+    p = Profile()
+    o = rec.Orderer(p)
+    o.keep_every = 4
+    o.add(_samples(100) + comm(10, 10, "prog", 2000))
+    o.flush(None)
+    assert p.counts["samples"] == 25 and o.shed_samples == 75
+    assert sum(p.s_weight) == 100 * 1_000_000  # each kept sample stands for four
+    assert p.threads[10].name == "prog"  # side-band records are never shed
+
+
+def test_keep_none_sheds_every_sample() -> None:
+    p = Profile()
+    o = rec.Orderer(p)
+    o.keep_every = 0
+    o.add(_samples(10))
+    o.flush(None)
+    assert p.counts["samples"] == 0 and o.shed_samples == 10 and o.records == 10
+
+
+def test_a_time_boxed_flush_stops_and_says_it_is_behind() -> None:
+    p = Profile()
+    o = rec.Orderer(p)
+    o.add(_samples(3 * rec.Orderer.SLICE))
+    o.flush(None, until=time.monotonic() - 1)  # already late: one slice, then stop
+    assert p.counts["samples"] == rec.Orderer.SLICE and o.behind
+    o.flush(None)
+    assert p.counts["samples"] == 3 * rec.Orderer.SLICE and not o.behind
+
+
+def test_records_after_the_end_of_the_span_are_left_out() -> None:
+    p = Profile()
+    o = rec.Orderer(p)
+    o.add(_samples(10, start=1000))  # t = 1000..1009
+    o.set_end(1004)
+    o.add(_samples(10, start=1005))
+    o.flush(None)
+    assert p.counts["samples"] == 5
+    assert max(p.s_time) == 1004
+
+
+def test_shedding_report() -> None:
+    st = Shedding(requested_hz=50_000, rate_hz=50_000)
+    assert not st.active
+    st.rate_hz = 12_500
+    st.shed_samples = 7
+    st.max_keep_every = 8
+    assert st.active
+    d = st.to_dict()
+    assert d["rate_lowered_to_hz"] == 12_500 and d["shed_samples"] == 7
+    note = st.note()
+    assert note.startswith("overloaded:") and "12500 Hz" in note and "7 samples" in note
