@@ -6,14 +6,16 @@ burst waits in memory instead of overflowing the kernel's buffers), and the loop
 backlog in short, time-boxed steps, so a stop request, the deadline or the target's exit is
 seen within a step however much is queued.
 
-Load shedding (docs/recording.md, "Overload"): every CONTROL_S the loop looks at how far
+Load shedding (docs/architecture.md, "Overload"): every CONTROL_S the loop looks at how far
 decoding lags behind the reader and whether the kernel reported lost records. When behind, it
 (1) lowers the kernel's sampling rate on the events it holds (PERF_EVENT_IOC_PERIOD; threads
-created after the events were opened inherit the rate they were opened with), (2) keeps only
-one cpu-clock sample in N, weighted N times so totals stay right, and (3) stores kept samples
-with a truncated stack (kernel frames and the user leaf) instead of a DWARF walk. It eases off
-once it has caught up. When the run ends, what is still queued is decoded within END_BUDGET_S;
-samples beyond that are shed, and records beyond twice that are dropped and counted.
+that inherited an event before keep its old rate), (2) keeps only one cpu-clock sample in N,
+weighted N times so totals stay right, and (3) stores kept samples with a truncated stack
+(kernel frames and the user leaf) instead of a DWARF walk. It eases off once it has caught up.
+
+When the run ends the recorded span ends with it (records stamped later are left out); what is
+still queued is decoded within END_BUDGET_S, samples are skipped for as long again, and the
+rest is dropped and counted.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ log = logging.getLogger("stax.capture")
 READ_INTERVAL_S = 0.005  # how often the reader thread empties the ring buffers
 STEP_S = 0.02  # the longest the loop decodes before it looks at stop/deadline/exit again
 CONTROL_S = 0.2  # how often the load controller decides
-LAG_HIGH_S = 0.5  # decoding this far behind the reader: shed more
-LAG_DROP_S = 2.0  # this far behind: keep no cpu-clock sample until caught up
+LAG_HIGH_S = 1.0  # decoding this far behind the reader at two checks in a row: shed more
+LAG_DROP_S = 3.0  # this far behind: keep no cpu-clock sample until caught up
 LAG_LOW_S = 0.1  # caught up to within this: shed less (at most once per EASE_S)
 EASE_S = 1.0
 MAX_KEEP_EVERY = 1024
@@ -107,6 +109,7 @@ class _Controller:
         self.last_raise = 0.0
         self.last_change = 0.0
         self.lost_seen = 0
+        self.was_behind = False
         self.since: float | None = None
 
     def _lost(self) -> int:
@@ -123,12 +126,16 @@ class _Controller:
         new_lost = lost > self.lost_seen
         self.lost_seen = lost
         o = self.orderer
+        # a lag seen at two checks in a row, not a one-off stall (loading a big binary's
+        # unwind tables, a full GC)
+        behind = lag_s >= LAG_HIGH_S and self.was_behind
+        self.was_behind = lag_s >= LAG_HIGH_S
         if lag_s >= LAG_DROP_S and o.keep_every != 0:
             self._set(0, now)
-        elif (lag_s >= LAG_HIGH_S or new_lost) and now - self.last_raise >= CONTROL_S * 2:
+        elif (behind or new_lost) and now - self.last_raise >= CONTROL_S * 2:
             self.last_raise = now
             self.recorder.lower_rate()
-            if lag_s >= LAG_HIGH_S and o.keep_every != 0:
+            if behind and o.keep_every != 0:
                 self._set(min(MAX_KEEP_EVERY, o.keep_every * 2), now)
         elif lag_s < LAG_LOW_S and o.keep_every != 1 and now - self.last_change >= EASE_S:
             self._set(1 if o.keep_every in (0, 2) else o.keep_every // 2, now)
