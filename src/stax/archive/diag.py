@@ -116,7 +116,11 @@ def run_diagnostics(p: Profile, summary: dict[str, Any], recorder: Any | None,
         "table_bytes": mem,
         "stacks_health": health,
         "ingest": {"pending_records": pending, "last_sample_age_ms": lag_ms,
-                   "unread_ring_bytes": unread},
+                   "unread_ring_bytes": unread,
+                   # the furthest decoding fell behind the ring-buffer reader (live runs)
+                   "max_lag_ms": (round(recorder.shedding.max_lag_ms, 1)
+                                  if getattr(recorder, "shedding", None) is not None
+                                  else None)},
         "capture": capture,
         "unwind": unwind,
         "offcpu": _offcpu_section(p, summary, recorder, stored),

@@ -43,6 +43,11 @@ LAG_LOW_S = 0.1  # caught up to within this: shed less (at most once per EASE_S)
 EASE_S = 1.0
 MAX_KEEP_EVERY = 1024
 RATE_FLOOR_HZ = 1000  # the kernel rate is never lowered below this (or the requested rate)
+# samples a second the server decodes on one core, roughly (bench/ingest.py): with a stack copy
+# and a DWARF walk each, or with the kernel's frame-pointer chain. A -F that would bring more
+# with a busy thread on every CPU opens the events at budget / CPUs Hz instead.
+SAMPLE_BUDGET_DWARF = 25_000
+SAMPLE_BUDGET_FP = 100_000
 BACKLOG_MAX_BYTES = 128 << 20  # the reader leaves data in the kernel's buffers beyond this
 END_BUDGET_S = 0.5  # decoding what is queued when the run ends (then shed, then drop)
 
@@ -53,6 +58,8 @@ class Shedding:
 
     requested_hz: int = 0
     rate_hz: int = 0  # the kernel rate of the events stax holds now
+    capped_at_hz: int | None = None  # the rate the events were opened at, when below -F
+    budget: int = 0  # the samples/s that cap was derived from
     keep_every: int = 1  # now: one cpu-clock sample in N decoded (0: none)
     max_keep_every: int = 1
     shed_samples: int = 0  # cpu-clock samples not decoded (their weight went to kept ones)
@@ -72,6 +79,7 @@ class Shedding:
         return {"requested_hz": self.requested_hz,
                 "rate_lowered_to_hz": (self.rate_hz if self.rate_hz < self.requested_hz
                                        else None),
+                "capped_at_start_hz": self.capped_at_hz,
                 "keep_every": self.keep_every, "max_keep_every": self.max_keep_every,
                 "shed_samples": self.shed_samples, "stripped_stacks": self.stripped_stacks,
                 "dropped_records": self.dropped_records, "dropped_bytes": self.dropped_bytes,
@@ -80,9 +88,11 @@ class Shedding:
 
     def note(self) -> str:
         parts = []
-        if self.rate_hz < self.requested_hz:
-            parts.append(f"lowered the sampling rate from {self.requested_hz} to "
-                         f"{self.rate_hz} Hz")
+        if self.capped_at_hz is not None:
+            parts.append(f"sampled at {self.capped_at_hz} Hz from the start (about "
+                         f"{self.budget} samples/s over all CPUs is what it can process)")
+        if self.rate_hz < (self.capped_at_hz or self.requested_hz):
+            parts.append(f"lowered the sampling rate to {self.rate_hz} Hz")
         if self.shed_samples:
             parts.append(f"skipped {self.shed_samples} samples (kept one in up to "
                          f"{self.max_keep_every or 'none'}, weighted so totals stay right)")

@@ -164,7 +164,8 @@ class Recorder:
             if offcpu:
                 self._no_offcpu(self.sched.problem or "scheduler tracepoints unavailable")
         self.orderer = rec.Orderer(sink, self.layout)
-        self.frequency = frequency
+        self.shedding = Shedding(requested_hz=frequency, rate_hz=frequency)
+        self.frequency = self._rate_cap(frequency, len(perf.online_cpus()))
         self.buffer_pages = buffer_pages
         self.fds: list[int] = []
         self.buffers: list[perf.RingBuffer] = []
@@ -175,10 +176,26 @@ class Recorder:
         self.sample_fds: list[int] = []  # the cpu-clock events (lower_rate adjusts them)
         self.bytes_read = 0
         self.backlog_bytes = 0  # read from the buffers, not decoded yet
-        self.shedding = Shedding(requested_hz=frequency, rate_hz=frequency)
         self.opened_mono: float | None = None  # every event open: the recorded span begins
         self.span_end_mono: float | None = None  # events disabled: the recorded span ends
         self.on_span_end: Callable[[float], None] | None = None
+
+    def _rate_cap(self, frequency: int, ncpus: int) -> int:
+        """The rate the events open at: -F, unless busy threads on every CPU at that rate
+        would bring more samples than stax can process (SAMPLE_BUDGET); then lower, from the
+        start, and the shedding report says so."""
+        from stax.capture.loop import RATE_FLOOR_HZ, SAMPLE_BUDGET_DWARF, SAMPLE_BUDGET_FP
+
+        budget = SAMPLE_BUDGET_DWARF if self.stack_size else SAMPLE_BUDGET_FP
+        cap = max(RATE_FLOOR_HZ, budget // max(1, ncpus))
+        if frequency <= cap:
+            return frequency
+        self.shedding.rate_hz = cap
+        self.shedding.capped_at_hz = cap
+        self.shedding.budget = budget
+        log.info("capture: -F %d is above what stax can process on %d CPUs (about %d "
+                 "samples/s); sampling at %d Hz", frequency, ncpus, budget, cap)
+        return cap
 
     def _no_offcpu(self, why: str) -> None:
         self.info.offcpu = False

@@ -295,7 +295,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     ing = run["ingest"]
     lag = "-" if ing["last_sample_age_ms"] is None else f"{ing['last_sample_age_ms']} ms"
     print(f"  ingest: {ing['pending_records']} records waiting for time order, "
-          f"{ing['unread_ring_bytes']} bytes unread in ring buffers, last sample age {lag}")
+          f"{ing['unread_ring_bytes']} bytes unread in ring buffers, last sample age {lag}"
+          + (f", decoding at most {ing['max_lag_ms']:.0f} ms behind"
+             if ing.get("max_lag_ms") is not None else ""))
     sh = run.get("shedding")
     if sh:
         rate = (f"rate lowered to {sh['rate_lowered_to_hz']} Hz"
