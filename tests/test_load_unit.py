@@ -68,3 +68,47 @@ def test_shedding_report() -> None:
     assert d["rate_lowered_to_hz"] == 12_500 and d["shed_samples"] == 7
     note = st.note()
     assert note.startswith("overloaded:") and "12500 Hz" in note and "7 samples" in note
+
+
+class _FakeRecorder:
+    def __init__(self) -> None:
+        self.orderer = rec.Orderer(Profile())
+        self.shedding = Shedding(requested_hz=50_000, rate_hz=50_000)
+        self.lowered = 0
+
+    def lower_rate(self) -> int:
+        self.lowered += 1
+        self.shedding.rate_hz //= 2
+        return self.shedding.rate_hz
+
+
+def test_controller_sheds_for_a_lasting_lag_and_eases_off() -> None:
+    from stax.capture import loop
+
+    r = _FakeRecorder()
+    sink = r.orderer.sink
+    ctl = loop._Controller(r, sink)  # type: ignore[arg-type]
+    t = ctl.next
+    ctl.update(1.5, t)  # one slow check (a big binary's tables loading): no shedding yet
+    assert r.orderer.keep_every == 1 and r.lowered == 0
+    t += loop.CONTROL_S
+    ctl.update(1.5, t)  # still behind: lower the rate, keep one sample in two, no walks
+    assert r.lowered == 1 and r.orderer.keep_every == 2 and r.orderer.strip_stacks
+    t += loop.CONTROL_S
+    ctl.update(3.5, t)  # far behind: keep none until caught up
+    assert r.orderer.keep_every == 0 and r.shedding.max_keep_every == 0
+    t += loop.EASE_S + loop.CONTROL_S
+    ctl.update(0.01, t)  # caught up: ease off
+    assert r.orderer.keep_every == 1 and not r.orderer.strip_stacks
+    assert r.shedding.overloaded_s > 0 and r.shedding.active
+
+
+def test_lost_records_lower_the_rate() -> None:
+    from stax.capture import loop
+
+    r = _FakeRecorder()
+    sink = r.orderer.sink
+    ctl = loop._Controller(r, sink)  # type: ignore[arg-type]
+    sink.counts["lost"] = 10
+    ctl.update(0.0, ctl.next)
+    assert r.lowered == 1 and r.orderer.keep_every == 1

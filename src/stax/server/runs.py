@@ -266,7 +266,8 @@ class Registry:
         recorder = run.recorder
         assert recorder is not None
         # the time limit counts from when every event is open (the recorded span's start);
-        # the span ends when the capture loop disables the events, before it decodes the rest
+        # it ends at the deadline, the stop or the exit (stax.capture.loop), before the rest of
+        # what is queued is decoded
         if recorder.opened_mono is not None:
             run.started_mono = recorder.opened_mono
         deadline = (run.started_mono + run.time_limit_s) if run.time_limit_s else None
