@@ -112,3 +112,48 @@ def test_lost_records_lower_the_rate() -> None:
     sink.counts["lost"] = 10
     ctl.update(0.0, ctl.next)
     assert r.lowered == 1 and r.orderer.keep_every == 1
+
+
+def test_a_patient_call_waits_for_a_slow_server_that_lives(tmp_path) -> None:  # noqa: ANN001
+    import json
+    import socket
+    import threading
+
+    import pytest
+
+    from stax.client import Client, ServerUnavailable
+
+    path = str(tmp_path / "slow.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen()
+
+    def serve() -> None:  # answers each request after 1.2 s (a run being stopped)
+        conn, _ = srv.accept()
+        buf = b""
+        with conn:
+            while True:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    time.sleep(1.2)
+                    rid = json.loads(line)["id"]
+                    try:
+                        conn.sendall(json.dumps({"id": rid, "result": "done"}).encode()
+                                     + b"\n")
+                    except OSError:
+                        return  # the impatient client hung up
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    c = Client(path, timeout=5)
+    assert c.server_alive()  # the peer is this very process
+    assert c.call("wait", timeout=0.3, patient=True) == "done"
+    with pytest.raises(ServerUnavailable, match="did not answer in time"):
+        c.call("wait", timeout=0.3)
+    c.close()
+    server.join(5)
+    srv.close()
