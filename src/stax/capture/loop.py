@@ -103,8 +103,8 @@ class Shedding:
             parts.append(f"dropped {self.dropped_records} records and {self.dropped_bytes} "
                          "bytes still queued when the run ended")
         what = "; ".join(parts) or "shed load"
-        return (f"overloaded: stax could not process the records as fast as they came "
-                f"(-F {self.requested_hz}); it {what}; see stax diagnose")
+        return (f"overloaded: -F {self.requested_hz} brought more records than stax could "
+                f"process; it {what}; see stax diagnose")
 
 
 class _Controller:
@@ -141,24 +141,24 @@ class _Controller:
         behind = lag_s >= LAG_HIGH_S and self.was_behind
         self.was_behind = lag_s >= LAG_HIGH_S
         if lag_s >= LAG_DROP_S and o.keep_every != 0:
-            self._set(0, now)
+            self._set(0, now, lag_s)
         elif (behind or new_lost) and now - self.last_raise >= CONTROL_S * 2:
             self.last_raise = now
             self.recorder.lower_rate()
             if behind and o.keep_every != 0:
-                self._set(min(MAX_KEEP_EVERY, o.keep_every * 2), now)
+                self._set(min(MAX_KEEP_EVERY, o.keep_every * 2), now, lag_s)
         elif lag_s < LAG_LOW_S and o.keep_every != 1 and now - self.last_change >= EASE_S:
-            self._set(1 if o.keep_every in (0, 2) else o.keep_every // 2, now)
+            self._set(1 if o.keep_every in (0, 2) else o.keep_every // 2, now, lag_s)
         if o.keep_every != 1:
             if self.since is None:
                 self.since = now
         self.sync(now)
 
-    def _set(self, keep_every: int, now: float) -> None:
+    def _set(self, keep_every: int, now: float, lag_s: float = 0.0) -> None:
         o = self.orderer
         if keep_every != o.keep_every:
             log.info("capture: decoding %.0f ms behind; keeping one cpu-clock sample in %s",
-                     self.st.max_lag_ms, keep_every or "none")
+                     lag_s * 1000, keep_every or "none")
         o.keep_every = keep_every
         o.strip_stacks = keep_every != 1
         self.last_change = now
@@ -190,7 +190,7 @@ def run(recorder: Recorder, stop: threading.Event, pidfd: int | None,
 
     def reader() -> None:
         while not done_reading.is_set():
-            if recorder.backlog_bytes < BACKLOG_MAX_BYTES:
+            if recorder.queued_bytes - recorder.taken_bytes < BACKLOG_MAX_BYTES:
                 _read_into(recorder, backlog)
             done_reading.wait(READ_INTERVAL_S)
 
@@ -202,7 +202,7 @@ def run(recorder: Recorder, stop: threading.Event, pidfd: int | None,
         while True:
             if backlog:
                 started, chunks, nbytes = backlog.popleft()
-                recorder.backlog_bytes -= nbytes
+                recorder.taken_bytes += nbytes
                 for data in chunks:
                     orderer.add(data)
                 recorder.bytes_read += nbytes
@@ -279,7 +279,7 @@ def _read_into(recorder: Recorder, backlog: deque[tuple[int, list[bytes], int]])
     started, chunks = recorder.read_round()
     if chunks:
         n = sum(len(c) for c in chunks)
-        recorder.backlog_bytes += n
+        recorder.queued_bytes += n  # only this (reader) thread adds, only the loop takes
         backlog.append((started, chunks, n))
 
 
@@ -296,7 +296,7 @@ def _finish(recorder: Recorder, backlog: deque[tuple[int, list[bytes], int]],
         step(start + 2 * END_BUDGET_S)
     while backlog:  # never looked at: counted in bytes
         _started, _chunks, nbytes = backlog.popleft()
-        recorder.backlog_bytes -= nbytes
+        recorder.taken_bytes += nbytes
         recorder.bytes_read += nbytes
         ctl.st.dropped_bytes += nbytes
     if not orderer.behind:  # caught up: the records held back for ordering, time-boxed

@@ -175,7 +175,8 @@ class Recorder:
         self._launch = False
         self.sample_fds: list[int] = []  # the cpu-clock events (lower_rate adjusts them)
         self.bytes_read = 0
-        self.backlog_bytes = 0  # read from the buffers, not decoded yet
+        self.queued_bytes = 0  # read from the buffers (by the reader thread)
+        self.taken_bytes = 0  # of those, taken up by the decoding loop
         self.opened_mono: float | None = None  # every event open: the recorded span begins
         self.span_end_mono: float | None = None  # events disabled: the recorded span ends
         self.on_span_end: Callable[[float], None] | None = None
@@ -437,6 +438,11 @@ class Recorder:
         log.info("capture: lowered the sampling rate from %d to %d Hz", st.rate_hz, new)
         st.rate_hz = new
         return new
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Read from the buffers, not decoded yet."""
+        return self.queued_bytes - self.taken_bytes
 
     def unread_bytes(self) -> int:
         """Bytes the kernel has written that the capture loop has not read yet."""
