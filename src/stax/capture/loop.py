@@ -309,5 +309,5 @@ def _finish(recorder: Recorder, backlog: deque[tuple[int, list[bytes], int]],
     ctl.sync(time.monotonic())
     on_end = getattr(orderer.sink, "on_end", None)
     if on_end is not None:
-        with recorder.lock:
-            on_end(time.monotonic_ns())
+        with recorder.lock:  # threads still off CPU end their interval with the span
+            on_end(orderer.end_ns if orderer.end_ns is not None else time.monotonic_ns())
