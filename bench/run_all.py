@@ -1,5 +1,6 @@
 """Run every stax benchmark in sequence: overhead, ingest, query_latency, unwind, offcpu, web,
-archive, annotate_latency, staxd, journal.
+archive, annotate_latency, staxd, journal, soak (for 1 minute; 0.5 with --quick: the full 10-minute
+soak is run alone, bench/soak.py).
 
 ``--quick`` is passed through. With ``--json`` the numbers of all of them are printed as one JSON
 document keyed by benchmark. Missed targets are reported, not failures; the exit status is
@@ -19,7 +20,9 @@ from _common import log, parse_args
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("overhead", "ingest", "query_latency", "unwind", "offcpu", "web", "archive",
-              "annotate_latency", "staxd", "journal")
+              "annotate_latency", "staxd", "journal", "soak")
+# extra arguments per benchmark (the soak's length)
+EXTRA = {"soak": (["--minutes", "1"], ["--minutes", "0.5"])}
 
 
 def main() -> int:
@@ -30,7 +33,8 @@ def main() -> int:
     for name in BENCHMARKS:
         log(f"=== {name} ===")
         t0 = time.perf_counter()
-        cmd = [sys.executable, str(HERE / f"{name}.py"), *extra]
+        full, quick = EXTRA.get(name, ([], []))
+        cmd = [sys.executable, str(HERE / f"{name}.py"), *extra, *(quick if args.quick else full)]
         if args.json:
             p = subprocess.run([*cmd, "--json"], stdout=subprocess.PIPE, text=True)
             if p.returncode == 0:

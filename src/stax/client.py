@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 from typing import Any
 
 from stax import paths
@@ -36,8 +37,29 @@ class Client:
             raise ServerUnavailable(str(e)) from None
         self._buf = b""
         self._next = 0
+        try:  # the server's pid, from the kernel: how a patient call knows it is still there
+            cred = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                        struct.calcsize("3i"))
+            self.server_pid: int | None = struct.unpack("3i", cred)[0] or None
+        except OSError:
+            self.server_pid = None
 
-    def call(self, method: str, timeout: float | None = 30.0, **params: Any) -> Any:
+    def server_alive(self) -> bool:
+        """Whether the process serving this connection still exists (and is no zombie)."""
+        if self.server_pid is None:
+            return False
+        try:
+            with open(f"/proc/{self.server_pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            return False
+        return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+    def call(self, method: str, timeout: float | None = 30.0, patient: bool = False,
+             **params: Any) -> Any:
+        """Send one request and read its answer. After ``timeout`` seconds without one it gives
+        up, unless ``patient``: then it waits for as long as the server process lives (a
+        server that dies closes the connection, which ends the wait)."""
         self._next += 1
         req = {"id": self._next, "method": method, "params": params}
         try:
@@ -48,7 +70,12 @@ class Client:
         try:
             self.sock.sendall(data)
             while b"\n" not in self._buf:
-                chunk = self.sock.recv(1 << 20)
+                try:
+                    chunk = self.sock.recv(1 << 20)
+                except TimeoutError:
+                    if patient and self.server_alive():
+                        continue
+                    raise
                 if not chunk:
                     raise ServerUnavailable("stax-server closed the connection")
                 self._buf += chunk

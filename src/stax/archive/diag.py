@@ -27,6 +27,9 @@ def capture_fields(p: Profile, recorder: Any) -> dict[str, Any]:
         "unwinding": "dwarf" if info.dwarf_unwind else "frame pointers",
         "unwind": (None if unwind is None else {
             k: unwind[k] for k in ("walks", "complete", "cut_short", "cut_short_pct")}),
+        # load the capture loop shed to keep up (stax.capture.loop), None when it shed none
+        "shedding": (recorder.shedding.to_dict() if getattr(recorder, "shedding", None)
+                     is not None and recorder.shedding.active else None),
     }
 
 
@@ -113,7 +116,11 @@ def run_diagnostics(p: Profile, summary: dict[str, Any], recorder: Any | None,
         "table_bytes": mem,
         "stacks_health": health,
         "ingest": {"pending_records": pending, "last_sample_age_ms": lag_ms,
-                   "unread_ring_bytes": unread},
+                   "unread_ring_bytes": unread,
+                   # the furthest decoding fell behind the ring-buffer reader (live runs)
+                   "max_lag_ms": (round(recorder.shedding.max_lag_ms, 1)
+                                  if getattr(recorder, "shedding", None) is not None
+                                  else None)},
         "capture": capture,
         "unwind": unwind,
         "offcpu": _offcpu_section(p, summary, recorder, stored),

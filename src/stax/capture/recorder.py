@@ -6,19 +6,20 @@ A library with no server imports: stax-server runs it in a thread, and the CLI c
 from __future__ import annotations
 
 import errno
-import gc
+import fcntl
 import logging
 import os
-import select
+import struct
 import threading
 import time
-from collections import deque
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from stax.capture import perf, sched
 from stax.capture import records as rec
 from stax.capture.events import EventSpec, LocalOpener, Opener
+from stax.capture.loop import Shedding
 
 log = logging.getLogger("stax.capture")
 
@@ -30,7 +31,6 @@ OFFCPU_BUFFER_PAGES = 8192  # 32 MiB per CPU when off-CPU capture is on
 # syscall wrappers and their callers' frames, not whole deep stacks (every context switch of
 # the target pays for it; docs/offcpu.md has the measurements)
 SWITCH_STACK_SIZE = 1024
-READ_INTERVAL_S = 0.005  # how often the reader thread empties the ring buffers
 
 
 class CaptureError(Exception):
@@ -164,7 +164,8 @@ class Recorder:
             if offcpu:
                 self._no_offcpu(self.sched.problem or "scheduler tracepoints unavailable")
         self.orderer = rec.Orderer(sink, self.layout)
-        self.frequency = frequency
+        self.shedding = Shedding(requested_hz=frequency, rate_hz=frequency)
+        self.frequency = self._rate_cap(frequency, len(perf.online_cpus()))
         self.buffer_pages = buffer_pages
         self.fds: list[int] = []
         self.buffers: list[perf.RingBuffer] = []
@@ -172,8 +173,30 @@ class Recorder:
         self._kernel = True
         self._build_id = True
         self._launch = False
+        self.sample_fds: list[int] = []  # the cpu-clock events (lower_rate adjusts them)
         self.bytes_read = 0
-        self.backlog_bytes = 0  # read from the buffers, not decoded yet
+        self.queued_bytes = 0  # read from the buffers (by the reader thread)
+        self.taken_bytes = 0  # of those, taken up by the decoding loop
+        self.opened_mono: float | None = None  # every event open: the recorded span begins
+        self.span_end_mono: float | None = None  # events disabled: the recorded span ends
+        self.on_span_end: Callable[[float], None] | None = None
+
+    def _rate_cap(self, frequency: int, ncpus: int) -> int:
+        """The rate the events open at: -F, unless busy threads on every CPU at that rate
+        would bring more samples than stax can process (SAMPLE_BUDGET); then lower, from the
+        start, and the shedding report says so."""
+        from stax.capture.loop import RATE_FLOOR_HZ, SAMPLE_BUDGET_DWARF, SAMPLE_BUDGET_FP
+
+        budget = SAMPLE_BUDGET_DWARF if self.stack_size else SAMPLE_BUDGET_FP
+        cap = max(RATE_FLOOR_HZ, budget // max(1, ncpus))
+        if frequency <= cap:
+            return frequency
+        self.shedding.rate_hz = cap
+        self.shedding.capped_at_hz = cap
+        self.shedding.budget = budget
+        log.info("capture: -F %d is above what stax can process on %d CPUs (about %d "
+                 "samples/s); sampling at %d Hz", frequency, ncpus, budget, cap)
+        return cap
 
     def _no_offcpu(self, why: str) -> None:
         self.info.offcpu = False
@@ -241,6 +264,7 @@ class Recorder:
             try:
                 fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
                 self.layout.kinds[perf.event_id(fd)] = "cpu-clock"
+                self.sample_fds.append(fd)
                 return fd
             except perf.PerfError as e:
                 if e.errno in (errno.EACCES, errno.EPERM) and self._kernel:
@@ -317,6 +341,7 @@ class Recorder:
         finally:
             self.opener.close()
         self.info.buffer_bytes = len(self.buffers) * self.buffer_pages * 4096
+        self.opened_mono = time.monotonic()
 
     def open_attach(self, pid: int) -> None:
         """Open events on every existing thread of ``pid``; threads created later inherit them."""
@@ -349,6 +374,7 @@ class Recorder:
         finally:
             self.opener.close()
         self.info.buffer_bytes = len(self.buffers) * self.buffer_pages * 4096
+        self.opened_mono = time.monotonic()
 
     @staticmethod
     def _list_tids(pid: int) -> list[int]:
@@ -357,14 +383,9 @@ class Recorder:
         except OSError:
             return []
 
-    # --- draining -----------------------------------------------------------------------------
+    # --- draining (stax.capture.loop runs the loop) -------------------------------------------
 
-    def drain(self, final: bool = False) -> int:
-        """Read every buffer and apply, in time order, the records that are safe to apply."""
-        started, chunks = self._read_round()
-        return self._apply(started, chunks, final)
-
-    def _read_round(self) -> tuple[int, list[bytes]]:
+    def read_round(self) -> tuple[int, list[bytes]]:
         """Copy out whatever every buffer holds; every record stamped before the returned
         time (minus the orderer's margin) is in this round or an earlier one."""
         started = time.monotonic_ns()
@@ -375,90 +396,53 @@ class Recorder:
                 chunks.append(data)
         return started, chunks
 
-    def _apply(self, started: int, chunks: list[bytes], final: bool = False) -> int:
+    def drain(self, final: bool = False) -> int:
+        """Read every buffer and apply, in time order, the records that are safe to apply."""
+        started, chunks = self.read_round()
         n = 0
         for data in chunks:
             n += len(data)
             self.orderer.add(data)
         self.bytes_read += n
-        with self.lock:
-            self.orderer.flush(None if final else started)
+        self.orderer.flush(None if final else started, None, self.lock)
         return n
 
     def run(self, stop: threading.Event, pidfd: int | None, deadline: float | None,
             interval: float = 0.05) -> str:
-        """Drain until ``stop`` is set, the target exits (pidfd readable) or the deadline passes.
+        """Drain until ``stop`` is set, the target exits (pidfd readable) or the deadline passes
+        (a time.monotonic() value); returns why it ended: "stopped", "exited" or "time-limit".
+        The events are disabled at that moment (``span_end_mono``); what is still queued is
+        then decoded within a bounded time (stax.capture.loop)."""
+        from stax.capture import loop
 
-        A reader thread empties the ring buffers every 20 ms into a backlog that
-        this thread decodes, so a burst (every context switch of a busy target is a record)
-        waits in memory instead of overflowing the kernel's buffers while records are decoded.
+        return loop.run(self, stop, pidfd, deadline, interval)
 
-        Returns why it ended: "stopped", "exited" or "time-limit".
-        """
-        backlog: deque[tuple[int, list[bytes]]] = deque()
-        done_reading = threading.Event()
+    def lower_rate(self) -> int:
+        """Halve the kernel sampling rate of the cpu-clock events this recorder holds (not
+        below RATE_FLOOR_HZ or the requested rate); returns the rate now in force."""
+        from stax.capture.loop import RATE_FLOOR_HZ
 
-        def reader() -> None:
-            while not done_reading.is_set():
-                started, chunks = self._read_round()
-                if chunks:
-                    self.backlog_bytes += sum(len(c) for c in chunks)
-                    backlog.append((started, chunks))
-                done_reading.wait(READ_INTERVAL_S)
-
-        poller = select.poll()
-        if pidfd is not None:
-            poller.register(pidfd, select.POLLIN)
-        thread = threading.Thread(target=reader, name="ring-reader", daemon=True)
-        # The cyclic garbage collector's full passes walk every tracked object of the profile
-        # (interned tuples, caches) and hold the GIL for 100+ ms on big runs: long enough for
-        # the reader to miss its rounds and the kernel to drop records. Tables and caches make
-        # no cycles, so while recording only the young generations are collected, at a steady
-        # pace from this thread; full collections resume when the recording ends.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        next_gc = time.monotonic() + 1.0
-        thread.start()
-        reason = "stopped"
-        try:
-            while True:
-                if stop.is_set():
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    reason = "time-limit"
-                    break
-                exited = bool(poller.poll(0 if backlog else interval * 1000))
-                budget = time.monotonic() + interval  # keep checking stop/deadline
-                while backlog and time.monotonic() < budget:
-                    started, chunks = backlog.popleft()
-                    self.backlog_bytes -= sum(len(c) for c in chunks)
-                    self._apply(started, chunks)
-                if time.monotonic() >= next_gc:
-                    gc.collect(1)
-                    next_gc = time.monotonic() + 1.0
-                if exited:
-                    reason = "exited"
-                    break
-        finally:
-            done_reading.set()
-            thread.join()
-            if gc_was_enabled:
-                gc.enable()
-        for fd in self.fds:
+        st = self.shedding
+        floor = min(st.requested_hz, RATE_FLOOR_HZ)
+        new = max(floor, st.rate_hz // 2)
+        if new >= st.rate_hz:
+            return st.rate_hz
+        # cpu-clock is an hrtimer event: the kernel turns -F into a period in nanoseconds at
+        # open, so the new rate is given as a period
+        period = struct.pack("<Q", 1_000_000_000 // new)
+        for fd in self.sample_fds:
             try:
-                perf.ioctl(fd, perf.PERF_EVENT_IOC_DISABLE)
+                fcntl.ioctl(fd, perf.PERF_EVENT_IOC_PERIOD, period)
             except OSError:
                 pass
-        while backlog:
-            started, chunks = backlog.popleft()
-            self.backlog_bytes -= sum(len(c) for c in chunks)
-            self._apply(started, chunks)
-        self.drain(final=True)
-        on_end = getattr(self.orderer.sink, "on_end", None)
-        if on_end is not None:
-            with self.lock:
-                on_end(time.monotonic_ns())
-        return reason
+        log.info("capture: lowered the sampling rate from %d to %d Hz", st.rate_hz, new)
+        st.rate_hz = new
+        return new
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Read from the buffers, not decoded yet."""
+        return self.queued_bytes - self.taken_bytes
 
     def unread_bytes(self) -> int:
         """Bytes the kernel has written that the capture loop has not read yet."""
@@ -474,3 +458,4 @@ class Recorder:
             except OSError:
                 pass
         self.fds = []
+        self.sample_fds = []

@@ -8,6 +8,8 @@ from __future__ import annotations
 import bisect
 import os
 import struct
+import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from stax.capture import perf
@@ -120,6 +122,7 @@ _lost = struct.Struct("<QQ")
 _throttle = struct.Struct("<QQQ")
 _id_tail = struct.Struct("<IIQIIQ")  # sample_id: pid, tid, time, cpu, res, identifier
 _u32 = struct.Struct("<I")
+_REGS_IP = 8  # the user IP's place in sampled registers (perf_regs order: AX..SP, IP, R8..)
 
 
 class Sink(Protocol):
@@ -300,9 +303,16 @@ class Orderer:
     held until their timestamp is older than the moment the read round began minus a small
     margin: by then every record with an earlier timestamp has been written (the kernel writes a
     record microseconds after stamping it; stax stamps with CLOCK_MONOTONIC).
+
+    Load shedding (set by the capture loop when decoding falls behind): ``keep_every`` N keeps
+    one cpu-clock sample in N and gives it N times the weight, so totals stay right (0 keeps
+    none); ``strip_stacks`` drops the user stack copy of the samples it keeps, so they cost a
+    frame-pointer chain instead of a DWARF walk. Side-band records (mmap, comm, fork, exit,
+    lost) are never shed.
     """
 
     MARGIN_NS = 20_000_000
+    SLICE = 128  # records decoded per hold of the lock (queries wait at most one slice)
 
     def __init__(self, sink: Sink, layout: SampleLayout = DEFAULT_LAYOUT) -> None:
         self.sink = sink
@@ -311,35 +321,115 @@ class Orderer:
         self.seq = 0
         self.records = 0
         self.malformed = 0
+        self.behind = False  # the last flush ran out of time with ready records left
+        self.keep_every = 1
+        self.strip_stacks = False
+        self.shed_samples = 0  # cpu-clock samples not decoded (their weight went to others)
+        self.stripped_stacks = 0  # samples kept without their user stack copy
+        self._nth = 0
+        self._sorted = 0  # how many leading pending records are known to be in order
+        self.end_ns: int | None = None  # set_end
 
     def add(self, buf: bytes) -> None:
         seq = self.seq
         pending = self.pending
+        end = self.end_ns
         for t, off in index(buf, self.layout):
+            if end is not None and t > end:
+                continue  # written after the recorded span ended
             pending.append((t, seq, buf, off))
             seq += 1
         self.seq = seq
 
-    def flush(self, before_ns: int | None) -> int:
-        """Decode every held record stamped before ``before_ns`` (all of them when None)."""
+    def set_end(self, end_ns: int) -> None:
+        """The recorded span ends at ``end_ns``: records stamped later are left out."""
+        self.end_ns = end_ns
+        self.pending = [r for r in self.pending if r[0] <= end_ns]
+        self._sorted = 0
+
+    def flush(self, before_ns: int | None, until: float | None = None,
+              lock: AbstractContextManager[object] | None = None) -> int:
+        """Decode every held record stamped before ``before_ns`` (all of them when None).
+
+        With ``until`` (a time.monotonic() value) it stops once that time has passed and leaves
+        the rest pending (``behind`` says so); with ``lock`` it holds the lock one slice of
+        records at a time."""
         if not self.pending:
+            self.behind = False
             return 0
-        self.pending.sort(key=lambda r: (r[0], r[1]))
+        if self._sorted < len(self.pending):
+            self.pending.sort(key=lambda r: (r[0], r[1]))
+            self._sorted = len(self.pending)
         if before_ns is None:
-            ready, self.pending = self.pending, []
+            n = len(self.pending)
         else:
             n = bisect.bisect_left(self.pending, before_ns - self.MARGIN_NS,
                                    key=lambda r: r[0])
-            ready, self.pending = self.pending[:n], self.pending[n:]
+        done = 0
+        ctx = lock if lock is not None else nullcontext()
+        while done < n:
+            if until is not None and done and time.monotonic() >= until:
+                break
+            end = min(n, done + self.SLICE)
+            with ctx:
+                self._decode(self.pending[done:end])
+            done = end
+        del self.pending[:done]
+        self._sorted -= done
+        self.behind = done < n
+        self.records += done
+        return done
+
+    def discard(self) -> int:
+        """Forget every held record; returns how many there were."""
+        n = len(self.pending)
+        self.pending = []
+        self._sorted = 0
+        self.behind = False
+        return n
+
+    def _decode(self, ready: list[tuple[int, int, bytes, int]]) -> None:
         sink = self.sink
         layout = self.layout
+        kinds = layout.kinds
+        shedding = self.keep_every != 1 or self.strip_stacks
         for _t, _seq, buf, off in ready:
             try:
-                ok = decode_at(buf, off, sink, layout)
+                if shedding and _hdr.unpack_from(buf, off)[0] == RECORD_SAMPLE:
+                    ok = self._decode_shed(buf, off, kinds.get(_u64.unpack_from(buf, off + 8)[0],
+                                                              ""))
+                else:
+                    ok = decode_at(buf, off, sink, layout)
             except (ValueError, OverflowError, IndexError, KeyError, struct.error):
                 # one record the tables cannot take must not end the recording
                 ok = False
             if not ok:
                 self.malformed += 1
-        self.records += len(ready)
-        return len(ready)
+
+    def _decode_shed(self, buf: bytes, off: int, kind: str) -> bool:
+        """A sample while shedding load: skipped, or decoded with its weight scaled and its
+        stack copy dropped as ``keep_every`` and ``strip_stacks`` say."""
+        scale = 1
+        if kind in ("", "cpu-clock"):
+            k = self.keep_every
+            self._nth += 1
+            if k == 0 or self._nth % k:
+                self.shed_samples += 1
+                return True
+            scale = k
+        s = _decode_sample(buf, off, _hdr.unpack_from(buf, off)[2], self.layout)
+        if s is None:
+            return False
+        s.period *= scale
+        if self.strip_stacks and s.stack is not None:
+            # a truncated stack: the kernel frames and the user leaf (the sampled IP), no walk
+            chain = s.chain
+            if CONTEXT_KERNEL in chain and s.regs is not None and len(s.regs) > _REGS_IP:
+                if CONTEXT_USER in chain:
+                    chain = chain[:chain.index(CONTEXT_USER)]
+                s.chain = (*chain, CONTEXT_USER, s.regs[_REGS_IP])
+            s.stack = None
+            s.regs = None
+            self.stripped_stacks += 1
+        self.sink.on_sample(s)
+        return True

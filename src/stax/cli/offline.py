@@ -70,7 +70,8 @@ def _summary(mode: str, pid: int, argv: list[str], args: argparse.Namespace, pro
         "exit_status": exit_status, "error": error,
         "kernel_frames": recorder.info.kernel_frames,
         "capture_mode": recorder.info.mode, "daemon_socket": recorder.info.daemon_socket,
-        "notes": [*recorder.info.notes, "recorded in-process: stax-server was unreachable"],
+        "notes": [*recorder.info.notes, "recorded in-process: stax-server was unreachable",
+                  *([recorder.shedding.note()] if recorder.shedding.active else [])],
         "recorded_by": f"stax {__version__} (in-process)",
     }
 
@@ -121,6 +122,9 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
         if recorder.info.offcpu:
             profile.seed_blocked(pid, time.monotonic_ns())
     profile.owner = Owner.of_pid(pid)  # annotate shows only sources this owner could read
+    if recorder.opened_mono is not None:  # the limit counts from the recorded span's start
+        started = recorder.opened_mono
+        deadline = started + args.time_limit if args.time_limit else None
     try:
         pidfd: int | None = os.pidfd_open(pid)
     except OSError:
@@ -153,7 +157,7 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     recorder.close()
     if pidfd is not None:
         os.close(pidfd)
-    elapsed = time.monotonic() - started
+    elapsed = (recorder.span_end_mono or time.monotonic()) - started
     summary = _summary("launch" if child is not None else "attach", pid, command, args,
                        profile, recorder, started_wall, elapsed, result.get("end"), status,
                        result.get("error"))

@@ -306,7 +306,19 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     ing = run["ingest"]
     lag = "-" if ing["last_sample_age_ms"] is None else f"{ing['last_sample_age_ms']} ms"
     out(f"  ingest: {ing['pending_records']} records waiting for time order, "
-        f"{ing['unread_ring_bytes']} bytes unread in ring buffers, last sample age {lag}")
+        f"{ing['unread_ring_bytes']} bytes unread in ring buffers, last sample age {lag}"
+        + (f", decoding at most {ing['max_lag_ms']:.0f} ms behind"
+           if ing.get("max_lag_ms") is not None else ""))
+    sh = run.get("shedding")
+    if sh:
+        rate = (f"rate lowered to {sh['rate_lowered_to_hz']} Hz"
+                if sh.get("rate_lowered_to_hz") else "rate kept")
+        out(f"  overload: shed load for {sh['overloaded_s']:.1f} s (decoding up to "
+            f"{sh['max_lag_ms']:.0f} ms behind): -F {sh['requested_hz']}, {rate}; "
+            f"{sh['shed_samples']} samples skipped (one kept in up to "
+            f"{sh['max_keep_every'] or 'none'}), {sh['stripped_stacks']} stacks truncated, "
+            f"{sh['dropped_records']} records and {sh['dropped_bytes']} bytes dropped at "
+            "the end")
     off = run.get("offcpu")
     if off:
         if off["intervals_recorded"]:

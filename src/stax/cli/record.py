@@ -182,7 +182,7 @@ def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Pr
     """Wait for the run to end and print its summary; ``obstacle`` (why perf could not sample
     the target) is added as a note when the run has no samples."""
     try:
-        res = client.call("wait", timeout=None, run=run_id)
+        res = client.call("wait", timeout=5, patient=True, run=run_id)
         run = res["run"]
     except (RemoteError, ServerUnavailable) as e:
         progress.clear()
@@ -259,7 +259,8 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
         return offline.record(args, command, exe, str(e))
     pid, go_w, err_r = spawn_paused(exe, command)
     try:
-        run = client.call("start_launch", pid=pid, argv=command, frequency=args.frequency,
+        run = client.call("start_launch", patient=True, pid=pid, argv=command,
+                          frequency=args.frequency,
                           daemon_socket=args.daemon_socket,
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
                           dwarf_unwind=_dwarf(args))
@@ -270,7 +271,7 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
     failure = release(go_w, err_r)
     if failure is not None:
         os.waitpid(pid, 0)
-        client.call("wait", timeout=10, run=run["id"])
+        client.call("wait", timeout=10, patient=True, run=run["id"])
         die(f"cannot execute {command[0]}: {failure}")
     progress = _Progress(isatty(sys.stderr) and not args.json)
     poll_status = progress.enabled or args.time_limit is not None
@@ -286,7 +287,7 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
         if poll_status and now - last >= 0.25:
             last = now
             try:
-                cur = client.call("status")["current"]
+                cur = client.call("status", timeout=5, patient=True)["current"]
             except (RemoteError, ServerUnavailable):
                 cur = None
             if cur and cur["id"] == run["id"]:
@@ -323,7 +324,7 @@ def attach(args: argparse.Namespace) -> int:
 
         return offline.record(args, [], None, str(e))
     try:
-        run = client.call("start_attach", pid=pid, frequency=args.frequency,
+        run = client.call("start_attach", patient=True, pid=pid, frequency=args.frequency,
                           daemon_socket=args.daemon_socket,
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
                           dwarf_unwind=_dwarf(args))
@@ -345,12 +346,14 @@ def attach(args: argparse.Namespace) -> int:
     while True:
         if interrupted:
             try:
-                client.call("stop", run=run["id"])
+                client.call("stop", timeout=5, patient=True, run=run["id"])
             except RemoteError:
                 pass  # it ended by itself meanwhile
+            except ServerUnavailable as e:
+                raise CLIError(f"lost the connection to stax-server: {e}") from None
             break
         try:
-            res = client.call("wait", timeout=5, run=run["id"], timeout_ms=250)
+            res = client.call("wait", timeout=5, patient=True, run=run["id"], timeout_ms=250)
         except RemoteError as e:
             raise CLIError(e.message) from None
         except ServerUnavailable as e:

@@ -100,7 +100,8 @@ class Run:
             "exit_status": self.exit_status,
             "error": self.error,
             "kernel_frames": info.kernel_frames,
-            "notes": list(info.notes),
+            "notes": list(info.notes) + ([self.recorder.shedding.note()]
+                                         if self.recorder.shedding.active else []),
             "archive": self.archive,
             "capture_mode": info.mode,
             "daemon_socket": info.daemon_socket,
@@ -264,9 +265,19 @@ class Registry:
         return run
 
     def _capture(self, run: Run, pidfd: int | None) -> None:
-        deadline = (run.started_mono + run.time_limit_s) if run.time_limit_s else None
         recorder = run.recorder
         assert recorder is not None
+        # the time limit counts from when every event is open (the recorded span's start);
+        # it ends at the deadline, the stop or the exit (stax.capture.loop), before the rest of
+        # what is queued is decoded
+        if recorder.opened_mono is not None:
+            run.started_mono = recorder.opened_mono
+        deadline = (run.started_mono + run.time_limit_s) if run.time_limit_s else None
+
+        def span_end(t: float) -> None:
+            run.stopped_mono = t
+
+        recorder.on_span_end = span_end
         try:
             run.end_reason = recorder.run(run.stop_event, pidfd, deadline)
         except Exception as e:  # the run must end cleanly whatever happened
@@ -274,11 +285,12 @@ class Registry:
             run.error = f"capture failed: {e}"
             run.end_reason = "error"
         finally:
+            if run.stopped_mono is None:
+                run.stopped_mono = time.monotonic()
+            run.state = "stopped"  # waiters get the summary now; closing 1000s of fds is slow
             recorder.close()
             if pidfd is not None:
                 os.close(pidfd)
-            run.stopped_mono = time.monotonic()
-            run.state = "stopped"
             if self.on_stopped is not None:
                 try:
                     self.on_stopped(run)
@@ -318,6 +330,7 @@ _SUMMARY_DEFAULTS: dict[str, tuple[type | tuple[type, ...], Any]] = {
                       "problem": "not recorded in this archive",
                       "wakeups_problem": "not recorded in this archive", "tracefs": None}),
     "unwinding": (str, "frame pointers"), "unwind": ((dict, type(None)), None),
+    "shedding": ((dict, type(None)), None),
 }
 
 
