@@ -294,7 +294,7 @@ def test_header_table_matches_a_scan_of_eh_frame() -> None:
 
 
 def test_vdso_has_call_frame_information() -> None:
-    from stax.symbols.vdso import read_vdso_image
+    from stax.binaries import read_vdso_image
 
     data = read_vdso_image()
     if data is None:
