@@ -8,7 +8,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from stax.binaries import locate
-from stax.unwind.ehframe import TABLES, EhFrame, Row, load_image
+from stax.unwind.cfaprogram import Row
+from stax.unwind.ehframe import TABLES, EhFrame, load_image
 from stax.unwind.walker import (
     NO_CFI,
     NO_FDE,

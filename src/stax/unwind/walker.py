@@ -12,9 +12,8 @@ from typing import Any
 
 from stax.leb128 import read_sleb as sleb
 from stax.leb128 import read_uleb as uleb
-from stax.unwind.ehframe import (
+from stax.unwind.cfaprogram import (
     EXPR,
-    MASK64,
     OFFSET,
     REGISTER,
     SAME,
@@ -23,6 +22,7 @@ from stax.unwind.ehframe import (
     VAL_OFFSET,
     Row,
 )
+from stax.unwind.cfi import MASK64
 
 # perf_regs bits (arch/x86/include/uapi/asm/perf_regs.h): AX BX CX DX SI DI BP SP IP, R8..R15
 REGS_MASK = (0x1FF) | (0xFF << 16)
