@@ -99,9 +99,6 @@ class DebuginfodClient:
     def cache_dir(self) -> str:
         return self._cache_dir or cache_root()
 
-    def enabled(self) -> bool:
-        return bool(self.urls)
-
     def debuginfo(self, build_id: str, fetch: bool = True) -> str | None:
         """Local path of the debug file for `build_id`, from the cache or (with `fetch`) from
         the first server that has it; None otherwise."""
