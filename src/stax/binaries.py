@@ -38,15 +38,19 @@ import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from io import BytesIO
 from typing import Literal
 
+from stax.elfread import build_id_from_stream, normalize_build_id, same_build_id
+
 __all__ = ["Binary", "Located", "Pinned", "Pins", "display", "files_report", "locate",
-           "mapped_build_id", "vdso_image"]
+           "mapped_build_id", "read_vdso_image", "vdso_image"]
 
 DELETED = b" (deleted)"
 VDSO = "[vdso]"
 MAX_PINNED = 64  # descriptors of deleted/replaced binaries one run keeps open
 MAX_PINNED_TOTAL = 256  # ... all runs of this process together
+_MAX_VDSO = 1 << 20
 _open_pins = 0
 _pins_lock = threading.Lock()
 
@@ -133,7 +137,43 @@ class Located:
         return self.how in ("pinned", "map_files", "exe")
 
 
-# --- the vDSO ----------------------------------------------------------------------------------
+# --- the vDSO ---------------------------------------------------------------------------------
+# Copied out of this process's own memory: the kernel maps the same image into every (same-ABI)
+# process.
+
+
+def _vdso_range(maps_path: str) -> tuple[int, int] | None:
+    with open(maps_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.rstrip().endswith(VDSO):
+                lo, _, hi = line.split(None, 1)[0].partition("-")
+                return int(lo, 16), int(hi, 16)
+    return None
+
+
+def read_vdso_image(
+    maps_path: str = "/proc/self/maps", mem_path: str = "/proc/self/mem"
+) -> bytes | None:
+    """Bytes of this process's vDSO mapping, or None when there is none or it is unreadable."""
+    try:
+        rng = _vdso_range(maps_path)
+        if rng is None:
+            return None
+        lo, hi = rng
+        size = hi - lo
+        if size <= 0 or size > _MAX_VDSO:
+            return None
+        fd = os.open(mem_path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, size, lo)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, OverflowError):
+        return None
+    if len(data) < 64 or data[:4] != b"\x7fELF":
+        return None
+    return data
+
 
 _vdso_lock = threading.Lock()
 _vdso: tuple[bytes | None, str | None] | None = None
@@ -144,11 +184,6 @@ def vdso_image() -> tuple[bytes | None, str | None]:
     global _vdso
     with _vdso_lock:
         if _vdso is None:
-            from io import BytesIO
-
-            from stax.symbols.elf import build_id_from_stream, normalize_build_id
-            from stax.symbols.vdso import read_vdso_image
-
             data = read_vdso_image()
             bid = None
             if data is not None:
@@ -164,21 +199,15 @@ def vdso_image() -> tuple[bytes | None, str | None]:
 
 
 def _norm(bid: str | None) -> str | None:
-    from stax.symbols.elf import normalize_build_id
-
     return normalize_build_id(bid)
 
 
 def _same(a: str, b: str) -> bool:
-    from stax.symbols.elf import same_build_id
-
     return same_build_id(a, b)
 
 
 def _file_build_id(fs: bytes | str) -> tuple[Problem, str | None, str]:
     """("", build-id, "") for a readable regular file, else (problem, None, why)."""
-    from stax.symbols.elf import build_id_from_stream
-
     try:
         # O_NONBLOCK: a FIFO put where a deleted file was must not hang the reader
         fd = os.open(fs, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

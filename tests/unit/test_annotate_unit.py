@@ -84,7 +84,7 @@ def test_parse_target() -> None:
 @pytest.mark.skipif(shutil.which("objcopy") is None, reason="objcopy (binutils) is missing")
 def test_line_info_from_a_build_id_debug_file(workloads: dict[str, Path], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from stax.symbols import elf as symelf
+    from stax import elfread as symelf
 
     exe = workloads["split"]
     bid = symelf.read_build_id(str(exe))
@@ -122,7 +122,7 @@ def test_line_info_from_a_build_id_debug_file(workloads: dict[str, Path], tmp_pa
 
 def test_line_program_decoder_matches_pyelftools(workloads: dict[str, Path]) -> None:
     """The fast line-number state machine gives exactly pyelftools' rows."""
-    from stax.symbols import elf as symelf
+    from stax import elfread as symelf
 
     paths = [str(workloads["split"]), str(workloads["qsortcb_nofp"])]
     libc = "/lib/x86_64-linux-gnu/libc.so.6"

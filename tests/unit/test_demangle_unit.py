@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from stax.symbols import demangle
-from stax.symbols.demangle import demangle_rust_legacy, demangle_rust_v0
+from stax.symbols.demangle import demangle_rust_legacy
+from stax.symbols.rustv0 import demangle_rust_v0
 
 
 def test_demangle_cxx() -> None:

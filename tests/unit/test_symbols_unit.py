@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from stax.binaries import read_vdso_image
 from stax.symbols import Resolved, Symbolizer, read_build_id
-from stax.symbols.vdso import read_vdso_image
 
 HAVE_GCC = shutil.which("gcc") is not None
 HAVE_GXX = shutil.which("g++") is not None

@@ -13,6 +13,7 @@ import pytest
 from harness import ROOT
 
 from stax.leb128 import encode_uleb
+from stax.unwind import cfaprogram as cfaprog
 from stax.unwind import ehframe as eh
 from stax.unwind import walker as wk
 
@@ -85,10 +86,10 @@ def test_typical_prologue_rows() -> None:
     t = build(prog)
     r0 = t.row_at(0x1000)
     assert (r0.cfa_reg, r0.cfa_off) == (7, 8)
-    assert (16, eh.OFFSET, -8) in r0.rules
+    assert (16, cfaprog.OFFSET, -8) in r0.rules
     r1 = t.row_at(0x1001)
     assert (r1.cfa_reg, r1.cfa_off) == (7, 16)
-    assert (6, eh.OFFSET, -16) in r1.rules
+    assert (6, cfaprog.OFFSET, -16) in r1.rules
     r2 = t.row_at(0x1005)
     assert (r2.cfa_reg, r2.cfa_off) == (6, 16)
     r3 = t.row_at(0x100C)
@@ -96,7 +97,7 @@ def test_typical_prologue_rows() -> None:
     assert all(reg != 6 for reg, _k, _a in r3.rules)  # restored to the CIE's (same value)
     r4 = t.row_at(0x100D)
     assert (r4.cfa_reg, r4.cfa_off) == (6, 16)
-    assert (6, eh.OFFSET, -16) in r4.rules
+    assert (6, cfaprog.OFFSET, -16) in r4.rules
     assert t.row_at(0x10FF) == r4
     assert t.row_at(0x1100) is None  # past the FDE's range
     assert t.row_at(0xFFF) is None
@@ -162,8 +163,8 @@ def test_expression_ops_and_stack_bounds() -> None:
     assert e.value.reason == wk.UNREADABLE
 
 
-def _walker(rows: dict[int, eh.Row | None], stack_size: int = 64) -> wk.Walker:
-    def resolve(pid: int, addr: int) -> tuple[eh.Row | None, int, int, str | None]:
+def _walker(rows: dict[int, cfaprog.Row | None], stack_size: int = 64) -> wk.Walker:
+    def resolve(pid: int, addr: int) -> tuple[cfaprog.Row | None, int, int, str | None]:
         for start, row in rows.items():
             if start <= addr < start + 0x100:
                 return row, 2, addr, None if row is not None else wk.NO_FDE
@@ -274,7 +275,7 @@ def test_rows_match_readelf(tmp_path: Path) -> None:
         names = {"rbx": 3, "rbp": 6, "r12": 12, "r13": 13, "r14": 14, "r15": 15, "ra": 16}
         for col, val in zip(cols[2:], parts[2:], strict=True):
             if col in names and val.startswith("c"):
-                assert rules[names[col]] == (eh.OFFSET, int(val[1:])), (hex(pc), col)
+                assert rules[names[col]] == (cfaprog.OFFSET, int(val[1:])), (hex(pc), col)
         checked += 1
     assert checked > 5
 
@@ -294,7 +295,7 @@ def test_header_table_matches_a_scan_of_eh_frame() -> None:
 
 
 def test_vdso_has_call_frame_information() -> None:
-    from stax.symbols.vdso import read_vdso_image
+    from stax.binaries import read_vdso_image
 
     data = read_vdso_image()
     if data is None:
@@ -310,7 +311,7 @@ def test_unwinder_errors_are_counted_not_raised() -> None:
     p = Profile(None, dwarf_unwind=True)
     assert p.unwinder is not None
 
-    def broken(pid: int, addr: int) -> tuple[eh.Row | None, int, int, str | None]:
+    def broken(pid: int, addr: int) -> tuple[cfaprog.Row | None, int, int, str | None]:
         raise RuntimeError("boom")
 
     p.unwinder.walker.resolve = broken

@@ -10,10 +10,12 @@ and column codec are in layout.py, writing in writer.py, reading in reader.py.
 from __future__ import annotations
 
 from stax.archive.layout import (
+    ARRAY_CODES,
     DATA_FILE,
     FORMAT,
     INTERVALS,
     MAIN_FILE,
+    PROFILE_ATTRS,
     SUFFIX,
     TABLES,
     VERSION,
@@ -27,7 +29,8 @@ from stax.archive.reader import intervals_of, load
 from stax.archive.writer import resolve_all, save, update_run
 
 __all__ = [
-    "DATA_FILE", "FORMAT", "INTERVALS", "MAIN_FILE", "SUFFIX", "TABLES", "VERSION", "WAKEUPS",
+    "ARRAY_CODES", "DATA_FILE", "FORMAT", "INTERVALS", "MAIN_FILE", "PROFILE_ATTRS", "SUFFIX",
+    "TABLES", "VERSION", "WAKEUPS",
     "Archive", "ArchiveError", "intervals_of", "load", "locate", "read_manifest", "resolve_all",
     "save", "update_run",
 ]

@@ -22,14 +22,15 @@ import time
 import zlib
 from typing import Literal
 
-from .debuginfod import DebuginfodClient
-from .elf import (
+from stax.elfread import (
     build_id_from_stream,
     normalize_build_id,
     raw_section_headers,
     read_elf_header,
     same_build_id,
 )
+
+from .debuginfod import DebuginfodClient
 
 __all__ = [
     "DebugInfoFinder",

@@ -14,6 +14,8 @@ import tempfile
 import threading
 import time
 
+from stax.elfread import read_build_id, same_build_id
+
 __all__ = ["DebuginfodClient", "cache_root", "server_urls", "MISS_TTL"]
 
 MISS_TTL = 600.0  # seconds a miss is believed before the servers are asked again
@@ -96,9 +98,6 @@ class DebuginfodClient:
     @property
     def cache_dir(self) -> str:
         return self._cache_dir or cache_root()
-
-    def enabled(self) -> bool:
-        return bool(self.urls)
 
     def debuginfo(self, build_id: str, fetch: bool = True) -> str | None:
         """Local path of the debug file for `build_id`, from the cache or (with `fetch`) from
@@ -191,7 +190,5 @@ class DebuginfodClient:
 
 
 def _matches(path: str, build_id: str) -> bool:
-    from .elf import read_build_id, same_build_id
-
     got = read_build_id(path)
     return got is not None and same_build_id(got.lower(), build_id)

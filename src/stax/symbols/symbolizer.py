@@ -9,18 +9,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from stax.binaries import Binary, Located, display, locate, vdso_image
+from stax.binaries import VDSO, Binary, Located, display, locate, vdso_image
+from stax.elfread import normalize_build_id
 
 from .debuginfo import DebugInfoFinder
 from .demangle import demangle
-from .elf import (
-    ElfImage,
-    ElfLoadError,
-    normalize_build_id,
-)
+from .elf import ElfImage, ElfLoadError
 from .kernel import KALLSYMS, KernelSymbols
 from .perfmap import PerfMaps
-from .vdso import VDSO_NAME
 
 __all__ = ["Resolved", "Symbolizer", "KERNEL_BINARY", "JIT_BINARY"]
 
@@ -180,8 +176,8 @@ class Symbolizer:
                         self._stats["jit_resolved"] += 1
                     return Resolved(demangle(name), JIT_BINARY, map_path, start, size, True)
             return self._unresolved("[anon]", "", file_offset)
-        if path == VDSO_NAME:
-            binary = VDSO_NAME
+        if path == VDSO:
+            binary = VDSO
         elif path.startswith("["):
             return self._unresolved(path, "", file_offset)
         else:
@@ -205,7 +201,7 @@ class Symbolizer:
     def _image_for(self, b: Binary) -> ElfImage | None:
         """The ELF image of recorded binary ``b``, found by ``stax.binaries.locate``."""
         bid = normalize_build_id(b.build_id)
-        if b.path == VDSO_NAME and bid is None:
+        if b.path == VDSO and bid is None:
             bid = vdso_image()[1]
         now = time.monotonic()
         pin = b.pinned.fd if b.pinned is not None else -1

@@ -1,5 +1,5 @@
 """DWARF (.eh_frame) unwinding of sampled user stacks for stax.
-Public surface: Unwinder (bound to a Profile's mappings), REGS_MASK, STACK_SIZE, REASONS."""
+Public surface: Unwinder (bound to a Profile's mappings), REGS_MASK, STACK_SIZE."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from stax.binaries import locate
-from stax.unwind.ehframe import TABLES, EhFrame, Row, load_image
+from stax.unwind.cfaprogram import Row
+from stax.unwind.ehframe import TABLES, EhFrame, load_image
 from stax.unwind.walker import (
     NO_CFI,
     NO_FDE,
     OUTERMOST,
-    REASONS,
     REGS_MASK,
     UNMAPPED,
     Walker,
@@ -22,7 +22,7 @@ from stax.unwind.walker import (
 if TYPE_CHECKING:
     from stax.profile.tables import Profile
 
-__all__ = ["REASONS", "REGS_MASK", "STACK_SIZE", "Unwinder", "dwarf_unwind_default"]
+__all__ = ["REGS_MASK", "STACK_SIZE", "Unwinder", "dwarf_unwind_default"]
 
 STACK_SIZE = 32768
 """Bytes of user stack copied with every sample (see docs/architecture.md for the choice)."""

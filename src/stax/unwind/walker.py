@@ -12,9 +12,8 @@ from typing import Any
 
 from stax.leb128 import read_sleb as sleb
 from stax.leb128 import read_uleb as uleb
-from stax.unwind.ehframe import (
+from stax.unwind.cfaprogram import (
     EXPR,
-    MASK64,
     OFFSET,
     REGISTER,
     SAME,
@@ -23,6 +22,7 @@ from stax.unwind.ehframe import (
     VAL_OFFSET,
     Row,
 )
+from stax.unwind.cfi import MASK64
 
 # perf_regs bits (arch/x86/include/uapi/asm/perf_regs.h): AX BX CX DX SI DI BP SP IP, R8..R15
 REGS_MASK = (0x1FF) | (0xFF << 16)
@@ -43,7 +43,6 @@ BAD_CFA = "bad CFA"
 UNREADABLE = "unreadable memory"
 TOO_DEEP = "too deep"
 OUTERMOST = "outermost"  # resolver verdict: no CFI, but known to be the entry point
-REASONS = (NO_FDE, NO_CFI, UNMAPPED, EXHAUSTED, BAD_CFA, UNREADABLE, TOO_DEEP)
 
 _u64 = struct.Struct("<Q").unpack_from
 
@@ -296,7 +295,6 @@ class Walker:
         self.frames = 0
         self.fp_frames = 0
         self.max_used = 0  # deepest stack extent a complete walk needed (bytes above SP)
-        self.last_used = 0
         self.stops: dict[tuple[int, str], int] = {}  # (binary id, reason) -> walks
 
     def forget(self, pid: int) -> None:
@@ -408,7 +406,7 @@ class Walker:
         self.frames += len(frames)
         if reason is None:
             self.complete += 1
-            used = self.last_used = (regs[RSP] or sp) - sp
+            used = (regs[RSP] or sp) - sp
             if used > self.max_used and used < 1 << 24:
                 self.max_used = used
         else:
