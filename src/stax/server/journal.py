@@ -44,28 +44,28 @@ CHUNKS = "chunks"
 RUN_FILE = "run.json"
 LOCK_FILE = "lock"
 MAGIC = b"STXJ"
-_HEAD = struct.Struct("<4sIII")
+HEAD = struct.Struct("<4sIII")
 FLUSH_INTERVAL_S = 1.0
 RUN_EVERY = 10  # run.json (a summary costs O(samples)): every flush at first, then every 10th
 # the Profile attributes holding the tables that are plain attributes of the profile
-_ATTRS = {"samples": ("s_time", "s_tid", "s_stack", "s_weight", "s_cpu"),
-          "frames": ("frame_binary", "frame_offset", "frame_func"),
-          "stacks": ("stack_parent", "stack_frame")}
-_TYPECODES = {"<i8": "q", "<i4": "i", "<i2": "h", "<i1": "b", "<u8": "Q"}
+ATTRS = {"samples": ("s_time", "s_tid", "s_stack", "s_weight", "s_cpu"),
+         "frames": ("frame_binary", "frame_offset", "frame_func"),
+         "stacks": ("stack_parent", "stack_frame")}
+TYPECODES = {"<i8": "q", "<i4": "i", "<i2": "h", "<i1": "b", "<u8": "Q"}
 
 
 def _columns(p: Any, table: str) -> list[Any]:
-    if table in _ATTRS:
-        return [getattr(p, a) for a in _ATTRS[table]]
+    if table in ATTRS:
+        return [getattr(p, a) for a in ATTRS[table]]
     obj = getattr(p, table)
     return [getattr(obj, c) for c, _, _ in TABLES[table]]
 
 
 def _raw(part: array, dtype: str) -> bytes:
     """A column slice as little-endian bytes of the archive's dtype."""
-    if part.typecode == _TYPECODES[dtype]:
+    if part.typecode == TYPECODES[dtype]:
         return part.tobytes()
-    return array(_TYPECODES[dtype], part).tobytes()
+    return array(TYPECODES[dtype], part).tobytes()
 
 
 class Journal:
@@ -159,7 +159,7 @@ class Journal:
                 data.append(_raw(col[a:b], dtype))  # an array slice copies only the new rows
         blob = zlib.compress(b"".join(data), 1)
         hj = json.dumps(head, separators=(",", ":")).encode()
-        rec = _HEAD.pack(MAGIC, len(hj), len(blob), zlib.crc32(blob, zlib.crc32(hj))) + hj + blob
+        rec = HEAD.pack(MAGIC, len(hj), len(blob), zlib.crc32(blob, zlib.crc32(hj))) + hj + blob
         assert self._fd is not None
         os.write(self._fd, rec)
         self.done = rows

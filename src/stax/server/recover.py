@@ -16,7 +16,7 @@ from array import array
 from typing import Any
 
 from stax.archive.format import TABLES, ArchiveError, save
-from stax.server.journal import _ATTRS, _HEAD, _TYPECODES, CHUNKS, MAGIC, RUN_FILE, pending
+from stax.server.journal import ATTRS, CHUNKS, HEAD, MAGIC, RUN_FILE, TYPECODES, pending
 
 log = logging.getLogger("stax.server")
 
@@ -49,10 +49,10 @@ def _chunks(path: str) -> Any:
     """Each intact chunk's (header, data); stops at the first torn or corrupted one."""
     with open(path, "rb") as f:
         while True:
-            head = f.read(_HEAD.size)
-            if len(head) < _HEAD.size:
+            head = f.read(HEAD.size)
+            if len(head) < HEAD.size:
                 return
-            magic, hlen, blen, crc = _HEAD.unpack(head)
+            magic, hlen, blen, crc = HEAD.unpack(head)
             if magic != MAGIC or hlen > MAX_HEADER:
                 log.warning("journal %s: bad chunk; the rest is ignored", path)
                 return
@@ -71,7 +71,7 @@ def replay(jpath: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
 
     p = Profile(None)
     p.binaries = []
-    cols: dict[str, list[array]] = {t: [array(_TYPECODES[d]) for _, d, _ in spec]
+    cols: dict[str, list[array]] = {t: [array(TYPECODES[d]) for _, d, _ in spec]
                                     for t, spec in TABLES.items()}
     threads: list[dict[str, Any]] = []
     for head, data in _chunks(os.path.join(jpath, CHUNKS)):
@@ -99,8 +99,8 @@ def replay(jpath: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     if len(p.binaries) < 2:  # nothing was journaled: the profile's own first two binaries
         p.binaries = Profile(None).binaries
     for table, arrs in cols.items():
-        if table in _ATTRS:
-            for attr, arr in zip(_ATTRS[table], arrs, strict=True):
+        if table in ATTRS:
+            for attr, arr in zip(ATTRS[table], arrs, strict=True):
                 setattr(p, attr, arr)
         else:
             obj = getattr(p, table)
