@@ -217,7 +217,8 @@ def test_flamegraph_of_a_deep_recursion_stays_decodable(tmp_path: Path,
     """600 frames deep (DWARF walks go to 512 user frames, plus kernel ones): the tree is cut
     at 400 levels, so the reply encodes and the client decodes it."""
     from stax.protocol import MAX_REPLY_DEPTH
-    from stax.server.daemon import MAX_TREE_DEPTH, Server
+    from stax.server.daemon import Server
+    from stax.server.handlers.queries import MAX_TREE_DEPTH
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     srv = Server(str(tmp_path / "s.sock"))

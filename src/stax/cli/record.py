@@ -151,7 +151,9 @@ def summary_text(run: dict[str, Any]) -> list[str]:
                                                                    run.get("state", ""))
     secs = run["elapsed_ms"] / 1000
     rate = run["samples"] / secs if secs > 0 else 0.0
-    lines = [f"stax: run {run['id']} {run['state']} ({reason}): {run['samples']} samples in "
+    # run 0: recorded in-process (no server hosts it; the caller says where it was saved)
+    who = f"run {run['id']}" if run["id"] else "in-process recording"
+    lines = [f"stax: {who} {run['state']} ({reason}): {run['samples']} samples in "
              f"{secs:.2f} s ({rate:.0f}/s at -F {run['frequency_hz']}), "
              f"{run['threads']} thread{'s' if run['threads'] != 1 else ''}, "
              f"{run['lost_records']} lost records"]
@@ -172,7 +174,7 @@ def summary_text(run: dict[str, Any]) -> list[str]:
         lines.append(f"warning: {uw['cut_short']} of {uw['walks']} stacks "
                      f"({uw['cut_short_pct']:.1f}%) were cut short by the DWARF unwinder; "
                      "see stax diagnose")
-    if run["samples"]:
+    if run["samples"] and run["id"]:
         lines.append("stax: explore it with: stax top | stax flame | stax threads")
     return lines
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stax.protocol import E_BAD_REQUEST, RPCError
+
+if TYPE_CHECKING:
+    from stax.profile.views import Filter
 
 # The kernel's ceiling for pid_max on 64-bit (PID_MAX_LIMIT); pids and tids live below it.
 MAX_PID = 1 << 22
@@ -157,3 +160,37 @@ def _short(v: Any) -> str:
         return "a number too large"
     s = repr(v)
     return s if len(s) <= 24 else s[:20] + "…"
+
+
+def dwarf_unwind(params: dict[str, Any]) -> bool:
+    """``dwarf_unwind`` (default: on for x86-64): sample user registers and a stack copy
+    and unwind them with .eh_frame; false = the kernel's frame-pointer chain only."""
+    from stax.unwind import dwarf_unwind_default
+
+    v = params.get("dwarf_unwind")
+    return dwarf_unwind_default() if v is None else boolean(params, "dwarf_unwind", True)
+
+
+def start_options(params: dict[str, Any]) -> tuple[int, int, float | None, bool, str | None]:
+    """pid, frequency, time limit (s), dwarf_unwind, daemon_socket of start_launch and
+    start_attach; the pid is checked last, so a request with a bad pid has had every other
+    parameter checked too."""
+    from stax.capture.recorder import MAX_FREQUENCY
+
+    freq = integer(params, "frequency", 900, lo=1, hi=MAX_FREQUENCY)
+    assert freq is not None
+    limit = number(params, "time_limit_ms", lo=0.0, hi=float(MAX_MS), lo_open=True)
+    dwarf = dwarf_unwind(params)
+    daemon_socket = path(params, "daemon_socket", required=False)
+    return (pid(params), freq, (limit / 1000.0 if limit is not None else None), dwarf,
+            daemon_socket)
+
+
+def query_filter(params: dict[str, Any]) -> Filter:
+    """The stax.profile.views.Filter of a query: thread, time range, excluded functions."""
+    from stax.profile import views
+
+    return views.Filter(tid=tid(params),
+                        start_ns=integer(params, "start_ns", lo=-MAX_NS, hi=MAX_NS),
+                        end_ns=integer(params, "end_ns", lo=-MAX_NS, hi=MAX_NS),
+                        exclude=tuple(text_list(params, "exclude")))

@@ -6,43 +6,24 @@ A Run owns its Profile and Recorder; the registry decides which run queries read
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from stax.archive.diag import capture_fields
-from stax.capture.broker import opener_for
-from stax.capture.recorder import CaptureError, Recorder
-from stax.profile.access import Owner
+from stax.capture.recorder import CaptureError
 from stax.profile.tables import Profile
 from stax.protocol import E_BAD_REQUEST, E_BUSY, E_CAPTURE, E_NO_RUN, RPCError
+from stax.server.session import Session, open_capture
 
 log = logging.getLogger("stax.server")
 
 
-@dataclass
-class Run:
+@dataclass(kw_only=True)
+class Run(Session):
+    """A capture session the server hosts (live), or a run read back from an archive."""
+
     id: int
-    mode: str  # "launch" | "attach"
-    pid: int
-    argv: list[str]
-    frequency: int
-    time_limit_s: float | None
-    profile: Profile
-    recorder: Recorder | None  # None for runs read from an archive
-    started_wall: float = field(default_factory=time.time)
-    started_mono: float = field(default_factory=time.monotonic)
-    stopped_mono: float | None = None
-    state: str = "recording"
-    end_reason: str | None = None
-    exit_status: int | None = None
-    error: str | None = None
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
     archive: str | None = None  # where the run is kept on disk (saved history or opened file)
     stored: dict[str, Any] | None = None  # the summary an archive holds (archive-backed runs)
     stored_diag: dict[str, Any] | None = None
@@ -64,48 +45,10 @@ class Run:
         except OSError:
             return "?"
 
-    def elapsed_s(self) -> float:
-        end = self.stopped_mono if self.stopped_mono is not None else time.monotonic()
-        return end - self.started_mono
-
     def summary(self) -> dict[str, Any]:
         if self.stored is not None:
             return {**self.stored, "id": self.id, "state": self.state, "archive": self.archive}
-        assert self.recorder is not None
-        p = self.profile
-        with p.lock:
-            samples = len(p.s_stack)
-            counts = dict(p.counts)
-            nthreads = len(p.threads)
-            oncpu = sum(p.s_weight[:samples])
-        info = self.recorder.info
-        return {
-            "id": self.id,
-            "state": self.state,
-            "mode": self.mode,
-            "pid": self.pid,
-            "command": self.label,
-            "argv": self.argv,
-            "frequency_hz": self.frequency,
-            "time_limit_ms": (round(self.time_limit_s * 1000)
-                              if self.time_limit_s is not None else None),
-            "samples": samples,
-            "oncpu_ns": oncpu,
-            **capture_fields(p, self.recorder),  # intervals, off-CPU, wakeups, unwinding
-            "lost_records": counts["lost"],
-            "threads": nthreads,
-            "started_at_unix_ms": int(self.started_wall * 1000),
-            "elapsed_ms": round(self.elapsed_s() * 1000, 3),
-            "end_reason": self.end_reason,
-            "exit_status": self.exit_status,
-            "error": self.error,
-            "kernel_frames": info.kernel_frames,
-            "notes": list(info.notes) + ([self.recorder.shedding.note()]
-                                         if self.recorder.shedding.active else []),
-            "archive": self.archive,
-            "capture_mode": info.mode,
-            "daemon_socket": info.daemon_socket,
-        }
+        return self.capture_summary(self.id, self.label, self.archive)
 
 
 class Registry:
@@ -173,9 +116,9 @@ class Registry:
     def _archived_run(self, run_id: int, path: str, summary: dict[str, Any],
                       diag: dict[str, Any], profile: Profile | None) -> Run:
         s = _complete_summary(summary, profile)
-        run = Run(run_id, str(s.get("mode") or "archive"), int(s.get("pid") or 0),
-                  list(s.get("argv") or []), int(s.get("frequency_hz") or 0), None,
-                  profile or Profile(None), None)
+        run = Run(id=run_id, mode=str(s.get("mode") or "archive"), pid=int(s.get("pid") or 0),
+                  argv=list(s.get("argv") or []), frequency=int(s.get("frequency_hz") or 0),
+                  time_limit_s=None, profile=profile or Profile(None), recorder=None)
         run.state = "stopped"
         run.archive = path
         run.stored = s
@@ -228,78 +171,20 @@ class Registry:
             if act is not None:
                 raise RPCError(E_BUSY, f"another run is already active (run {act.id}, pid "
                                        f"{act.pid}); stax wait or stax stop")
-            profile = Profile(self.symbolizer, dwarf_unwind=dwarf_unwind)
-            opener, note = opener_for(daemon_socket)
-            recorder = Recorder(profile, profile.lock, frequency, dwarf_unwind=dwarf_unwind,
-                                opener=opener)
-            if note:
-                recorder.info.notes.append(note)
             try:
-                if mode == "launch":
-                    recorder.open_launch(pid)
-                else:
-                    recorder.open_attach(pid)
+                profile, recorder, pidfd = open_capture(mode, pid, frequency, dwarf_unwind,
+                                                        daemon_socket, self.symbolizer)
             except CaptureError as e:
-                opener.close()
                 raise RPCError(E_CAPTURE, str(e)) from None
-            try:
-                pidfd: int | None = os.pidfd_open(pid)
-            except OSError as e:
-                recorder.close()
-                raise RPCError(E_CAPTURE, f"no process with pid {pid} ({e.strerror})") from None
-            profile.owner = Owner.of_pid(pid)  # unknown (None): only world-readable sources
-            run = Run(self.next_id, mode, pid, argv, frequency, time_limit_s, profile,
-                      recorder)
-            if mode == "attach":
-                profile.seed_from_proc(pid, time.monotonic_ns())
-                if recorder.info.offcpu:
-                    profile.seed_blocked(pid, time.monotonic_ns())
+            run = Run(id=self.next_id, mode=mode, pid=pid, argv=argv, frequency=frequency,
+                      time_limit_s=time_limit_s, profile=profile, recorder=recorder)
             self.next_id += 1
             self.runs[run.id] = run
             self.selected = run.id
-        run.thread = threading.Thread(target=self._capture, args=(run, pidfd),
-                                      name=f"capture-{run.id}", daemon=True)
-        run.thread.start()
+        run.start(pidfd, f"run {run.id}", self.on_stopped)
         log.info("run %d started: %s pid %d (%s) at %d Hz, events opened %s", run.id, mode, pid,
                  run.label, frequency, recorder.info.mode)
         return run
-
-    def _capture(self, run: Run, pidfd: int | None) -> None:
-        recorder = run.recorder
-        assert recorder is not None
-        # the time limit counts from when every event is open (the recorded span's start);
-        # it ends at the deadline, the stop or the exit (stax.capture.loop), before the rest of
-        # what is queued is decoded
-        if recorder.opened_mono is not None:
-            run.started_mono = recorder.opened_mono
-        deadline = (run.started_mono + run.time_limit_s) if run.time_limit_s else None
-
-        def span_end(t: float) -> None:
-            run.stopped_mono = t
-
-        recorder.on_span_end = span_end
-        try:
-            run.end_reason = recorder.run(run.stop_event, pidfd, deadline)
-        except Exception as e:  # the run must end cleanly whatever happened
-            log.exception("capture of run %d failed", run.id)
-            run.error = f"capture failed: {e}"
-            run.end_reason = "error"
-        finally:
-            if run.stopped_mono is None:
-                run.stopped_mono = time.monotonic()
-            run.state = "stopped"  # waiters get the summary now; closing 1000s of fds is slow
-            recorder.close()
-            if pidfd is not None:
-                os.close(pidfd)
-            if self.on_stopped is not None:
-                try:
-                    self.on_stopped(run)
-                except Exception:
-                    log.exception("keeping run %d on disk failed", run.id)
-            run.done.set()
-            s = run.summary()
-            log.info("run %d stopped (%s): %d samples, %d lost", run.id, run.end_reason,
-                     s["samples"], s["lost_records"])
 
     def stop(self, run: Run, timeout: float = 10.0) -> None:
         run.stop_event.set()

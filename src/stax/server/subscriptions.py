@@ -17,7 +17,7 @@ from stax.protocol import E_BAD_REQUEST, RPCError
 from stax.server import params as P
 
 if TYPE_CHECKING:
-    from stax.server.daemon import Server
+    from stax.server.runs import Registry
 
 log = logging.getLogger("stax.server")
 
@@ -34,14 +34,14 @@ MAX_INTERVAL_MS = 10_000
 class Subscriptions:
     """Every live subscription of the server, by id, with the connection it pushes to."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
         self.next_id = 1
         self.tasks: dict[int, tuple[Push, asyncio.Task[None]]] = {}
         self.pushed = 0
 
     def state(self) -> dict[str, Any]:
-        reg = self.server.registry
+        reg = self.registry
         act = reg.active
         cur = reg.current()
         act_s = act.summary() if act else None
@@ -51,7 +51,7 @@ class Subscriptions:
     def _fingerprint(self) -> tuple[Any, ...]:
         """Cheap: changes when a run starts, stops or is selected. While a run records, the
         loop pushes every interval anyway (its counts and elapsed time move)."""
-        reg = self.server.registry
+        reg = self.registry
         cur = reg.current()
         return (len(reg.runs), reg.selected, cur.id if cur else None,
                 cur.state if cur else None, cur.end_reason if cur else None)
@@ -99,7 +99,7 @@ class Subscriptions:
             while True:
                 await asyncio.sleep(interval)
                 fp = self._fingerprint()
-                recording = self.server.registry.active is not None
+                recording = self.registry.active is not None
                 if fp == last and not recording:
                     continue
                 last = fp

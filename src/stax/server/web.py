@@ -16,17 +16,16 @@ import os
 import re
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from stax.protocol import dumps
 from stax.server import webauth
-from stax.server.subscriptions import PUSH
+from stax.server.subscriptions import PUSH, Push
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from stax.server.daemon import Server
 
 log = logging.getLogger("stax.server")
 
@@ -76,8 +75,11 @@ def _host_part(host: str) -> str:
 class WebUI:
     """The aiohttp application bound to one TCP socket, or the reason it could not bind."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, handle_line: Callable[[str], Awaitable[dict[str, Any]]],
+                 drop_connection: Callable[[Push], None], socket_path: str) -> None:
+        self.socket_path = socket_path  # the token file lives beside it
+        self.handle_line = handle_line  # one request line in, its reply out
+        self.drop_connection = drop_connection  # a connection's subscriptions end with it
         self.bind = os.environ.get("STAX_SERVER_WS_BIND") or DEFAULT_BIND
         self.host = ""
         self.port = 0
@@ -133,7 +135,7 @@ class WebUI:
         self.host, self.port = sock.getsockname()[:2]
         if not webauth.is_loopback(self.host):
             self.token = webauth.new_token()
-            path = self.server.socket_path + ".token"
+            path = self.socket_path + ".token"
             try:
                 webauth.write_token(path, self.token)
                 self.token_file = path
@@ -272,7 +274,7 @@ class WebUI:
                 await ws.send_str(dumps(obj, separators=(",", ":")))
 
         async def one(text: str) -> None:
-            resp = await self.server.handle_line(text)  # strict JSON, bounded nesting
+            resp = await self.handle_line(text)  # strict JSON, bounded nesting
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await send(resp)
 
@@ -292,7 +294,7 @@ class WebUI:
                     break
         finally:
             self.connections -= 1
-            self.server.subs.drop_connection(send)
+            self.drop_connection(send)
             for task in pending:
                 task.cancel()
         return ws

@@ -1,0 +1,105 @@
+"""RPC handlers that read a run's tables: top, flamegraph, threads, intervals, wakers,
+timeline, annotate. Each reads its parameters, then runs the view on a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from stax.profile import views
+from stax.protocol import E_BAD_REQUEST, E_NO_RUN, RPCError
+from stax.server import params as P
+from stax.server.handlers.base import Base
+
+MAX_BUCKETS = 10_000
+MAX_TREE_DEPTH = 400  # flamegraph levels sent (a reply stays well inside JSON nesting limits)
+
+
+class Queries(Base):
+    async def _query(self, params: dict[str, Any], fn: Callable[..., dict[str, Any]],
+                     *args: Any) -> Any:
+        flt = P.query_filter(params)
+        run = self._maybe_run(params)
+        if run is None:
+            raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
+        result = await asyncio.to_thread(fn, run.profile, flt, *args)
+        result["run"] = run.summary()
+        return result
+
+    async def h_top(self, params: dict[str, Any]) -> Any:
+        sort = P.choice(params, "sort", ("self", "total"), "self")
+        limit = P.integer(params, "limit", 20)
+        return await self._query(params, views.top, sort, limit)
+
+    async def h_flamegraph(self, params: dict[str, Any]) -> Any:
+        depth = P.integer(params, "max_depth", 0)
+        # 0 = all, but a reply nests two levels per frame: deeper levels are collapsed
+        depth = min(depth or MAX_TREE_DEPTH, MAX_TREE_DEPTH)
+        threshold = P.number(params, "threshold_pct", 0.0, hi=100.0)
+        mode = P.choice(params, "mode", ("cpu", "offcpu", "wall"), "cpu")
+        res = await self._query(params, views.flame, depth, threshold, mode)
+        if mode != "cpu":
+            note = _offcpu_note(res["run"])
+            if note:
+                res["note"] = note
+        return res
+
+    async def h_threads(self, params: dict[str, Any]) -> Any:
+        limit = P.integer(params, "limit", 20)
+        return await self._query(params, views.threads, limit)
+
+    async def h_intervals(self, params: dict[str, Any]) -> Any:
+        from stax.profile import offviews
+        from stax.profile.offcpu import REASONS
+
+        limit = P.integer(params, "limit", 100)
+        reason = P.choice(params, "reason", REASONS, None)
+        min_dur = P.integer(params, "min_duration_ns", 0, hi=P.MAX_NS)
+        stacks = P.boolean(params, "stacks", True)
+        res = await self._query(params, offviews.intervals, limit, reason, min_dur, stacks)
+        if note := _offcpu_note(res["run"]):
+            res["note"] = note
+        return res
+
+    async def h_wakers(self, params: dict[str, Any]) -> Any:
+        from stax.profile import offviews
+
+        limit = P.integer(params, "limit", 20)
+        res = await self._query(params, offviews.wakers, limit)
+        if note := _offcpu_note(res["run"], wakeups=True):
+            res["note"] = note
+        return res
+
+    async def h_timeline(self, params: dict[str, Any]) -> Any:
+        buckets = P.integer(params, "buckets", 100, lo=1, hi=MAX_BUCKETS)
+        return await self._query(params, views.timeline, buckets)
+
+    async def h_annotate(self, params: dict[str, Any]) -> Any:
+        from stax.profile import annotate
+
+        target = params.get("target")
+        if not isinstance(target, str) or not target.strip():
+            raise RPCError(E_BAD_REQUEST, "target is required: a hex address (0x401136) or "
+                                          "part of a function name")
+        target = P.text(params, "target")
+        assert target is not None
+        exact = P.boolean(params, "exact", False)
+
+        def run(p: Any, flt: views.Filter) -> dict[str, Any]:
+            try:
+                return annotate.annotate(p, flt, target, exact)
+            except annotate.AnnotateError as e:
+                raise RPCError(E_BAD_REQUEST, str(e)) from None
+
+        return await self._query(params, run)
+
+
+def _offcpu_note(run: dict[str, Any], wakeups: bool = False) -> str | None:
+    """Why a run has no off-CPU data (or no wakeups), from its summary; None if it has them."""
+    off = run.get("offcpu") or {}
+    if not off.get("intervals_recorded"):
+        return f"off-CPU intervals unavailable: {off.get('problem') or 'not recorded'}"
+    if wakeups and not off.get("wakeups_recorded"):
+        return f"wakeups unavailable: {off.get('wakeups_problem') or 'not recorded'}"
+    return None
