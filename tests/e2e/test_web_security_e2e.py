@@ -216,7 +216,7 @@ def test_wildcard_bind_needs_the_token(stax: Stax, user: User) -> None:
     assert stat.S_IMODE(tf.stat().st_mode) == 0o600
     origin = f"http://127.0.0.1:{port}"
     # no token or a wrong one: 403 for everyone, the owner included, on every route
-    for path in ("/", "/static/app.js", "/nope"):
+    for path in ("/", "/static/app.js", "/static/api.js", "/nope"):
         assert probe(url, path) == "403", path
         assert probe(url, path, host=f"127.0.0.1:{port}") == "403", path
     assert probe(url, "/?token=" + "x" * len(token)) == "403"
@@ -230,6 +230,13 @@ def test_wildcard_bind_needs_the_token(stax: Stax, user: User) -> None:
     assert f'src="/static/app.js?token={token}"' in page
     assert probe(url, f"/static/app.js?token={token}") == "200"
     assert probe(url, "/static/app.js", f"Authorization: Bearer {token}") == "200"
+    # the page's script imports its sibling modules by relative URL: each import carries it too
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/app.js?token={token}",
+                                timeout=10) as r:
+        script = r.read().decode()
+        assert r.headers["Cache-Control"] == "no-store"
+    assert f'from "./api.js?token={token}";' in script
+    assert 'from "./api.js";' not in script
     assert asyncio.run(_ws_hello(url, origin))["result"]["server"] == "stax-server"
     assert probe(url, f"/ws?token={token}", *WS_HEADERS) == "403"  # still needs an Origin
     # the token is the credential here: whoever holds it gets in, whoever lacks it does not

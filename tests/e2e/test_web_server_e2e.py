@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,19 @@ def test_status_names_the_web_ui_and_the_page_is_served(stax: Stax) -> None:
         assert r.status == 200
         assert "text/html" in r.headers["Content-Type"]
         page = r.read().decode()
-    assert "/static/app.js" in page
-    for name in ("app.js", "style.css"):
+    assert '<script type="module" src="/static/app.js">' in page
+    # app.js imports the other modules (as ./NAME.js): every file the package ships is served
+    shipped = [f.name for f in resources.files("stax.web").iterdir()
+               if f.name.endswith((".js", ".css"))]
+    assert {"app.js", "api.js", "flame.js", "style.css"} <= set(shipped)
+    for name in shipped:
         with urllib.request.urlopen(url + "static/" + name, timeout=10) as r:
             assert r.status == 200
+            kind = "text/css" if name.endswith(".css") else "text/javascript"
+            assert r.headers["Content-Type"].startswith(kind), name
+            body = r.read().decode()
+        for imported in re.findall(r'from "\./([\w.-]+)";', body):
+            assert imported in shipped, (name, imported)
     with pytest.raises(urllib.error.HTTPError) as ei:
         urllib.request.urlopen(url + "static/..%2Fdaemon.py", timeout=10)
     assert ei.value.code == 404

@@ -52,6 +52,9 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 
 _STATIC_REF = re.compile(r'((?:src|href)="/static/[^"?]+)"')
+# the page's script is an ES module importing its siblings by relative URL ("./api.js"), which
+# drops the importer's query: on a token-protected server each import is given the token too
+_IMPORT_REF = re.compile(r'^((?:import|export)\b[^"]*?\bfrom "\./[\w.-]+\.js)"', re.M)
 # served instead of the page when a token-protected server is asked without its token: a page
 # opened with the token keeps it in session storage, so a reload finds it again
 _NEED_TOKEN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>stax</title>
@@ -229,16 +232,27 @@ class WebUI:
             f"connect-src 'self' ws://{host} wss://{host}; frame-ancestors 'none'; "
             "base-uri 'none'; form-action 'self'")
         res.headers["Cache-Control"] = "no-store"
-        if self.token is not None:  # the page's own files need the token too
-            body = res.body
-            assert isinstance(body, bytes)
-            res.body = _STATIC_REF.sub(
-                lambda m: f'{m.group(1)}?{webauth.TOKEN_PARAM}={self.token}"',
-                body.decode()).encode()
+        self._add_token(res, _STATIC_REF)  # the page's own files need the token too
         return res
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
-        return self._file(request.match_info["name"])
+        name = request.match_info["name"]
+        res = self._file(name)
+        if name.endswith(".js"):
+            self._add_token(res, _IMPORT_REF)
+        return res
+
+    def _add_token(self, res: web.StreamResponse, refs: re.Pattern[str]) -> None:
+        """On a token-protected server, append the token to the file references ``refs``
+        matches in the body (the body then holds the token: never cached)."""
+        from aiohttp import web
+
+        if self.token is None:
+            return
+        assert isinstance(res, web.Response) and isinstance(res.body, bytes)
+        res.body = refs.sub(lambda m: f'{m.group(1)}?{webauth.TOKEN_PARAM}={self.token}"',
+                            res.body.decode()).encode()
+        res.headers["Cache-Control"] = "no-store"
 
     def _file(self, name: str) -> web.StreamResponse:
         from aiohttp import web

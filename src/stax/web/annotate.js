@@ -1,0 +1,93 @@
+// The annotate panel: the selected function's instructions with their samples, under the source
+// lines they come from (docs/protocol.md describes the annotate result).
+
+import { rpc } from "./api.js";
+import { $, S, scopeParams } from "./state.js";
+import { esc, ms, pct } from "./format.js";
+
+// force: annotate now, even if the selection has not changed
+export async function refreshAnnotate(force) {
+  const el = $("#annotate"), title = $("#annotate-title");
+  if (!S.selFunc || !S.run) {
+    title.textContent = "";
+    el.innerHTML = `<span class="muted">click a function in the top table or the flamegraph to annotate it</span>`;
+    S.annotateKey = null;
+    return;
+  }
+  const key = JSON.stringify([S.run.id, S.selFunc.func, S.tid, S.range]);
+  const now = performance.now();
+  // while recording, re-annotate at most every 3 s; otherwise only when the selection changes
+  if (!force && key === S.annotateKey && (S.run.state !== "recording" || now - S.annotateAt < 3000)) return;
+  S.annotateKey = key; S.annotateAt = now;
+  title.textContent = `${S.selFunc.func} (${S.selFunc.binary})`;
+  const p = { ...scopeParams(), target: S.selFunc.func, exact: true };
+  let res;
+  try {
+    res = await rpc.call("annotate", p);
+  } catch (e) {
+    if (e.code === "disconnected") return;
+    el.innerHTML = e.code === "unknown_method"
+      ? `<div class="note">annotate not available in this stax-server</div>`
+      : `<div class="note">annotate: ${esc(e.message)}</div>`;
+    return;
+  }
+  el.innerHTML = renderAnnotation(res);
+}
+
+const hex = (n) => (typeof n === "number" || typeof n === "bigint" ? `0x${n.toString(16)}` : esc(n ?? "?"));
+const baseName = (f) => String(f).split("/").pop();
+const UNPLACED = { mid_instruction: "inside an instruction", outside_disassembly: "outside the disassembly",
+  not_disassembled: "not disassembled", no_address: "no address" };
+
+// The annotate result (docs/protocol.md): the matched function, then its instructions in
+// address order under a `file:line` header wherever the source line changes.
+function renderAnnotation(res) {
+  if (!res || typeof res !== "object") return `<div class="note">annotate not available for this function</div>`;
+  const fn = res.function;
+  if (!fn) {
+    const hot = (res.hottest || []).map((h) => `<tr><td class="fn">${esc(h.func)}</td><td>${esc(h.binary)}</td>` +
+      `<td class="num">${h.self_samples}</td><td class="num">${h.total_samples}</td></tr>`).join("");
+    return `<div class="note">no sampled function matches “${esc(res.target)}” in this scope</div>` +
+      (hot ? `<h3>Hottest functions</h3><table><thead><tr><th>function</th><th>binary</th><th class="num">self</th>` +
+        `<th class="num">total</th></tr></thead><tbody>${hot}</tbody></table>` : "");
+  }
+  const where = [`${hex(fn.addr)}`, fn.size ? `${fn.size} bytes` : null, res.arch].filter(Boolean).join(", ");
+  const func = `<div class="ann-func" id="annotate-func"><b>${esc(fn.func)}</b> in ${esc(fn.binary)} ` +
+    `<span class="muted">(${esc(where)}; matched by ${esc(res.matched_by)})</span>` +
+    ` · self ${res.self_samples ?? 0} samples, ${ms(res.self_ns)}, ${pct(res.self_pct)} of ${res.total_samples} in scope` +
+    ` · on the stack in ${res.total_samples_in_function ?? 0}</div>`;
+  const un = res.unplaced || {};
+  const unParts = Object.entries(un).filter(([, v]) => v > 0).map(([k, v]) => `${v} ${UNPLACED[k] || k}`);
+  const unTitle = (res.unplaced_addrs || []).map((u) => `${hex(u.addr)}: ${u.samples} (${u.reason})`).join("\n");
+  const counts = `<div class="ann-counts" id="annotate-counts">${res.placed_samples ?? 0} samples placed on instructions · ` +
+    `<span class="${res.unplaced_samples ? "warn" : ""}" title="${esc(unTitle)}">${res.unplaced_samples ?? 0} unplaced` +
+    `${unParts.length ? ` (${esc(unParts.join(", "))})` : ""}</span>` +
+    (res.has_line_info === false ? ` · <span class="muted">no line table${res.debug_file ? "" : " (no debug file)"}</span>` : "") +
+    `</div>`;
+  const note = res.note ? `<div class="note">${esc(res.note)}</div>` : "";
+  const ins = res.instructions || [];
+  if (!ins.length) return func + counts + (note || `<div class="note">no instructions to show for this function</div>`);
+  const src = new Map((res.sources || []).map((x) => [`${x.file}:${x.line}`, x]));
+  const maxS = Math.max(1, ...ins.map((r) => r.samples || 0));
+  const rows = [];
+  let prev = null;
+  for (const r of ins) {
+    const key = r.file ? `${r.file}:${r.line}` : null;
+    if (key && key !== prev) {
+      const x = src.get(key);
+      const text = x && x.text != null ? esc(x.text) : `<span class="muted">(${esc((x && x.hidden) || "source not readable")})</span>`;
+      rows.push(`<tr class="src${x && x.samples ? " hot-src" : ""}"><td class="loc" colspan="3" title="${esc(r.file)}:${r.line}">${esc(baseName(r.file))}:${r.line}</td>` +
+        `<td class="code">${text}</td><td class="num muted">${x && x.samples ? `${x.samples} samples` : ""}</td></tr>`);
+    }
+    prev = key;
+    const heat = (r.samples || 0) / maxS;
+    const style = r.samples ? ` style="--heat:${Math.round(15 + 55 * heat)}%"` : "";
+    rows.push(`<tr class="ins${r.samples ? " hot" : ""}"${style} data-samples="${r.samples || 0}">` +
+      `<td class="addr">${hex(r.addr)}</td><td class="num">${r.samples || ""}</td>` +
+      `<td class="num">${r.samples ? pct(r.pct) : ""}</td><td class="text">${esc(r.text)}</td>` +
+      `<td class="barcell">${r.samples ? `<span class="hbar" style="width:${(100 * heat).toFixed(1)}%"></span>` : ""}</td></tr>`);
+  }
+  return func + counts + note +
+    `<table class="ann"><thead><tr><th>address</th><th class="num">samples</th><th class="num">%</th>` +
+    `<th>instruction</th><th></th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+}

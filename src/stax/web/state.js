@@ -1,0 +1,29 @@
+// What every panel shares: the page's state, the DOM shortcut, and the counters tests read.
+
+export const $ = (sel) => document.querySelector(sel);
+
+export const S = {
+  runId: null,        // null: follow the server's current run
+  run: null,          // run summary being shown
+  tid: null,          // thread scope
+  range: null,        // [start_ns, end_ns] relative to the run's first sample
+  mode: "cpu",        // flamegraph mode
+  sort: "self",
+  zoom: [],           // path of frame keys from the root to the zoomed node
+  search: "",
+  selFunc: null,      // {func, binary} for the annotate pane
+  flame: null, top: null, threads: null, timeline: null,
+  annotateKey: null, annotateAt: 0,
+};
+// What tests and the benchmark read: renders so far, time of the first full render.
+export const stats = { renders: 0, firstRenderMs: null, updates: 0, errors: [] };
+window.__stax = stats;
+
+// The run, thread and time range every query is scoped to.
+export function scopeParams() {
+  const p = {};
+  if (S.run) p.run = S.run.id;
+  if (S.tid !== null) p.tid = S.tid;
+  if (S.range) { p.start_ns = Math.floor(S.range[0]); p.end_ns = Math.ceil(S.range[1]); }
+  return p;
+}

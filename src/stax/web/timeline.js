@@ -1,0 +1,59 @@
+// The timeline: on-CPU samples over time as bars; dragging selects the time range every panel
+// is scoped to, a double-click clears it.
+
+import { $, S } from "./state.js";
+import { secs } from "./format.js";
+
+let brushing = false;
+export function renderTimeline() {
+  const t = S.timeline, el = $("#timeline");
+  if (brushing) return;  // keep the range being dragged on screen
+  if (!t || !t.counts.length) { el.innerHTML = ""; return; }
+  const n = t.counts.length, max = Math.max(1, ...t.counts);
+  const W = 1000, H = 90, bw = W / n;
+  const bars = t.counts.map((c, i) => c ? `<rect class="bar" x="${(i * bw).toFixed(2)}" y="${(H - 14 - (c / max) * (H - 18)).toFixed(2)}" width="${Math.max(bw - 0.5, 0.5).toFixed(2)}" height="${((c / max) * (H - 18)).toFixed(2)}"></rect>` : "").join("");
+  const span = t.bucket_ns * n;
+  let brush = "";
+  if (S.range) {
+    const x0 = (S.range[0] / span) * W, x1 = (S.range[1] / span) * W;
+    brush = `<rect class="brush" x="${x0}" y="0" width="${Math.max(1, x1 - x0)}" height="${H - 12}"></rect>`;
+  }
+  const none = t.counts.some((c) => c) ? "" : `<text class="axis" x="${W / 2}" y="${H / 2}" text-anchor="middle">no on-CPU samples in this scope</text>`;
+  const axis = `${none}<text class="axis" x="2" y="${H - 2}">0 s</text><text class="axis" x="${W - 2}" y="${H - 2}" text-anchor="end">${secs(span)}</text>`;
+  el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none">${bars}${brush}${axis}</svg>`;
+  el.dataset.span = span;
+}
+
+// refresh: what the page runs when the scope changes
+export function setupBrush(refresh) {
+  const el = $("#timeline");
+  let start = null, rect = null;
+  const frac = (ev) => {
+    const b = el.getBoundingClientRect();
+    return Math.min(1, Math.max(0, (ev.clientX - b.left) / b.width));
+  };
+  el.addEventListener("mousedown", (ev) => {
+    if (!S.timeline) return;
+    start = frac(ev); ev.preventDefault(); brushing = true;
+    const svg = el.querySelector("svg");
+    rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    rect.setAttribute("class", "brush"); rect.setAttribute("y", "0"); rect.setAttribute("height", "78");
+    svg?.appendChild(rect);
+  });
+  window.addEventListener("mousemove", (ev) => {
+    if (start === null || !rect) return;
+    const f = frac(ev);
+    rect.setAttribute("x", String(Math.min(start, f) * 1000));
+    rect.setAttribute("width", String(Math.abs(f - start) * 1000));
+  });
+  window.addEventListener("mouseup", (ev) => {
+    if (start === null) return;
+    const f = frac(ev), a = Math.min(start, f), b = Math.max(start, f);
+    start = null; rect = null; brushing = false;
+    if (b - a < 0.005) return;  // a click, not a drag
+    const span = S.timeline.bucket_ns * S.timeline.counts.length;
+    S.range = [a * span, b * span];
+    refresh();
+  });
+  el.addEventListener("dblclick", () => { S.range = null; refresh(); });
+}
