@@ -79,7 +79,7 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     """Record a launched command (``exe``) or ``args.pid`` here, then save an archive."""
     from stax.archive.diag import run_diagnostics
     from stax.capture.recorder import CaptureError, Recorder
-    from stax.cli.record import exit_status, release, spawn_paused, summary_text
+    from stax.cli.recording import exit_status, release, spawn_paused, summary_text
     from stax.profile.tables import Profile
     from stax.symbols import Symbolizer
 
@@ -88,7 +88,7 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     # (--no-dwarf-unwind, STAX_DWARF_UNWIND=0), off-CPU intervals and wakeups when permitted,
     # descriptors from staxd when its socket answers
     from stax.capture.broker import opener_for
-    from stax.cli.record import _dwarf
+    from stax.cli.recording import dwarf_unwind as _dwarf
 
     dwarf = _dwarf(args)
     profile = Profile(Symbolizer(), dwarf_unwind=dwarf)
