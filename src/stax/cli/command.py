@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from typing import NamedTuple
 
 from stax.limits import MAX_COUNT, MAX_ID, MAX_PID
 
@@ -23,11 +22,18 @@ def _no_arguments(p: argparse.ArgumentParser) -> None:
     pass
 
 
-class Command(NamedTuple):
-    name: str
-    help: str
-    run: Callable[[argparse.Namespace], int]
-    arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+class Command:
+    """A subcommand: ``stax NAME`` (``help`` in ``stax --help`` and as its description),
+    ``arguments`` adding its options to its parser, ``run`` handling it (the exit status)."""
+
+    __slots__ = ("name", "help", "run", "arguments")
+
+    def __init__(self, name: str, help: str, run: Callable[[argparse.Namespace], int],
+                 arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments) -> None:
+        self.name = name
+        self.help = help
+        self.run = run
+        self.arguments = arguments
 
     def register(self, sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         """Add this command's parser (its help doubling as description) to ``sub``."""
