@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stax.capture import sched
-from stax.cli import common, query
+from stax.cli import common
+from stax.cli.commands import flame, runs, status, threads, top, wakers
 from stax.cli.common import esc, no_samples_hint, out, run_line
 from stax.cli.setid import attach_obstacle, launch_obstacle
 
@@ -101,12 +102,14 @@ def test_query_commands_escape_what_the_server_sends(
     def answer(method: str, *a: Any, **kw: Any) -> Any:
         return ANSWERS[method]
 
-    monkeypatch.setattr(query, "query", answer)
-    monkeypatch.setattr(query, "call", answer)
+    for module in (flame, runs, status, threads, top, wakers):
+        for name in ("query", "call"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, answer)
     args = argparse.Namespace(json=False, run=None, tid=None, n=20, sort="self", depth=12,
                               threshold_pct=1.0, mode="cpu")
-    handler = {"threads": query.cmd_threads, "top": query.cmd_top, "wakers": query.cmd_wakers,
-               "flame": query.cmd_flame, "list": query.cmd_list, "status": query.cmd_status}
+    handler = {"threads": threads.cmd_threads, "top": top.cmd_top, "wakers": wakers.cmd_wakers,
+               "flame": flame.cmd_flame, "list": runs.cmd_list, "status": status.cmd_status}
     assert handler[cmd](args) == 0
     got = capsys.readouterr()
     assert not _unsafe(got.out + got.err), got.out
@@ -122,7 +125,7 @@ def test_an_error_quoting_a_name_is_escaped(capsys: pytest.CaptureFixture[str]) 
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(common, "call", lambda *a, **k: common.die(f"no run named {HOSTILE}"))
-        mp.setattr(query, "call", common.call)
+        mp.setattr(runs, "call", common.call)
         assert main(["list"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: no run named \\x1b]0;pwned") and err.count("\n") == 1

@@ -15,7 +15,6 @@ from stax.capture import perf, sched
 from stax.capture.events import EventSpec, LocalOpener, Opener
 from stax.capture.recorder import CaptureError
 
-DEFAULT_DAEMON_SOCKET = "/var/run/staxd.sock"
 MAX_FDS = 64
 
 

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from stax.capture import perf, sched
 from stax.capture import records as rec
+from stax.limits import DEFAULT_FREQUENCY, MAX_FREQUENCY
 
-MAX_FREQUENCY = 100_000
 MAX_BUFFER_BYTES = 1 << 30
 MAX_REGS_MASK = (1 << 64) - 1
 MAX_STACK_USER = 65528  # the kernel's limit: below 64 KiB, a multiple of 8
@@ -34,7 +34,7 @@ class EventSpec:
     """
 
     kind: str
-    frequency: int = 900
+    frequency: int = DEFAULT_FREQUENCY
     launch: bool = False
     kernel: bool = True
     build_id: bool = True

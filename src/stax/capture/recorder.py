@@ -23,8 +23,6 @@ from stax.capture.loop import Shedding
 
 log = logging.getLogger("stax.capture")
 
-DEFAULT_FREQUENCY = 900
-MAX_FREQUENCY = 100_000
 DWARF_BUFFER_PAGES = 2048  # 8 MiB per CPU when every sample carries a stack copy
 OFFCPU_BUFFER_PAGES = 8192  # 32 MiB per CPU when off-CPU capture is on
 # user stack bytes copied at each switch-out for the DWARF walk of the blocking stack: the

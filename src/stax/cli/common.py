@@ -1,6 +1,7 @@
 """Shared CLI plumbing: errors, connecting to the server, run lines, text and JSON output.
 
-Stdlib only, so that every subcommand starts fast.
+Stdlib only, so that every subcommand starts fast; the client and the JSON encoder are loaded
+when a command first talks to the server or prints JSON (``stax --help`` needs neither).
 
 Text output never carries a control character it was not meant to: names, commands, paths and
 messages come from the recorded programs (a thread can name itself ``ESC]0;…BEL``), so every
@@ -14,11 +15,12 @@ import os
 import re
 import sys
 import time
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from stax import paths
-from stax.client import Client, RemoteError, ServerUnavailable
-from stax.protocol import dumps
+
+if TYPE_CHECKING:
+    from stax.client import Client
 
 
 class CLIError(Exception):
@@ -30,6 +32,8 @@ def die(msg: str) -> NoReturn:
 
 
 def connect(timeout: float | None = 30.0) -> Client:
+    from stax.client import Client, ServerUnavailable
+
     try:
         return Client(timeout=timeout)
     except ServerUnavailable:
@@ -38,6 +42,8 @@ def connect(timeout: float | None = 30.0) -> Client:
 
 
 def call(method: str, timeout: float | None = 30.0, **params: Any) -> Any:
+    from stax.client import RemoteError, ServerUnavailable
+
     params = {k: v for k, v in params.items() if v is not None}
     with connect(timeout) as c:
         try:
@@ -54,6 +60,8 @@ NO_RUNS = "(no runs yet — start one with: stax record -- COMMAND)"
 def query(method: str, as_json: bool, **params: Any) -> Any:
     """Call a query method; when the server has no run at all (and none was named), say so
     plainly and return None: an empty state is an answer, not an error."""
+    from stax.client import RemoteError, ServerUnavailable
+
     params = {k: v for k, v in params.items() if v is not None}
     with connect() as c:
         try:
@@ -71,6 +79,8 @@ def query(method: str, as_json: bool, **params: Any) -> Any:
 
 
 def print_json(obj: Any) -> None:
+    from stax.protocol import dumps
+
     sys.stdout.write(dumps(obj, indent=2) + "\n")  # strict JSON: never NaN/Infinity
 
 
@@ -121,6 +131,12 @@ def run_line(r: dict[str, Any]) -> str:
     if r.get("unwinding"):
         line += f"  unwinding: {esc(r['unwinding'])}"
     return line
+
+
+def header(res: dict[str, Any], what: str) -> str:
+    """The first line of a view: the run, its state and command, then ``what``."""
+    run = res["run"]
+    return f"run {run['id']} [{run['state']}] {esc(run['command'])}: {what}"
 
 
 def fmt_ms(ns: int) -> str:

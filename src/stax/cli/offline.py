@@ -47,7 +47,7 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     """Record a launched command (``exe``) or ``args.pid`` here, then save an archive."""
     from stax.archive.diag import run_diagnostics
     from stax.capture.recorder import CaptureError
-    from stax.cli.record import exit_status, release, spawn_paused, summary_text
+    from stax.cli.recording import exit_status, release, spawn_paused, summary_text
     from stax.server.session import Session, open_capture
     from stax.symbols import Symbolizer
     from stax.unwind import dwarf_unwind_default

@@ -1,4 +1,5 @@
-"""``stax record``: launch or attach, hand the target to stax-server, follow it, summarise.
+"""``stax record`` once its arguments are checked (``stax.cli.commands.record``): launch or
+attach, hand the target to stax-server, follow it, summarise.
 
 The recording lives in the server: killing this process loses nothing.
 """
@@ -14,32 +15,11 @@ import sys
 import time
 from typing import Any
 
-from stax import paths, sysctl
+from stax import paths
 from stax.cli.common import CLIError, die, esc, isatty, out, print_json
+from stax.cli.recording import dwarf_unwind as _dwarf
+from stax.cli.recording import exit_status, release, spawn_paused, summary_text
 from stax.client import Client, RemoteError, ServerUnavailable
-
-MAX_FREQUENCY = 100_000
-
-
-def _max_sample_rate() -> int:
-    return min(MAX_FREQUENCY, sysctl.read_int("kernel.perf_event_max_sample_rate",
-                                              MAX_FREQUENCY))
-
-
-def validate(args: argparse.Namespace, command: list[str]) -> None:
-    if args.pid is not None and command:
-        die("specify either --pid or a command to launch, not both")
-    if args.pid is None and not command:
-        die("nothing to record: give a command after -- (stax record -- ./prog args) "
-            "or attach with --pid PID")
-    limit = _max_sample_rate()
-    if not 1 <= args.frequency <= limit:
-        die(f"-F/--frequency must be between 1 and {limit} Hz (got {args.frequency}; "
-            f"the kernel allows at most perf_event_max_sample_rate={limit})")
-    if args.time_limit is not None and args.time_limit <= 0:
-        die(f"-l/--time-limit must be a positive number of seconds (got {args.time_limit})")
-    if args.pid is not None and args.pid <= 0:
-        die(f"--pid must be a positive process id (got {args.pid})")
 
 
 def resolve_command(cmd: str) -> str:
@@ -145,40 +125,6 @@ class _Progress:
             self.shown = False
 
 
-def summary_text(run: dict[str, Any]) -> list[str]:
-    reason = {"exited": "target exited", "time-limit": "time limit reached",
-              "stopped": "stopped", "error": "capture error"}.get(run.get("end_reason") or "",
-                                                                   run.get("state", ""))
-    secs = run["elapsed_ms"] / 1000
-    rate = run["samples"] / secs if secs > 0 else 0.0
-    # run 0: recorded in-process (no server hosts it; the caller says where it was saved)
-    who = f"run {run['id']}" if run["id"] else "in-process recording"
-    lines = [f"stax: {who} {run['state']} ({reason}): {run['samples']} samples in "
-             f"{secs:.2f} s ({rate:.0f}/s at -F {run['frequency_hz']}), "
-             f"{run['threads']} thread{'s' if run['threads'] != 1 else ''}, "
-             f"{run['lost_records']} lost records"]
-    if run.get("offcpu", {}).get("intervals_recorded"):
-        lines[0] += (f", {run.get('intervals', 0)} off-CPU intervals "
-                     f"({run.get('offcpu_ns', 0) / 1e6:.1f} ms), {run.get('wakeups', 0)} wakeups")
-    if run.get("exit_status") is not None:
-        lines[0] += f", exit status {run['exit_status']}"
-    for note in run.get("notes") or []:
-        lines.append(f"stax: note: {esc(note)}")
-    if run.get("error"):
-        lines.append(f"stax: {esc(run['error'])}")
-    if run["lost_records"]:
-        lines.append(f"warning: the kernel dropped {run['lost_records']} records (ring buffer "
-                     "full); see stax diagnose")
-    uw = run.get("unwind")
-    if uw and uw.get("walks") and uw["cut_short"] * 100 > uw["walks"]:
-        lines.append(f"warning: {uw['cut_short']} of {uw['walks']} stacks "
-                     f"({uw['cut_short_pct']:.1f}%) were cut short by the DWARF unwinder; "
-                     "see stax diagnose")
-    if run["samples"] and run["id"]:
-        lines.append("stax: explore it with: stax top | stax flame | stax threads")
-    return lines
-
-
 def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Progress,
             status: int, obstacle: str | None = None) -> int:
     """Wait for the run to end and print its summary; ``obstacle`` (why perf could not sample
@@ -200,50 +146,6 @@ def _finish(client: Client, run_id: int, args: argparse.Namespace, progress: _Pr
         for line in summary_text(run):
             out(line, err=True)
     return status
-
-
-def spawn_paused(exe: str, command: list[str]) -> tuple[int, int, int]:
-    """Fork the target, which waits for the go-ahead (``release``) before it execs ``exe``.
-    Returns (pid, go-ahead pipe, exec-failure pipe)."""
-    go_r, go_w = os.pipe()
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # the target: wait for the go-ahead, then exec
-        try:
-            os.close(go_w)
-            os.close(err_r)
-            if os.read(go_r, 1) != b"g":
-                os._exit(127)
-            os.close(go_r)
-            # Python ignores SIGPIPE and SIGXFSZ; an ignored signal survives exec, so give the
-            # target the default dispositions it would get from a shell
-            for sig in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
-                signal.signal(sig, signal.SIG_DFL)
-            os.execv(exe, command)
-        except OSError as e:
-            os.write(err_w, f"{e.errno}:{e.strerror}".encode())
-        finally:
-            os._exit(127)
-    os.close(go_r)
-    os.close(err_w)
-    return pid, go_w, err_r
-
-
-def release(go_w: int, err_r: int) -> str | None:
-    """Let a ``spawn_paused`` target exec; the reason its exec failed, or None."""
-    # Ctrl-C belongs to the target (it is in our process group); we outlive it to report.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.write(go_w, b"g")
-    os.close(go_w)
-    failure = os.read(err_r, 4096)
-    os.close(err_r)
-    return failure.decode(errors="replace").split(":", 1)[-1] if failure else None
-
-
-def exit_status(wstatus: int) -> int:
-    """A target's exit status as a shell reports it (128 + N when killed by signal N)."""
-    status = os.waitstatus_to_exitcode(wstatus)
-    return 128 - status if status < 0 else status
 
 
 def launch(args: argparse.Namespace, command: list[str]) -> int:
@@ -368,18 +270,3 @@ def attach(args: argparse.Namespace) -> int:
     return _finish(client, run["id"], args, progress, 0)
 
 
-def _dwarf(args: argparse.Namespace) -> bool:
-    """DWARF unwinding unless --no-dwarf-unwind / STAX_DWARF_UNWIND=0 (x86-64 only)."""
-    return not args.no_dwarf_unwind and os.uname().machine == "x86_64"
-
-
-def cmd_record(args: argparse.Namespace) -> int:
-    command = args.command or []
-    if command and command[0] == "--":
-        command = command[1:]
-    if os.environ.get("STAX_DWARF_UNWIND") == "0":
-        args.no_dwarf_unwind = True
-    validate(args, command)
-    if args.pid is not None:
-        return attach(args)
-    return launch(args, command)

@@ -13,23 +13,18 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from stax.limits import MAX_COUNT, MAX_ID, MAX_PID, MAX_SECONDS
 from stax.protocol import E_BAD_REQUEST, RPCError
 
 if TYPE_CHECKING:
     from stax.profile.views import Filter
 
-# The kernel's ceiling for pid_max on 64-bit (PID_MAX_LIMIT); pids and tids live below it.
-MAX_PID = 1 << 22
-# Run and subscription ids; exit statuses as a shell reports them (128+N for signal N).
-MAX_ID = (1 << 31) - 1
+# Pids, ids, counts and durations: stax.limits (the CLI checks the same ranges).
+# Exit statuses as a shell reports them (128+N for signal N).
 MAX_STATUS = 255
-# Row counts (0 = all), depths, sample counts: generous, but far from what breaks a slice.
-MAX_COUNT = 1_000_000_000
 # Times relative to a run's first event (ns), and durations: ±146 years, so that adding one to
 # a kernel timestamp still fits a signed 64-bit integer.
 MAX_NS = 1 << 62
-# Time limits, waits and timeouts: up to one week.
-MAX_SECONDS = 7 * 24 * 3600
 MAX_MS = MAX_SECONDS * 1000
 # Strings (function names, symbols, paths) and lists of them.
 MAX_TEXT = 4096
@@ -175,9 +170,9 @@ def start_options(params: dict[str, Any]) -> tuple[int, int, float | None, bool,
     """pid, frequency, time limit (s), dwarf_unwind, daemon_socket of start_launch and
     start_attach; the pid is checked last, so a request with a bad pid has had every other
     parameter checked too."""
-    from stax.capture.recorder import MAX_FREQUENCY
+    from stax.limits import DEFAULT_FREQUENCY, MAX_FREQUENCY
 
-    freq = integer(params, "frequency", 900, lo=1, hi=MAX_FREQUENCY)
+    freq = integer(params, "frequency", DEFAULT_FREQUENCY, lo=1, hi=MAX_FREQUENCY)
     assert freq is not None
     limit = number(params, "time_limit_ms", lo=0.0, hi=float(MAX_MS), lo_open=True)
     dwarf = dwarf_unwind(params)

@@ -24,11 +24,11 @@ from typing import NoReturn
 from stax import __version__
 from stax.capture import events, perf
 from stax.capture import recorder as _recorder  # noqa: F401 - loaded before any client thread
+from stax.limits import STAXD_SOCKET as DEFAULT_SOCKET
 from stax.staxd import wire
 
 log = logging.getLogger("staxd")
 
-DEFAULT_SOCKET = "/run/staxd.sock"
 IDLE_TIMEOUT_S = 30.0  # a connection that sends nothing for this long is closed
 MAX_CLIENTS = 64  # connections served at once, all users together
 MAX_PER_UID = 8  # connections one user (other than root) may hold at once

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 from stax import sysctl
+from stax.limits import STAXD_SOCKET as DEFAULT_SOCKET
 
 UNIT_NAME = "staxd.service"
 UNIT_DIR = "/etc/systemd/system"
-DEFAULT_SOCKET = "/run/staxd.sock"
 LOG_FILE = "/var/log/staxd.log"
 
 

@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Any
 
+from stax.cli.command import Command, json_flag, run_arg, tid_arg
 from stax.cli.common import esc, isatty, no_samples_hint, out, print_json, query
 
 RED = "\033[1;31m"
@@ -19,6 +20,15 @@ BLUE = "\033[34m"
 RESET = "\033[0m"
 HOT_PCT = 5.0  # at least this share of the function's samples: red
 WARM_PCT = 0.5  # at least this: green
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="TARGET",
+                   help="a hex address (0x401136) or part of a function name (the hottest "
+                        "match wins)")
+    p.add_argument("--tid", type=tid_arg)
+    p.add_argument("--run", type=run_arg, metavar="ID")
+    json_flag(p)
 
 
 def _paint(text: str, color: str, on: bool) -> str:
@@ -120,3 +130,7 @@ def _no_match(res: dict[str, Any], args: argparse.Namespace) -> int:
                 f"0x{h['addr']:x}")
     out(f"error: no sampled function matches {what}", err=True)
     return 1
+
+
+ANNOTATE = Command("annotate", "one function disassembled, with samples per instruction and "
+                               "source lines", cmd_annotate, arguments)

@@ -1,4 +1,4 @@
-"""Archive subcommands: save, open, compare, export.
+"""The archive commands: save, open, compare, export.
 
 ``save``/``open`` ask the server; ``compare`` reads two archives itself; ``export`` has the
 server save the run to a temporary archive and converts that here.
@@ -8,12 +8,37 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from typing import Any
 
+from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg
 from stax.cli.common import call, die, esc, out, print_json, run_line
+
+
+def _save_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--run", type=run_arg, metavar="ID")
+    json_flag(p)
+
+
+def _open_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="PATH", help="the archive directory or its main file")
+    json_flag(p)
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("base", metavar="BASE")
+    p.add_argument("cand", metavar="CAND")
+    p.add_argument("-n", type=count_arg, default=20,
+                   help="rows per table (0 = all; default 20)")
+    json_flag(p)
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", required=True, choices=("folded", "speedscope", "pprof", "gecko"))
+    p.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
+    p.add_argument("--run", type=run_arg, metavar="ID")
+    p.add_argument("--tid", type=tid_arg)
 
 
 def _abs(path: str) -> str:
@@ -98,6 +123,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
     from stax.archive.export import converter
     from stax.archive.format import ArchiveError, intervals_of, load
 
@@ -137,3 +165,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     out(f"wrote {args.format} export of run {res['run']['id']} to {esc(out_path)} "
         f"({len(data)} bytes)", err=True)
     return 0
+
+
+SAVE = Command("save", "write the current run (or --run ID) to a directory archive", cmd_save,
+               _save_arguments)
+OPEN = Command("open", "load an archive as the current query state", cmd_open, _open_arguments)
+COMPARE = Command("compare", "compare two archives (no server needed)", cmd_compare,
+                  _compare_arguments)
+EXPORT = Command("export", "write a run in another tool's format", cmd_export, _export_arguments)

@@ -1,0 +1,26 @@
+"""Constants shared by the CLI, the server, the capture code and staxd, defined once here.
+
+Stdlib only and import-free, so that the CLI can use them without loading server or capture
+code. The RPC ranges are the ones stax.server.params enforces and docs/protocol.md states.
+"""
+
+from __future__ import annotations
+
+# Sampling frequency (Hz per thread on CPU): the default, and the most any path accepts (the
+# kernel's perf_event_max_sample_rate may allow less).
+DEFAULT_FREQUENCY = 900
+MAX_FREQUENCY = 100_000
+
+# staxd's socket: where the daemon listens by default, and where a client looks by default
+# (/var/run is /run on current systems; the client keeps the traditional spelling).
+STAXD_SOCKET = "/run/staxd.sock"
+STAXD_CLIENT_SOCKET = "/var/run/staxd.sock"
+
+# The kernel's ceiling for pid_max on 64-bit (PID_MAX_LIMIT); pids and tids live below it.
+MAX_PID = 1 << 22
+# Run and subscription ids.
+MAX_ID = (1 << 31) - 1
+# Row counts (0 = all), depths, sample counts: generous, but far from what breaks a slice.
+MAX_COUNT = 1_000_000_000
+# Time limits, waits and timeouts: up to one week.
+MAX_SECONDS = 7 * 24 * 3600
