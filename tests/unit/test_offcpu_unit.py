@@ -225,10 +225,10 @@ def test_profile_builds_intervals_views_from_tracepoint_samples() -> None:
 
 
 def test_tracepoint_attr_is_per_thread_every_hit() -> None:
-    from stax.capture.recorder import _tracepoint_attr
+    from stax.capture.events import tracepoint_attr
 
     layout = rec.SampleLayout(rec.SAMPLE_TYPE | perf.SAMPLE_RAW)
-    a = _tracepoint_attr(372, True, True, 1 << 20, layout, True)
+    a = tracepoint_attr(372, True, True, 1 << 20, layout, True)
     assert a.type == perf.PERF_TYPE_TRACEPOINT and a.config == 372
     assert a.sample_period_or_freq == 1 and "freq" not in a.flags
     assert {"inherit", "context_switch", "enable_on_exec", "use_clockid"} <= set(a.flags)
