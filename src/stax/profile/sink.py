@@ -236,6 +236,7 @@ class RecordSink(OffcpuReasons):
         th = self.threads.get(tid)
         if th is not None:
             th.end_ns = time
+        self.offcpu.thread_exit(tid)
 
     def on_lost(self, lost: int) -> None:
         self.counts["lost"] += lost
