@@ -127,6 +127,21 @@ def test_builder_pairs_switches_and_links_the_last_wakeup() -> None:
     assert len(wk) == 4 and list(wk.waker_tid) == [9, 8, 8, 8]
 
 
+def test_an_exited_thread_leaves_no_interval_open() -> None:
+    # its switch-in was lost: the exit record drops the interval instead of letting the end
+    # of the recording close it long after the thread died
+    p = Profile()
+    with p.lock:
+        p.on_comm(100, 101, "worker", False, 10)
+        p.offcpu.switch_out(101, 100, STATE_INTERRUPTIBLE, -1)
+        p.offcpu.switch_out(102, 100, STATE_INTERRUPTIBLE, -1)
+        assert p.offcpu.open_intervals == 2
+        p.on_exit(100, 100, 101, 101, 500)
+        assert p.offcpu.open_intervals == 1 and p.threads[101].end_ns == 500
+        p.on_end(900)
+    assert list(p.intervals.tid) == [102] and list(p.intervals.duration_ns) == [800]
+
+
 def test_switch_records_decode() -> None:
     def switch(misc: int, pid: int, tid: int, time: int) -> bytes:
         body = struct.pack("<IIQIIQ", pid, tid, time, 1, 0, 77)
@@ -225,10 +240,10 @@ def test_profile_builds_intervals_views_from_tracepoint_samples() -> None:
 
 
 def test_tracepoint_attr_is_per_thread_every_hit() -> None:
-    from stax.capture.recorder import _tracepoint_attr
+    from stax.capture.events import tracepoint_attr
 
     layout = rec.SampleLayout(rec.SAMPLE_TYPE | perf.SAMPLE_RAW)
-    a = _tracepoint_attr(372, True, True, 1 << 20, layout, True)
+    a = tracepoint_attr(372, True, True, 1 << 20, layout, True)
     assert a.type == perf.PERF_TYPE_TRACEPOINT and a.config == 372
     assert a.sample_period_or_freq == 1 and "freq" not in a.flags
     assert {"inherit", "context_switch", "enable_on_exec", "use_clockid"} <= set(a.flags)

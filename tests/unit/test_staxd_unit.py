@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stax.capture import brokerwire as wire
 from stax.capture import perf
 from stax.capture.broker import BrokerOpener, BrokerRefused, opener_for
 from stax.capture.events import BUILDERS, EventSpec, LocalOpener, build_attr
 from stax.capture.recorder import CaptureError
-from stax.staxd import wire
 from stax.staxd.daemon import Broker, Gone, Peer, Refused, Slots, check_access, peer_of
 
 # --- the parser -------------------------------------------------------------------------------

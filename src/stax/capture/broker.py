@@ -52,7 +52,7 @@ class BrokerOpener:
 
     def request(self, pid: int, events: list[tuple[EventSpec, int, int]]) -> list[int]:
         """Send one request; the descriptors, or PerfError / BrokerRefused."""
-        from stax.staxd import wire
+        from stax.capture import brokerwire as wire
 
         if self.sock is None:
             self.connect()
@@ -98,7 +98,7 @@ class BrokerOpener:
     def sched_probe(self, local: sched.Probe) -> sched.Probe:
         """The scheduler tracepoints as staxd sees them (this process may not read tracefs);
         ``local`` (and its reason) when staxd cannot describe them either."""
-        from stax.staxd import wire
+        from stax.capture import brokerwire as wire
 
         try:
             if self.sock is None:

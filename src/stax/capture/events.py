@@ -85,16 +85,68 @@ class EventSpec:
         return rec.SampleLayout(self.sample_type, self.regs_user_mask)
 
 
+def base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
+              buffer_bytes: int, layout: rec.SampleLayout = rec.DEFAULT_LAYOUT,
+              stack_user: int = 0) -> perf.EventAttr:
+    flags = ["inherit", "mmap", "mmap2", "comm", "comm_exec", "task", "freq", "sample_id_all",
+             "use_clockid", "watermark"]
+    if launch:
+        flags += ["disabled", "enable_on_exec"]
+    if not kernel:
+        flags += ["exclude_kernel", "exclude_hv", "exclude_callchain_kernel"]
+    if build_id:
+        flags.append("build_id")
+    if layout.stack:
+        # the user part comes from the DWARF unwinder; the kernel need not walk frame pointers
+        flags.append("exclude_callchain_user")
+    return perf.EventAttr(
+        type=perf.PERF_TYPE_SOFTWARE,
+        config=perf.PERF_COUNT_SW_CPU_CLOCK,
+        sample_period_or_freq=frequency,
+        sample_type=layout.sample_type,
+        sample_regs_user=layout.regs_user_mask,
+        sample_stack_user=stack_user if layout.stack else 0,
+        flags=tuple(flags),
+        wakeup=max(4096, buffer_bytes // 4),
+    )
+
+
+def tracepoint_attr(config: int, launch: bool, kernel: bool, buffer_bytes: int,
+                    layout: rec.SampleLayout, switches: bool,
+                    stack_user: int = 0) -> perf.EventAttr:
+    """A per-thread tracepoint event sampling every hit (period 1), inherited like the sampler,
+    writing into the same buffers with the same clock. No side-band records (the sampler
+    already reports mmap/comm/task) except context switches on the sched_switch event.
+
+    With DWARF unwinding, sched_switch samples carry a small user stack copy (the recorder's
+    SWITCH_STACK_SIZE) for the blocking stack; sched_waking samples carry none (size 0: the
+    registers still come, the layout is shared) and keep the kernel's frame-pointer chain for
+    the waker's user frames, since a copy at every wakeup doubles the cost of a switch-heavy
+    target for a stack that is mostly kernel frames."""
+    flags = ["inherit", "sample_id_all", "use_clockid", "watermark"]
+    if launch:
+        flags += ["disabled", "enable_on_exec"]
+    if not kernel:
+        flags += ["exclude_callchain_kernel"]
+    if switches:
+        flags.append("context_switch")
+    if layout.stack and stack_user:
+        flags.append("exclude_callchain_user")  # the user part comes from the stack copy
+    return perf.EventAttr(type=perf.PERF_TYPE_TRACEPOINT, config=config,
+                          sample_period_or_freq=1, sample_type=layout.sample_type,
+                          sample_regs_user=layout.regs_user_mask,
+                          sample_stack_user=stack_user if layout.stack else 0,
+                          flags=tuple(flags), wakeup=max(4096, buffer_bytes // 4))
+
+
 def _watermark(spec: EventSpec) -> int:
     return max(4096, spec.buffer_bytes // 4)
 
 
 def sample_attr(spec: EventSpec) -> perf.EventAttr:
     """cpu-clock sampling with call chains, plus the side-band records (mmap, comm, fork)."""
-    from stax.capture.recorder import _base_attr
-
-    return _base_attr(spec.frequency, spec.launch, spec.kernel, spec.build_id,
-                      spec.buffer_bytes, spec.layout(), spec.stack_user_bytes)
+    return base_attr(spec.frequency, spec.launch, spec.kernel, spec.build_id,
+                     spec.buffer_bytes, spec.layout(), spec.stack_user_bytes)
 
 
 def switch_attr(spec: EventSpec) -> perf.EventAttr:
@@ -150,11 +202,9 @@ def tracepoint_format(name: str) -> str | None:
 
 def _tracepoint(group: str, name: str, switches: bool) -> Callable[[EventSpec], perf.EventAttr]:
     def build(spec: EventSpec) -> perf.EventAttr:
-        from stax.capture.recorder import _tracepoint_attr
-
-        return _tracepoint_attr(tracepoint_id(group, name), spec.launch, spec.kernel,
-                                spec.buffer_bytes, spec.layout(), switches,
-                                spec.stack_user_bytes)
+        return tracepoint_attr(tracepoint_id(group, name), spec.launch, spec.kernel,
+                               spec.buffer_bytes, spec.layout(), switches,
+                               spec.stack_user_bytes)
 
     build.__doc__ = (f"The {group}:{name} tracepoint, one sample per hit (the layout should "
                      "include SAMPLE_RAW for the payload).")

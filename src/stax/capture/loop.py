@@ -26,11 +26,13 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from stax.capture.recorder import Recorder
+    from stax.capture.records import Orderer
 
 log = logging.getLogger("stax.capture")
 
@@ -107,10 +109,28 @@ class Shedding:
                 f"process; it {what}; see stax diagnose")
 
 
+class Drainable(Protocol):
+    """What the loop drives: a recorder's buffers, orderer and counters
+    (stax.capture.recorder.Recorder)."""
+
+    orderer: Orderer
+    lock: AbstractContextManager[object]
+    shedding: Shedding
+    queued_bytes: int
+    taken_bytes: int
+    bytes_read: int
+    span_end_mono: float | None
+    on_span_end: Callable[[float], None] | None
+
+    def read_round(self) -> tuple[int, list[bytes]]: ...
+
+    def lower_rate(self) -> int: ...
+
+
 class _Controller:
     """Decides, every CONTROL_S, how much load the loop sheds."""
 
-    def __init__(self, recorder: Recorder, sink: Any) -> None:
+    def __init__(self, recorder: Drainable, sink: Any) -> None:
         self.recorder = recorder
         self.orderer = recorder.orderer
         self.sink = sink
@@ -177,7 +197,7 @@ class _Controller:
             self.since = now if (o.keep_every != 1) else None
 
 
-def run(recorder: Recorder, stop: threading.Event, pidfd: int | None,
+def run(recorder: Drainable, stop: threading.Event, pidfd: int | None,
         deadline: float | None, interval: float = 0.05) -> str:
     """Drain until ``stop`` is set, the target exits (pidfd readable) or the deadline passes;
     returns why it ended: "stopped", "exited" or "time-limit"."""
@@ -275,7 +295,7 @@ def run(recorder: Recorder, stop: threading.Event, pidfd: int | None,
     return reason
 
 
-def _read_into(recorder: Recorder, backlog: deque[tuple[int, list[bytes], int]]) -> None:
+def _read_into(recorder: Drainable, backlog: deque[tuple[int, list[bytes], int]]) -> None:
     started, chunks = recorder.read_round()
     if chunks:
         n = sum(len(c) for c in chunks)
@@ -283,7 +303,7 @@ def _read_into(recorder: Recorder, backlog: deque[tuple[int, list[bytes], int]])
         backlog.append((started, chunks, n))
 
 
-def _finish(recorder: Recorder, backlog: deque[tuple[int, list[bytes], int]],
+def _finish(recorder: Drainable, backlog: deque[tuple[int, list[bytes], int]],
             step: Any, ctl: _Controller) -> None:
     """Decode what is left within END_BUDGET_S; then skip samples for as long again; then drop
     whatever is still queued, counting it."""

@@ -56,60 +56,6 @@ class CaptureInfo:
     tracefs: str | None = None
 
 
-def _base_attr(frequency: int, launch: bool, kernel: bool, build_id: bool,
-               buffer_bytes: int, layout: rec.SampleLayout = rec.DEFAULT_LAYOUT,
-               stack_user: int = 0) -> perf.EventAttr:
-    flags = ["inherit", "mmap", "mmap2", "comm", "comm_exec", "task", "freq", "sample_id_all",
-             "use_clockid", "watermark"]
-    if launch:
-        flags += ["disabled", "enable_on_exec"]
-    if not kernel:
-        flags += ["exclude_kernel", "exclude_hv", "exclude_callchain_kernel"]
-    if build_id:
-        flags.append("build_id")
-    if layout.stack:
-        # the user part comes from the DWARF unwinder; the kernel need not walk frame pointers
-        flags.append("exclude_callchain_user")
-    return perf.EventAttr(
-        type=perf.PERF_TYPE_SOFTWARE,
-        config=perf.PERF_COUNT_SW_CPU_CLOCK,
-        sample_period_or_freq=frequency,
-        sample_type=layout.sample_type,
-        sample_regs_user=layout.regs_user_mask,
-        sample_stack_user=stack_user if layout.stack else 0,
-        flags=tuple(flags),
-        wakeup=max(4096, buffer_bytes // 4),
-    )
-
-
-def _tracepoint_attr(config: int, launch: bool, kernel: bool, buffer_bytes: int,
-                     layout: rec.SampleLayout, switches: bool,
-                     stack_user: int = 0) -> perf.EventAttr:
-    """A per-thread tracepoint event sampling every hit (period 1), inherited like the sampler,
-    writing into the same buffers with the same clock. No side-band records (the sampler
-    already reports mmap/comm/task) except context switches on the sched_switch event.
-
-    With DWARF unwinding, sched_switch samples carry a small user stack copy
-    (SWITCH_STACK_SIZE) for the blocking stack; sched_waking samples carry none (size 0: the
-    registers still come, the layout is shared) and keep the kernel's frame-pointer chain for
-    the waker's user frames, since a copy at every wakeup doubles the cost of a switch-heavy
-    target for a stack that is mostly kernel frames."""
-    flags = ["inherit", "sample_id_all", "use_clockid", "watermark"]
-    if launch:
-        flags += ["disabled", "enable_on_exec"]
-    if not kernel:
-        flags += ["exclude_callchain_kernel"]
-    if switches:
-        flags.append("context_switch")
-    if layout.stack and stack_user:
-        flags.append("exclude_callchain_user")  # the user part comes from the stack copy
-    return perf.EventAttr(type=perf.PERF_TYPE_TRACEPOINT, config=config,
-                          sample_period_or_freq=1, sample_type=layout.sample_type,
-                          sample_regs_user=layout.regs_user_mask,
-                          sample_stack_user=stack_user if layout.stack else 0,
-                          flags=tuple(flags), wakeup=max(4096, buffer_bytes // 4))
-
-
 class Recorder:
     """Per-thread, per-CPU cpu-clock events with inherit, one ring buffer per CPU; with off-CPU
     capture, per-thread sched_switch (plus context-switch records) and sched_waking tracepoint
@@ -230,7 +176,7 @@ class Recorder:
         if self.info.wakeups:
             wanted.append("sched_waking")
         for kind in wanted:
-            # a small stack copy for blocking stacks, none for wakers: see _tracepoint_attr
+            # a small stack copy for blocking stacks, none for wakers: see events.tracepoint_attr
             spec = self._spec(kind, stack_user_bytes=(
                 min(SWITCH_STACK_SIZE, self.stack_size)
                 if kind == "sched_switch" and self.layout.stack else 0))

@@ -242,6 +242,9 @@ class Builder:
         return n
 
     def thread_exit(self, tid: int) -> None:
+        """The thread exited (its PERF_RECORD_EXIT): it ran to get there, so an interval still
+        open is one whose switch-in was lost; drop it rather than let close_open stretch it to
+        the end of the recording."""
         self.pending.pop(tid, None)
         self.last_wake.pop(tid, None)
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from stax import __version__
+from stax.capture import brokerwire as wire
 from stax.capture import events, perf
 from stax.capture import recorder as _recorder  # noqa: F401 - loaded before any client thread
 from stax.limits import STAXD_SOCKET as DEFAULT_SOCKET
-from stax.staxd import wire
 
 log = logging.getLogger("staxd")
 

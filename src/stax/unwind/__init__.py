@@ -1,13 +1,17 @@
 """DWARF (.eh_frame) unwinding of sampled user stacks for stax.
-Public surface: Unwinder (bound to a Profile's mappings), REGS_MASK, STACK_SIZE."""
+Public surface: Unwinder (given a Mappings lookup), Mappings, Mapped, REGS_MASK, STACK_SIZE.
+
+The unwinder never reads a profile: whoever tracks the target's memory map (the profile's
+record sink) hands it a ``Mappings`` lookup, and calls ``forget`` when a process's map changes.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from stax.binaries import locate
+from stax.binaries import Binary, locate
 from stax.unwind.cfaprogram import Row
 from stax.unwind.ehframe import TABLES, EhFrame, load_image
 from stax.unwind.walker import (
@@ -19,10 +23,7 @@ from stax.unwind.walker import (
     Walker,
 )
 
-if TYPE_CHECKING:
-    from stax.profile.tables import Profile
-
-__all__ = ["REGS_MASK", "STACK_SIZE", "Unwinder", "dwarf_unwind_default"]
+__all__ = ["REGS_MASK", "STACK_SIZE", "Mapped", "Mappings", "Unwinder", "dwarf_unwind_default"]
 
 STACK_SIZE = 32768
 """Bytes of user stack copied with every sample (see docs/architecture.md for the choice)."""
@@ -47,11 +48,32 @@ def _image_key(build_id: str | None, fs_path: str) -> tuple[Any, ...] | None:
     return ("file", fs_path, st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-class Unwinder:
-    """Walks the user stacks of one Profile's samples using the Profile's process mappings."""
+class Mapped(Protocol):
+    """An executable mapping of a sampled process: its start address, the file offset mapped
+    there, and the id of its binary (the key of the table cache and of the frames returned)."""
 
-    def __init__(self, profile: Profile, stack_size: int = STACK_SIZE) -> None:
-        self.profile = profile
+    start: int
+    pgoff: int
+    binary: int
+
+
+class Mappings(Protocol):
+    """The memory maps the unwinder walks through, kept by whoever decodes the records."""
+
+    def find(self, pid: int, addr: int) -> Mapped | None:
+        """The mapping of process ``pid`` that holds ``addr``, or None."""
+        ...
+
+    def binary(self, binary_id: int) -> Binary | None:
+        """The binary of that id (where its bytes are read), or None if there is none."""
+        ...
+
+
+class Unwinder:
+    """Walks the user stacks of one recording's samples through its process mappings."""
+
+    def __init__(self, mappings: Mappings, stack_size: int = STACK_SIZE) -> None:
+        self.mappings = mappings
         self.walker = Walker(self.resolve, stack_size)
         # blocking stacks (sched_switch samples, smaller stack copies) are counted apart, so
         # the on-CPU completeness figures and the record warning stay about on-CPU samples
@@ -76,8 +98,11 @@ class Unwinder:
     def table(self, binary_id: int) -> EhFrame | None:
         if binary_id in self._tables:
             return self._tables[binary_id]
-        b = self.profile.binaries[binary_id]
+        b = self.mappings.binary(binary_id)
         table = None
+        if b is None:
+            self._tables[binary_id] = None
+            return None
         loc = locate(b)  # the one rule for finding a binary's bytes (stax.binaries)
         if loc.data is not None:
             data = loc.data
@@ -91,8 +116,7 @@ class Unwinder:
         return table
 
     def resolve(self, pid: int, addr: int) -> tuple[Row | None, int, int, str | None]:
-        proc = self.profile.processes.get(pid)
-        m = proc.find(addr) if proc is not None else None
+        m = self.mappings.find(pid, addr)
         if m is None:
             return None, _UNKNOWN_BINARY, addr, UNMAPPED
         offset = addr - m.start + m.pgoff
@@ -112,9 +136,8 @@ class Unwinder:
 
     def stats(self) -> dict[str, Any]:
         w = self.walker
-        binaries = self.profile.binaries
-        stops = [{"binary": binaries[b].name if b < len(binaries) else "?", "reason": r,
-                  "samples": n} for (b, r), n in sorted(w.stops.items(), key=lambda kv: -kv[1])]
+        stops = [{"binary": self._name(b), "reason": r, "samples": n}
+                 for (b, r), n in sorted(w.stops.items(), key=lambda kv: -kv[1])]
         cut = w.walks - w.complete
         return {
             "method": "dwarf",
@@ -133,6 +156,10 @@ class Unwinder:
                                 "cut_short": self.blocked_walker.walks
                                 - self.blocked_walker.complete},
         }
+
+    def _name(self, binary_id: int) -> str:
+        b = self.mappings.binary(binary_id)
+        return b.name if b is not None else "?"
 
 
 __all__ += ["NO_FDE", "NO_CFI", "UNMAPPED"]

@@ -1,5 +1,8 @@
 """staxd's request and answer format: one JSON object per line, descriptors via SCM_RIGHTS.
 
+Both sides speak it: the client (stax.capture.broker) and the daemon (stax.staxd.daemon), which
+depends on stax.capture, never the other way round.
+
 Parsing is pure and total: any bytes give a Request or a BadRequest, never another exception.
 """
 
