@@ -32,16 +32,18 @@ demo: $(STAMP) build/split
 sysdeps:
 	@scripts/sysdeps.sh
 
-test: $(STAMP) sysdeps
-	$(BIN)/ruff check src tests bench
+test: $(STAMP) sysdeps lint
 	$(BIN)/python -m pytest -q -ra
 
 # in-process tests only (tests/unit): no recording, server or browser; runs in seconds
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
 
+# ruff, and the import graph of src/stax: no cycle between modules or layers, no module
+# importing another's _private names, no source file over 450 lines without a closing reason
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/python scripts/importgraph.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -12,6 +12,10 @@ A private name is one that starts with a single underscore. Importing another mo
 name (``from stax.x import _helper``) or reaching it through a module alias (``x._helper``) is
 an error; a private *module* (``stax.capture._impl``) may be imported from inside its own package.
 
+It also holds every source file of the package (Python, and the web UI's JavaScript) to
+MAX_LINES lines, unless the file's last non-blank line is a comment that says why it is longer
+(``# longer than 450 lines: ...`` or ``// longer than 450 lines: ...``).
+
 Usage: scripts/importgraph.py [--graph] [SRC_DIR]    (default: src). Exit 1 on any problem.
 """
 
@@ -21,6 +25,20 @@ import argparse
 import ast
 import sys
 from pathlib import Path
+
+MAX_LINES = 450
+
+
+def too_long(path: Path) -> str | None:
+    """Why ``path`` breaks the length rule, or None."""
+    lines = path.read_text().splitlines()
+    if len(lines) <= MAX_LINES:
+        return None
+    last = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
+    if last.startswith(("#", "//")) and "longer than" in last:
+        return None
+    return (f"{path}: {len(lines)} lines (over {MAX_LINES}; split it, or end it with a comment "
+            "saying why it is longer)")
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -194,10 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     layer_cycles = cycles(layers)
     for comp in layer_cycles:
         problems.append("layer cycle: " + " <-> ".join(comp))
+    long_files = [w for p in sorted((root / "stax").rglob("*")) if p.suffix in (".py", ".js")
+                  and (w := too_long(p)) is not None]
+    problems += long_files
     edges = sum(len(v) for v in graph.values())
     print(f"importgraph: {len(graph)} modules, {edges} imports, {len(found)} module cycles, "
           f"{len(layer_cycles)} layer cycles, "
-          f"{len(problems) - len(found) - len(layer_cycles)} private imports")
+          f"{len(problems) - len(found) - len(layer_cycles) - len(long_files)} private imports, "
+          f"{len(long_files)} files over {MAX_LINES} lines")
     for p in problems:
         print(p)
     return 1 if problems else 0
