@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stax.archive.format import ARRAY_CODES, PROFILE_ATTRS, TABLES
+from stax.profile.model import is_anon
 
 log = logging.getLogger("stax.server")
 
@@ -134,7 +135,11 @@ class Journal:
             counts = dict(p.counts)
             first, last = p.first_time, p.last_time
         for fid in range(self.done["frames"], rows["frames"]):
-            p.func_of_frame(fid)  # a journaled frame names its function (funcs only grow)
+            # a journaled frame names its function (funcs only grow); not JIT code: its names
+            # come from perf maps and jitdump files the runtime writes later, and naming it now
+            # would keep the miss for the live run too (a recovered run shows it as an address)
+            if not is_anon(p.binaries[p.frame_binary[fid]].path):
+                p.func_of_frame(fid)
         nfuncs = len(p.funcs)
         funcs = [[f.name, f.binary, f.path, f.addr, f.size, f.resolved]
                  for f in p.funcs[self.funcs_done:nfuncs]]

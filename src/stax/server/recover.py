@@ -132,7 +132,8 @@ def p_written(jpath: str) -> int:
 
 def _sanitize(p: Any) -> None:
     """References beyond the recovered rows (written in the same instant as a crash) become
-    -1 ("none"), so the archive's index checks hold."""
+    -1 ("none"), so the archive's index checks hold. A frame may have no function yet (-1: JIT
+    code, left unnamed by the journal): saving names it by its address."""
     nfuncs, nframes, nstacks, nwk = (len(p.funcs), len(p.frame_binary), len(p.stack_parent),
                                      len(p.wakeups.time_ns))
     for col, hi in ((p.s_stack, nstacks), (p.intervals.stack, nstacks),
@@ -141,7 +142,7 @@ def _sanitize(p: Any) -> None:
         for i, v in enumerate(col):
             if v >= (i if hi is None else hi):
                 col[i] = -1
-    if any(f < 0 or f >= nfuncs for f in p.frame_func) or any(
+    if any(f < -1 or f >= nfuncs for f in p.frame_func) or any(
             b < 0 or b >= len(p.binaries) for b in p.frame_binary) or any(
             f >= nframes for f in p.stack_frame):
         raise ValueError("journal references functions or frames it does not hold")
