@@ -133,6 +133,15 @@ def run_line(r: dict[str, Any]) -> str:
     return line
 
 
+def marks_line(run: dict[str, Any]) -> str | None:
+    """``marks: LABEL at S s, …`` for a run that has marks (``stax mark``), else None."""
+    marks = run.get("marks") or []
+    if not marks:
+        return None
+    return "marks: " + ", ".join(f"{esc(m['label'])} at {m['time_ns'] / 1e9:.3f} s"
+                                 for m in marks)
+
+
 def header(res: dict[str, Any], what: str) -> str:
     """The first line of a view: the run, its state and command, then ``what``."""
     run = res["run"]

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from stax.cli.command import Command, count_arg, json_flag, run_arg
+from stax.cli.command import Command, count_arg, json_flag, run_arg, window_flag
 from stax.cli.common import esc, no_samples_hint, out, print_json, query
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=count_arg, default=20, help="rows (0 = all; default 20)")
     p.add_argument("--run", type=run_arg, metavar="ID")
+    window_flag(p)
     json_flag(p)
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
-    res = query("threads", args.json, run=args.run, limit=args.n)
+    res = query("threads", args.json, run=args.run, limit=args.n, window=args.window)
     if res is None:
         return 0
     if args.json:
