@@ -78,6 +78,10 @@ def test_windows_by_marks_and_seconds_show_one_phase(stax: Stax,
     assert ann["self_samples"] == a["work_a"]
     r = stax("annotate", "work_b", "--window", "..a-end")  # work_b did not run before a-end
     assert r.code == 1 and 'no sampled function matches "work_b"' in r.err
+    # a window after the run: an answer, not an error
+    for view in ("top", "threads", "flame"):
+        r = stax(view, "--window", "500..", check=True)
+        assert r.out.strip() == "(no samples in the window 500..)", (view, r.out)
     # status and diagnose list the marks
     assert "marks: a-end at " in stax("status", check=True).out
     diag = stax("diagnose", check=True).out

@@ -156,8 +156,12 @@ def fmt_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def no_samples_hint(run: dict[str, Any], tid: int | None = None) -> str:
-    """Why a view of ``run`` (of thread ``tid`` when given) has no samples, in one line."""
+def no_samples_hint(run: dict[str, Any], tid: int | None = None,
+                    window: str | None = None) -> str:
+    """Why a view of ``run`` (of thread ``tid``, in ``window``, when given) has no samples, in
+    one line."""
+    if window is not None:
+        return none_line(f"samples in the window {esc(window)}", tid)
     if tid is not None:
         return none_line("samples", tid)
     if run.get("state") == "recording":

@@ -121,7 +121,7 @@ def _no_match(res: dict[str, Any], args: argparse.Namespace) -> int:
         if args.json:
             print_json(res)
         else:
-            out(no_samples_hint(res["run"], args.tid))
+            out(no_samples_hint(res["run"], args.tid, args.window))
         return 0
     if args.json:
         print_json(res)

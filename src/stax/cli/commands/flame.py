@@ -73,7 +73,7 @@ def cmd_flame(args: argparse.Namespace) -> int:
             if not res.get("note"):
                 out(none_line("off-CPU intervals", args.tid))
         else:
-            out(no_samples_hint(res["run"], args.tid))
+            out(no_samples_hint(res["run"], args.tid, args.window))
         return 0
     out(header(res, f"{args.mode}: on-CPU {res['oncpu_ns'] / 1e6:.1f} ms "
                      f"({res.get('samples', res['total_samples'])} samples), off-CPU "

@@ -23,7 +23,7 @@ def cmd_threads(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if not res["rows"]:
-        out(no_samples_hint(res["run"]))
+        out(no_samples_hint(res["run"], window=args.window))
         return 0
     out(f"{'on-CPU ms':>10} {'off-CPU ms':>10} {'samples':>8} {'blocked':>8} {'pid':>7} "
         f"{'tid':>7}  name")

@@ -26,7 +26,7 @@ def cmd_top(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if not res["total_samples"]:
-        out(no_samples_hint(res["run"], args.tid))
+        out(no_samples_hint(res["run"], args.tid, args.window))
         return 0
     key = args.sort
     out(header(res, f"{res['total_samples']} samples, {res['total_ns'] / 1e6:.1f} ms "
