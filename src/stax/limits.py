@@ -24,3 +24,7 @@ MAX_ID = (1 << 31) - 1
 MAX_COUNT = 1_000_000_000
 # Time limits, waits and timeouts: up to one week.
 MAX_SECONDS = 7 * 24 * 3600
+
+# Marks (``stax mark LABEL``): a label's length, and how many marks one run keeps.
+MAX_MARK_LABEL = 64
+MAX_MARKS = 10_000

@@ -17,8 +17,8 @@ PROTOCOL_VERSION = 1
 # lifecycle
 METHODS_LIFECYCLE = ("hello", "status", "list_runs", "start_launch", "start_attach",
                      "target_exited", "wait", "stop", "select_run", "diagnostics", "dump",
-                     "shutdown")
-# queries (all take optional "run", "tid", "start_ns", "end_ns", "exclude")
+                     "shutdown", "mark")
+# queries (all take optional "run", "tid", "start_ns", "end_ns", "window", "exclude")
 METHODS_QUERY = ("top", "flamegraph", "threads", "timeline", "annotate", "intervals", "wakers")
 # pushed updates (the connection must be able to receive events: Unix socket or WebSocket)
 METHODS_SUBSCRIPTION = ("subscribe", "unsubscribe")

@@ -209,6 +209,26 @@ def test_timeline_brush_scopes_the_top_table(ui: Page, stax: Stax,
     assert ui.errors == []
 
 
+def test_timeline_draws_the_runs_marks(ui: Page, stax: Stax,
+                                      workloads: dict[str, Path]) -> None:
+    proc = stax.record_bg("--", str(workloads["phases"]), "0.8", samples=20)
+    try:
+        stax("mark", "<mid & late>", check=True)  # escaped by the page, not markup
+    finally:
+        assert proc.wait(60) == 0
+    at = stax("status", "--json", check=True).json()["current"]["marks"][0]["time_ns"]
+    ui.open()
+    ui.wait("document.querySelector('#timeline g.mark')")
+    mark = ui.page.locator("#timeline g.mark")
+    assert mark.count() == 1 and mark.get_attribute("data-label") == "<mid & late>"
+    assert mark.locator("text").text_content() == "<mid & late>"
+    # drawn where the mark was put: its share of the timeline's span
+    span = float(ui.page.get_attribute("#timeline", "data-span") or 0)
+    x = float(mark.locator("line").get_attribute("x1") or 0)
+    assert span > 0 and abs(x - at / span * 1000) < 2, (x, at, span)
+    assert ui.errors == []
+
+
 def test_thread_selection_scopes_every_view(ui: Page, stax: Stax, workloads: dict[str, Path],
                                             without_tracefs: None) -> None:
     # on-CPU samples only: every panel must cope with a run that has no off-CPU data

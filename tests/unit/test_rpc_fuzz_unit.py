@@ -26,12 +26,13 @@ PARAMS = ("pid", "argv", "frequency", "time_limit_ms", "dwarf_unwind", "daemon_s
           "status", "for_samples", "for_seconds", "until_symbol", "timeout_ms", "path", "sort",
           "limit", "max_depth", "threshold_pct", "mode", "reason", "min_duration_ns", "stacks",
           "buckets", "target", "exact", "tid", "start_ns", "end_ns", "exclude", "interval_ms",
-          "subscription")
+          "subscription", "window", "label")
 
 EDGE = [0, -1, 1, 2, 100, 10_000, P.MAX_PID, P.MAX_PID + 1, 2**31, 2**62 + 1, 2**63, 2**64,
         -(2**63), 10**20, 10**300, 0.5, -0.0, 1e-300, 1e23, 1e308, -1e308, math.inf, -math.inf,
         math.nan, True, False, None, "", "1", "nan", "self", "cpu", "offcpu", "lock", "main",
-        "0x401136", "\0", "\ud800", "é" * 5000, [], {}, [None], ["a", 1]]
+        "0x401136", "0.5..1", "x..", "..9e999", "2..1", "\0", "\ud800", "é" * 5000, [], {},
+        [None], ["a", 1]]
 
 scalars = (st.none() | st.booleans() | st.integers() | st.sampled_from(EDGE)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12))

@@ -9,11 +9,30 @@ from typing import Any
 from stax.archive.format import Archive, intervals_of, load
 from stax.profile import views
 from stax.profile.offcpu import REASONS
+from stax.profile.selection import keep_mask
 
 
-def _totals(a: Archive) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, int]]]:
-    top = views.top(a.profile, views.Filter(), "self", 0)
+def _window(a: Archive, window: str | None) -> views.Filter:
+    """The Filter of ``window`` resolved against the archive's own start and marks."""
+    if window is None:
+        return views.Filter()
+    from stax.profile.window import WindowError, relative, resolve
+
+    try:
+        start, end = resolve(window, relative(a.profile))
+    except WindowError as e:
+        raise WindowError(f"{a.path}: {e}") from None
+    return views.Filter(start_ns=start, end_ns=end)
+
+
+def _totals(a: Archive, window: str | None = None,
+            ) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, int]]]:
+    flt = _window(a, window)
+    top = views.top(a.profile, flt, "self", 0)
     iv = intervals_of(a)
+    if iv is not None and window is not None:  # the intervals that start in the window
+        keep = keep_mask(flt, a.profile.first_time, iv["tid"], iv["start_ns"])
+        iv = {k: col[keep] for k, col in iv.items()}
     offcpu = int(iv["duration_ns"].sum()) if iv is not None else 0
     by_reason = {name: 0 for name in REASONS}
     if iv is not None:
@@ -26,13 +45,17 @@ def _totals(a: Archive) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str,
     return {"path": a.path, "command": run.get("command"), "samples": top["total_samples"],
             "oncpu_ns": top["total_ns"], "offcpu_ns": offcpu,
             "intervals": int(len(iv["tid"])) if iv is not None else 0,
-            "offcpu_by_reason": by_reason}, funcs
+            "offcpu_by_reason": by_reason, "window": window,
+            "window_ns": [flt.start_ns, flt.end_ns] if window is not None else None}, funcs
 
 
-def compare(base_path: str, cand_path: str, limit: int = 20) -> dict[str, Any]:
-    """Raises ArchiveError on a bad archive."""
-    base, bf = _totals(load(base_path))
-    cand, cf = _totals(load(cand_path))
+def compare(base_path: str, cand_path: str, limit: int = 20, base_window: str | None = None,
+            cand_window: str | None = None) -> dict[str, Any]:
+    """Raises ArchiveError on a bad archive, WindowError (stax.profile.window) on a window
+    that does not fit its archive (an unknown mark). Each side is read in its own window
+    (``A..B``: seconds from its run's start or its marks' labels), when given."""
+    base, bf = _totals(load(base_path), base_window)
+    cand, cf = _totals(load(cand_path), cand_window)
     rows = []
     for key in set(bf) | set(cf):
         b = bf.get(key, {"samples": 0, "ns": 0})

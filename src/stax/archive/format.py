@@ -25,12 +25,12 @@ from stax.archive.layout import (
     locate,
     read_manifest,
 )
-from stax.archive.reader import intervals_of, load
+from stax.archive.reader import intervals_of, load, marks_of
 from stax.archive.writer import resolve_all, save, update_run
 
 __all__ = [
     "ARRAY_CODES", "DATA_FILE", "FORMAT", "INTERVALS", "MAIN_FILE", "PROFILE_ATTRS", "SUFFIX",
     "TABLES", "VERSION", "WAKEUPS",
-    "Archive", "ArchiveError", "intervals_of", "load", "locate", "read_manifest", "resolve_all",
-    "save", "update_run",
+    "Archive", "ArchiveError", "intervals_of", "load", "locate", "marks_of", "read_manifest",
+    "resolve_all", "save", "update_run",
 ]

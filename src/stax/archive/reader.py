@@ -131,6 +131,7 @@ def _load(path: str) -> Archive:
     p.first_time = int(m.get("first_time_ns") or 0)
     p.owner = archive_owner(os.path.join(d, MAIN_FILE), m.get("owner"))
     p.last_time = int(m.get("last_time_ns") or 0)
+    p.marks = marks_of(m.get("marks"))
     extra: dict[str, dict[str, Any]] = {}
     iv = dict(zip([c for c, _, _ in INTERVALS], tables["intervals"], strict=True))
     wk = dict(zip([c for c, _, _ in WAKEUPS], tables["wakeups"], strict=True))
@@ -148,6 +149,22 @@ def _load(path: str) -> Archive:
     run = m.get("run") if isinstance(m.get("run"), dict) else {}
     diag = m.get("diagnostics") if isinstance(m.get("diagnostics"), dict) else {}
     return Archive(d, p, run, diag, m, extra)
+
+
+def marks_of(raw: Any) -> list[tuple[int, str]]:
+    """The marks a manifest (or journal) lists, ``[[time_ns, label], ...]``; entries that are
+    not an int64 time and a label are dropped (older archives hold none)."""
+    from stax.limits import MAX_MARKS
+
+    if not isinstance(raw, list):
+        return []
+    out: list[tuple[int, str]] = []
+    for x in raw[:MAX_MARKS]:
+        if (isinstance(x, list) and len(x) == 2 and isinstance(x[0], int)
+                and not isinstance(x[0], bool) and -(1 << 63) <= x[0] < 1 << 63
+                and isinstance(x[1], str) and x[1]):
+            out.append((x[0], x[1]))
+    return out
 
 
 def _reason_codes(names: Any, codes: Any) -> Any:

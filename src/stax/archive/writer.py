@@ -72,6 +72,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
                     "start_ns": t.start_ns, "end_ns": t.end_ns} for t in p.threads.values()]
         counts = dict(p.counts)
         first, last = p.first_time, p.last_time
+        marks = [[t, label] for t, label in getattr(p, "marks", ())]
         tables = {
             "samples": profile_columns(p, "samples", n),
             "frames": profile_columns(p, "frames", nframes),
@@ -82,7 +83,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
     manifest: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "created_unix_ms": int(time.time() * 1000),
         "run": run, "diagnostics": diagnostics or {}, "counts": counts,
-        "first_time_ns": first, "last_time_ns": last,
+        "first_time_ns": first, "last_time_ns": last, "marks": marks,
         "binaries": binaries, "funcs": funcs, "threads": threads,
         "reasons": list(REASONS),
         "owner": p.owner.to_json() if p.owner is not None else None,

@@ -77,3 +77,25 @@ count_arg = int_in(0, MAX_COUNT)
 pid_arg = int_in(1, MAX_PID)
 tid_arg = int_in(0, MAX_PID)
 run_arg = int_in(1, MAX_ID)
+
+
+WINDOW_HELP = ("only what happened in this time window: A..B, A.. or ..B, where A and B are "
+               "seconds from the run's start (0.5) or labels of marks (stax mark LABEL)")
+
+
+def window_arg(text: str) -> str:
+    """A ``--window`` value, its spelling checked here (its marks are resolved by whoever
+    reads the run: the server, or ``stax compare``)."""
+    from stax.profile.window import WindowError, parse
+
+    try:
+        parse(text)
+    except WindowError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def window_flag(p: argparse.ArgumentParser, *names: str, help: str = WINDOW_HELP) -> None:
+    """``--window A..B`` on a command that reads samples or intervals (``args.window``: the
+    text, or None); pass it on as the query's ``window`` parameter."""
+    p.add_argument(*(names or ("--window",)), type=window_arg, metavar="A..B", help=help)

@@ -133,6 +133,15 @@ def run_line(r: dict[str, Any]) -> str:
     return line
 
 
+def marks_line(run: dict[str, Any]) -> str | None:
+    """``marks: LABEL at S s, …`` for a run that has marks (``stax mark``), else None."""
+    marks = run.get("marks") or []
+    if not marks:
+        return None
+    return "marks: " + ", ".join(f"{esc(m['label'])} at {m['time_ns'] / 1e9:.3f} s"
+                                 for m in marks)
+
+
 def header(res: dict[str, Any], what: str) -> str:
     """The first line of a view: the run, its state and command, then ``what``."""
     run = res["run"]
@@ -147,8 +156,12 @@ def fmt_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def no_samples_hint(run: dict[str, Any], tid: int | None = None) -> str:
-    """Why a view of ``run`` (of thread ``tid`` when given) has no samples, in one line."""
+def no_samples_hint(run: dict[str, Any], tid: int | None = None,
+                    window: str | None = None) -> str:
+    """Why a view of ``run`` (of thread ``tid``, in ``window``, when given) has no samples, in
+    one line."""
+    if window is not None:
+        return none_line(f"samples in the window {esc(window)}", tid)
     if tid is not None:
         return none_line("samples", tid)
     if run.get("state") == "recording":

@@ -137,6 +137,7 @@ class Tables:
         # the recorded program's ids: annotate shows only sources this owner could read
         self.owner: Owner | None = None
         self.first_time = 0
+        self.marks: list[tuple[int, str]] = []  # (monotonic ns, label): stax mark
         self.last_time = 0
 
     # --- interning --------------------------------------------------------------------------

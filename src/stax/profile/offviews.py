@@ -52,16 +52,21 @@ def offcpu_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, 
     return group_by_stack(c["stack"][keep], c["dur"][keep])
 
 
-def per_thread(p: Profile) -> dict[int, tuple[int, int, str | None, dict[str, int]]]:
-    """tid -> (off-CPU ns, intervals, largest reason bucket, ns per reason)."""
+def per_thread(p: Profile, flt: Filter | None = None,
+               ) -> dict[int, tuple[int, int, str | None, dict[str, int]]]:
+    """tid -> (off-CPU ns, intervals, largest reason bucket, ns per reason); of the intervals
+    that start in ``flt``'s time range when given (its thread is not applied)."""
     c = columns(p)
     out: dict[int, tuple[int, int, str | None, dict[str, int]]] = {}
     if not c["n"]:
         return out
+    tids, reasons, durs = c["tid"], c["reason"], c["dur"]
+    if flt is not None and (flt.start_ns is not None or flt.end_ns is not None):
+        keep = _keep(c, Filter(start_ns=flt.start_ns, end_ns=flt.end_ns))
+        tids, reasons, durs = tids[keep], reasons[keep], durs[keep]
     acc: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     cnt: dict[int, int] = defaultdict(int)
-    for tid, reason, dur in zip(c["tid"].tolist(), c["reason"].tolist(), c["dur"].tolist(),
-                                strict=True):
+    for tid, reason, dur in zip(tids.tolist(), reasons.tolist(), durs.tolist(), strict=True):
         acc[tid][reason] += dur
         cnt[tid] += 1
     for tid, by in acc.items():

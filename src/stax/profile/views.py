@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 from stax.profile import offviews
-from stax.profile.selection import Filter, FuncPaths, oncpu_weights, sample_columns
+from stax.profile.selection import (
+    Filter,
+    FuncPaths,
+    keep_mask,
+    oncpu_weights,
+    sample_columns,
+)
 from stax.profile.tables import KERNEL_BINARY, Profile
 
 
@@ -152,7 +158,10 @@ def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
 
     with p.lock:
         infos = {tid: (th.pid, th.name) for tid, th in p.threads.items()}
-    _n, _base, _stacks, weights, tids, _times = sample_columns(p)
+    _n, base, _stacks, weights, tids, times = sample_columns(p)
+    if flt.start_ns is not None or flt.end_ns is not None:  # a time window (not the tid)
+        keep = keep_mask(Filter(start_ns=flt.start_ns, end_ns=flt.end_ns), base, tids, times)
+        weights, tids = weights[keep], tids[keep]
     cnt: dict[int, int] = {}
     wsum: dict[int, int] = {}
     if len(tids):
@@ -162,13 +171,15 @@ def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
         for i, tid in enumerate(uniq.tolist()):
             cnt[tid] = int(c[i])
             wsum[tid] = int(round(w[i]))
-    offcpu = offviews.per_thread(p)
+    offcpu = offviews.per_thread(p, flt)
     rows = []
     for tid, (pid, name) in infos.items():
         offcpu_ns, n_intervals, blocked, by_reason = offcpu.get(tid, (0, 0, None, {}))
         rows.append({"pid": pid, "tid": tid, "name": name, "samples": cnt.get(tid, 0),
                      "oncpu_ns": wsum.get(tid, 0), "offcpu_ns": offcpu_ns, "blocked": blocked,
                      "intervals": n_intervals, "offcpu_by_reason": by_reason})
+    if flt.start_ns is not None or flt.end_ns is not None:  # threads idle in the window: out
+        rows = [r for r in rows if r["samples"] or r["intervals"]]
     rows.sort(key=lambda r: (-(r["oncpu_ns"] + r["offcpu_ns"]), r["tid"]))
     total = len(rows)
     if limit > 0:

@@ -77,6 +77,7 @@ class Journal:
         self.funcs_done = 0
         self.binaries_done = 0
         self.threads_seen: int | None = None
+        self.marks_done = 0
         self.error: str | None = None
         self.flushes = 0
         self.bytes = 0
@@ -134,6 +135,8 @@ class Journal:
                            for t in p.threads.values()]
             counts = dict(p.counts)
             first, last = p.first_time, p.last_time
+            marks = ([[t, label] for t, label in p.marks]
+                     if len(p.marks) != self.marks_done else None)
         for fid in range(self.done["frames"], rows["frames"]):
             # a journaled frame names its function (funcs only grow); not JIT code: its names
             # come from perf maps and jitdump files the runtime writes later, and naming it now
@@ -143,7 +146,7 @@ class Journal:
         nfuncs = len(p.funcs)
         funcs = [[f.name, f.binary, f.path, f.addr, f.size, f.resolved]
                  for f in p.funcs[self.funcs_done:nfuncs]]
-        if not binaries and not funcs and threads is None and all(
+        if not binaries and not funcs and threads is None and marks is None and all(
                 rows[t] == self.done[t] for t in TABLES):
             return 0
         head: dict[str, Any] = {"from": dict(self.done), "rows": {}, "binaries": binaries,
@@ -151,6 +154,8 @@ class Journal:
                                 "first_time_ns": first, "last_time_ns": last,
                                 "funcs_from": self.funcs_done,
                                 "binaries_from": self.binaries_done}
+        if marks is not None:  # all of them, when they changed (``stax mark``)
+            head["marks"] = marks
         data = []
         for table, spec in TABLES.items():
             a, b = self.done[table], rows[table]
@@ -167,7 +172,9 @@ class Journal:
         self.funcs_done = nfuncs
         self.binaries_done = nbins
         self.threads_seen = seen
-        if self.flushes < RUN_EVERY or self.flushes % RUN_EVERY == 0:
+        if marks is not None:
+            self.marks_done = len(marks)
+        if self.flushes < RUN_EVERY or self.flushes % RUN_EVERY == 0 or marks is not None:
             self._write_run()  # the summary's counts are rebuilt from the tables on recovery
         self.flushes += 1
         self.bytes += len(rec)

@@ -18,6 +18,7 @@ from stax.protocol import E_BAD_REQUEST, RPCError
 
 if TYPE_CHECKING:
     from stax.profile.views import Filter
+    from stax.profile.window import Window
 
 # Pids, ids, counts and durations: stax.limits (the CLI checks the same ranges).
 # Exit statuses as a shell reports them (128+N for signal N).
@@ -189,3 +190,31 @@ def query_filter(params: dict[str, Any]) -> Filter:
                         start_ns=integer(params, "start_ns", lo=-MAX_NS, hi=MAX_NS),
                         end_ns=integer(params, "end_ns", lo=-MAX_NS, hi=MAX_NS),
                         exclude=tuple(text_list(params, "exclude")))
+
+
+def window(params: dict[str, Any]) -> Window | None:
+    """``window`` (``A..B``, ``A..``, ``..B``: seconds from the run's start or mark labels),
+    parsed; it is resolved against the run's marks once the run is known. Not together with
+    ``start_ns``/``end_ns``."""
+    from stax.profile.window import WindowError, parse
+
+    v = text(params, "window")
+    if v is None:
+        return None
+    if params.get("start_ns") is not None or params.get("end_ns") is not None:
+        raise bad("window and start_ns/end_ns are mutually exclusive")
+    try:
+        return parse(v)
+    except WindowError as e:
+        raise bad(str(e)) from None
+
+
+def mark_label(params: dict[str, Any]) -> str:
+    """``label`` of a mark: non-empty printable text, at most MAX_MARK_LABEL characters."""
+    from stax.profile.window import WindowError, check_label
+
+    v = text(params, "label", required=True)
+    try:
+        return check_label(v)
+    except WindowError as e:
+        raise bad(str(e)) from None

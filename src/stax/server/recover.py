@@ -15,7 +15,15 @@ import zlib
 from array import array
 from typing import Any
 
-from stax.archive.format import ARRAY_CODES, PROFILE_ATTRS, TABLES, ArchiveError, save
+from stax.archive.format import (
+    ARRAY_CODES,
+    PROFILE_ATTRS,
+    TABLES,
+    ArchiveError,
+    marks_of,
+    save,
+)
+from stax.profile.window import marks
 from stax.server.journal import CHUNK_HEAD, CHUNKS, MAGIC, RUN_FILE, pending
 
 log = logging.getLogger("stax.server")
@@ -95,6 +103,8 @@ def replay(jpath: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
             threads = head["threads"]
         p.counts.update({k: int(v) for k, v in head["counts"].items() if isinstance(v, int)})
         p.first_time = int(head["first_time_ns"] or 0)
+        if "marks" in head:
+            p.marks = marks_of(head["marks"])
         p.last_time = int(head["last_time_ns"] or 0)
     if len(p.binaries) < 2:  # nothing was journaled: the profile's own first two binaries
         p.binaries = Profile(None).binaries
@@ -161,7 +171,7 @@ def recover(jpath: str, dest: str, run_id: int) -> str:
         "samples": n, "oncpu_ns": int(sum(p.s_weight)), "threads": len(p.threads),
         "intervals": m, "offcpu_ns": int(sum(p.intervals.duration_ns)),
         "wakeups": len(p.wakeups.time_ns), "lost_records": int(p.counts.get("lost", 0)),
-        "notes": [*notes, NOTE], "archive": dest,
+        "notes": [*notes, NOTE], "archive": dest, "marks": marks(p),
     }
     elapsed = float(run.get("elapsed_ms") or 0) / 1000
     started, last = run.get("started_at_unix_ms"), p_written(jpath)

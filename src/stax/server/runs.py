@@ -13,6 +13,7 @@ from typing import Any
 
 from stax.capture.recorder import CaptureError
 from stax.profile.tables import Profile
+from stax.profile.window import marks
 from stax.protocol import E_BAD_REQUEST, E_BUSY, E_CAPTURE, E_NO_RUN, RPCError
 from stax.server.session import Session, open_capture
 
@@ -215,7 +216,7 @@ _SUMMARY_DEFAULTS: dict[str, tuple[type | tuple[type, ...], Any]] = {
                       "problem": "not recorded in this archive",
                       "wakeups_problem": "not recorded in this archive", "tracefs": None}),
     "unwinding": (str, "frame pointers"), "unwind": ((dict, type(None)), None),
-    "shedding": ((dict, type(None)), None),
+    "shedding": ((dict, type(None)), None), "marks": (list, []),
 }
 
 
@@ -230,7 +231,7 @@ def _complete_summary(summary: dict[str, Any], profile: Profile | None) -> dict[
         s.update(samples=n, oncpu_ns=int(sum(profile.s_weight[:n])),
                  threads=len(profile.threads), intervals=m,
                  offcpu_ns=int(sum(profile.intervals.duration_ns[:m])),
-                 wakeups=len(profile.wakeups))
+                 wakeups=len(profile.wakeups), marks=marks(profile))
     for key, (types, default) in _SUMMARY_DEFAULTS.items():
         v = s.get(key)
         if key not in s or not isinstance(v, types) or (isinstance(v, bool) and bool not in (
@@ -243,4 +244,6 @@ def _complete_summary(summary: dict[str, Any], profile: Profile | None) -> dict[
                        "wakeups_recorded": s["wakeups"] > 0}
     s["argv"] = [str(a) for a in s["argv"]]
     s["notes"] = [str(a) for a in s["notes"]]
+    s["marks"] = [m for m in s["marks"] if isinstance(m, dict) and isinstance(
+        m.get("label"), str) and isinstance(m.get("time_ns"), int)]
     return s

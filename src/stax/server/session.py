@@ -21,6 +21,7 @@ from stax.capture.broker import opener_for
 from stax.capture.recorder import CaptureError, Recorder
 from stax.profile.access import Owner
 from stax.profile.tables import Profile
+from stax.profile.window import marks
 
 log = logging.getLogger("stax.server")
 
@@ -87,6 +88,7 @@ class Session:
             "notes": list(info.notes) + ([self.recorder.shedding.note()]
                                          if self.recorder.shedding.active else []),
             "archive": archive,
+            "marks": marks(p),
             "capture_mode": info.mode,
             "daemon_socket": info.daemon_socket,
         }

@@ -1,8 +1,19 @@
-// The timeline: on-CPU samples over time as bars; dragging selects the time range every panel
-// is scoped to, a double-click clears it.
+// The timeline: on-CPU samples over time as bars, the run's marks (stax mark) as labelled
+// vertical lines; dragging selects the time range every panel is scoped to, a double-click
+// clears it.
 
 import { $, S } from "./state.js";
-import { secs } from "./format.js";
+import { esc, secs } from "./format.js";
+
+// a vertical line and its label for each mark inside the drawn span
+function markLines(marks, span, W, H) {
+  return (marks || []).filter((m) => m.time_ns >= 0 && m.time_ns <= span).map((m) => {
+    const x = ((m.time_ns / span) * W).toFixed(2), end = x > W * 0.85;
+    return `<g class="mark" data-label="${esc(m.label)}"><title>${esc(m.label)} at ${secs(m.time_ns)}</title>` +
+      `<line x1="${x}" x2="${x}" y1="0" y2="${H - 12}"></line>` +
+      `<text x="${end ? x - 3 : Number(x) + 3}" y="10"${end ? ' text-anchor="end"' : ""}>${esc(m.label)}</text></g>`;
+  }).join("");
+}
 
 let brushing = false;
 export function renderTimeline() {
@@ -20,7 +31,8 @@ export function renderTimeline() {
   }
   const none = t.counts.some((c) => c) ? "" : `<text class="axis" x="${W / 2}" y="${H / 2}" text-anchor="middle">no on-CPU samples in this scope</text>`;
   const axis = `${none}<text class="axis" x="2" y="${H - 2}">0 s</text><text class="axis" x="${W - 2}" y="${H - 2}" text-anchor="end">${secs(span)}</text>`;
-  el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none">${bars}${brush}${axis}</svg>`;
+  const marks = markLines(t.marks, span, W, H);
+  el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none">${bars}${brush}${marks}${axis}</svg>`;
   el.dataset.span = span;
 }
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stax.profile.selection import Filter, FuncPaths, memo_path, selected_samples
+from stax.profile.selection import Filter, FuncPaths, keep_mask, memo_path, selected_samples
 from stax.profile.tables import Profile
 
 
@@ -38,6 +38,33 @@ def grouped(p: Profile, tid: int | None) -> list[tuple[int, int, int, int]]:
         out.append((k >> 32, s - (1 << 32) if s >= 1 << 31 else s, int(counts[i]),
                     int(round(sums[i]))))
     return out
+
+
+def clip(p: Profile, iv: dict[str, Any] | None, start_ns: int | None,
+         end_ns: int | None) -> dict[str, Any] | None:
+    """Keep only the samples (and return only the off-CPU intervals) of a time window, its
+    ends relative to the run's start; for an export of a window (``stax export --window``).
+    ``p`` is changed: it must be a profile read for this export alone."""
+    from array import array
+
+    import numpy as np
+
+    flt = Filter(start_ns=start_ns, end_ns=end_ns)
+    with p.lock:
+        n = len(p.s_stack)
+        times = np.frombuffer(p.s_time[:n], dtype=np.int64) if n else np.zeros(0, np.int64)
+        keep = keep_mask(flt, p.first_time, np.zeros(n, np.int32), times)
+        idx = np.flatnonzero(keep)
+        for attr in ("s_time", "s_tid", "s_stack", "s_weight", "s_cpu"):
+            col = getattr(p, attr)
+            kept = array(col.typecode)
+            kept.frombytes(np.frombuffer(col[:n], dtype=np.dtype(col.typecode))[idx].tobytes()
+                           if n else b"")
+            setattr(p, attr, kept)
+    if iv is None:
+        return None
+    keep = keep_mask(flt, p.first_time, iv["tid"], iv["start_ns"])
+    return {k: col[keep] for k, col in iv.items()}
 
 
 def intervals(iv: dict[str, Any] | None, tid: int | None) -> list[tuple[int, int, int, int, int]]:

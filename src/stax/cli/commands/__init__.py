@@ -14,6 +14,7 @@ from stax.cli.commands import (
     archive,
     diagnose,
     flame,
+    mark,
     record,
     runs,
     setup,
@@ -26,7 +27,8 @@ from stax.cli.commands import (
 )
 
 COMMANDS: tuple[Command, ...] = (
-    record.RECORD, status.STATUS, runs.LIST, wait.WAIT, stop.STOP, runs.SELECT_RUN, top.TOP,
+    record.RECORD, status.STATUS, runs.LIST, wait.WAIT, mark.MARK, stop.STOP,
+    runs.SELECT_RUN, top.TOP,
     flame.FLAME, threads.THREADS, wakers.WAKERS, diagnose.DIAGNOSE, diagnose.DUMP,
     archive.SAVE, archive.OPEN, archive.COMPARE, archive.EXPORT, annotate.ANNOTATE, setup.SETUP,
 )

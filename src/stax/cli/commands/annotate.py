@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-from stax.cli.command import Command, json_flag, run_arg, tid_arg
+from stax.cli.command import Command, json_flag, run_arg, tid_arg, window_flag
 from stax.cli.common import esc, isatty, no_samples_hint, out, print_json, query
 
 RED = "\033[1;31m"
@@ -28,6 +28,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
                         "match wins)")
     p.add_argument("--tid", type=tid_arg)
     p.add_argument("--run", type=run_arg, metavar="ID")
+    window_flag(p)
     json_flag(p)
 
 
@@ -36,7 +37,8 @@ def _paint(text: str, color: str, on: bool) -> str:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    res = query("annotate", args.json, run=args.run, tid=args.tid, target=args.target)
+    res = query("annotate", args.json, run=args.run, tid=args.tid, target=args.target,
+                window=args.window)
     if res is None:
         return 0
     if res.get("function") is None:
@@ -119,7 +121,7 @@ def _no_match(res: dict[str, Any], args: argparse.Namespace) -> int:
         if args.json:
             print_json(res)
         else:
-            out(no_samples_hint(res["run"], args.tid))
+            out(no_samples_hint(res["run"], args.tid, args.window))
         return 0
     if args.json:
         print_json(res)

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg
+from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg, window_flag
 from stax.cli.common import call, die, esc, out, print_json, run_line
 
 
@@ -31,6 +31,10 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("cand", metavar="CAND")
     p.add_argument("-n", type=count_arg, default=20,
                    help="rows per table (0 = all; default 20)")
+    window_flag(p, help="compare only this time window of each run (A..B, A.., ..B: seconds "
+                        "from the run's start or mark labels)")
+    window_flag(p, "--base-window", help="the window of BASE (instead of --window)")
+    window_flag(p, "--cand-window", help="the window of CAND (instead of --window)")
     json_flag(p)
 
 
@@ -39,6 +43,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
     p.add_argument("--run", type=run_arg, metavar="ID")
     p.add_argument("--tid", type=tid_arg)
+    window_flag(p)
 
 
 def _abs(path: str) -> str:
@@ -79,10 +84,12 @@ def _fmt_delta_ms(ns: int) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from stax.archive.compare import compare
     from stax.archive.format import ArchiveError
+    from stax.profile.window import WindowError
 
     try:
-        res = compare(_abs(args.base), _abs(args.cand), args.n)
-    except ArchiveError as e:
+        res = compare(_abs(args.base), _abs(args.cand), args.n,
+                      args.base_window or args.window, args.cand_window or args.window)
+    except (ArchiveError, WindowError) as e:
         die(str(e))
     if args.json:
         print_json(res)
@@ -90,6 +97,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     b, c, d = res["base"], res["cand"], res["delta"]
     out(f"base: {esc(b['path'])}  ({esc(b['command'])})")
     out(f"cand: {esc(c['path'])}  ({esc(c['command'])})")
+    if b["window"] or c["window"]:
+        out(f"windows: base {esc(b['window'] or 'all')}, cand {esc(c['window'] or 'all')}")
     pct = f" ({d['oncpu_pct']:+.1f}%)" if d["oncpu_pct"] is not None else ""
     out(f"{'':10}{'base':>14}{'cand':>14}{'delta':>16}")
     out(f"{'samples':10}{b['samples']:>14}{c['samples']:>14}{d['samples']:>+16}")
@@ -146,7 +155,17 @@ def cmd_export(args: argparse.Namespace) -> int:
             die(str(e))
         if args.tid is not None and args.tid not in a.profile.threads:
             die(f"no thread {args.tid} in run {res['run']['id']}")
-        data = convert(a.profile, args.tid, intervals_of(a), a.run)
+        iv = intervals_of(a)
+        if args.window is not None:
+            from stax.archive.export.common import clip
+            from stax.profile.window import WindowError, relative, resolve
+
+            try:
+                start, end = resolve(args.window, relative(a.profile))
+            except WindowError as e:
+                die(str(e))
+            iv = clip(a.profile, iv, start, end)
+        data = convert(a.profile, args.tid, iv, a.run)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if out_path is None:

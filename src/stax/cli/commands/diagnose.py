@@ -8,7 +8,7 @@ import argparse
 import os
 
 from stax.cli.command import Command, json_flag, run_arg
-from stax.cli.common import call, die, esc, out, print_json, run_line
+from stax.cli.common import call, die, esc, marks_line, out, print_json, run_line
 
 
 def _diagnose_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +33,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     out(f"run: {run_line(run)}")
     out(f"  state {run['state']}, end reason {run['end_reason'] or '-'}, "
         f"elapsed {run['elapsed_ms'] / 1000:.2f} s, {run['samples_per_s']} samples/s")
+    if marks := marks_line(run):
+        out(f"  {marks}")
     cap = run["capture"]
     mode = esc(cap["mode"]) + (f" ({esc(cap['daemon_socket'])})" if cap.get("daemon_socket")
                                 else "")

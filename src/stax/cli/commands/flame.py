@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stax.cli.command import Command, float_in, int_in, json_flag, run_arg, tid_arg
+from stax.cli.command import (
+    Command,
+    float_in,
+    int_in,
+    json_flag,
+    run_arg,
+    tid_arg,
+    window_flag,
+)
 from stax.cli.common import (
     die,
     esc,
@@ -28,6 +36,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tid", type=tid_arg)
     p.add_argument("--run", type=run_arg, metavar="ID")
     p.add_argument("--mode", choices=("cpu", "offcpu", "wall"), default="cpu")
+    window_flag(p)
     json_flag(p)
 
 
@@ -51,7 +60,7 @@ def cmd_flame(args: argparse.Namespace) -> int:
     if args.threshold_pct < 0 or args.threshold_pct > 100:
         die("--threshold-pct must be between 0 and 100")
     res = query("flamegraph", args.json, run=args.run, tid=args.tid, max_depth=args.depth,
-                threshold_pct=args.threshold_pct, mode=args.mode)
+                threshold_pct=args.threshold_pct, mode=args.mode, window=args.window)
     if res is None:
         return 0
     if args.json:
@@ -64,7 +73,7 @@ def cmd_flame(args: argparse.Namespace) -> int:
             if not res.get("note"):
                 out(none_line("off-CPU intervals", args.tid))
         else:
-            out(no_samples_hint(res["run"], args.tid))
+            out(no_samples_hint(res["run"], args.tid, args.window))
         return 0
     out(header(res, f"{args.mode}: on-CPU {res['oncpu_ns'] / 1e6:.1f} ms "
                      f"({res.get('samples', res['total_samples'])} samples), off-CPU "

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from stax.cli.command import Command, json_flag
-from stax.cli.common import call, esc, fmt_time, out, print_json, run_line
+from stax.cli.common import call, esc, fmt_time, marks_line, out, print_json, run_line
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -18,11 +18,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         out("active run:")
         out(f"  {run_line(res['active'])}")
         out(f"  {capture_line(res['active'])}")
+        if marks := marks_line(res["active"]):
+            out(f"  {marks}")
     else:
         out("no active run")
         if res["current"]:
             out(f"current query state: {run_line(res['current'])}")
             out(f"  {capture_line(res['current'])}")
+            if marks := marks_line(res["current"]):
+                out(f"  {marks}")
     since = fmt_time(res["server_started_unix_ms"] / 1000)
     out(f"server up since {since} (pid {res['server_pid']})")
     web = res.get("web") or {}

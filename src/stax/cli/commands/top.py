@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg
+from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg, window_flag
 from stax.cli.common import esc, fmt_ms, header, no_samples_hint, out, print_json, query
 
 
@@ -13,18 +13,20 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sort", choices=("self", "total"), default="self")
     p.add_argument("--tid", type=tid_arg)
     p.add_argument("--run", type=run_arg, metavar="ID")
+    window_flag(p)
     json_flag(p)
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    res = query("top", args.json, run=args.run, tid=args.tid, sort=args.sort, limit=args.n)
+    res = query("top", args.json, run=args.run, tid=args.tid, sort=args.sort, limit=args.n,
+                window=args.window)
     if res is None:
         return 0
     if args.json:
         print_json(res)
         return 0
     if not res["total_samples"]:
-        out(no_samples_hint(res["run"], args.tid))
+        out(no_samples_hint(res["run"], args.tid, args.window))
         return 0
     key = args.sort
     out(header(res, f"{res['total_samples']} samples, {res['total_ns'] / 1e6:.1f} ms "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg
+from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg, window_flag
 from stax.cli.common import esc, header, none_line, out, print_json, query
 
 
@@ -13,6 +13,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=count_arg, default=20, help="rows (0 = all; default 20)")
     p.add_argument("--tid", type=tid_arg, help="only edges where this thread is either side")
     p.add_argument("--run", type=run_arg, metavar="ID")
+    window_flag(p)
     json_flag(p)
 
 
@@ -24,7 +25,8 @@ def _stack_line(frames: list[dict[str, Any]], depth: int = 6) -> str:
 
 
 def cmd_wakers(args: argparse.Namespace) -> int:
-    res = query("wakers", args.json, run=args.run, tid=args.tid, limit=args.n)
+    res = query("wakers", args.json, run=args.run, tid=args.tid, limit=args.n,
+                window=args.window)
     if res is None:
         return 0
     if args.json:

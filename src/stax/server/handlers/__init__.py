@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from stax.server.handlers.archives import Archives
 from stax.server.handlers.lifecycle import Lifecycle
+from stax.server.handlers.marks import Marks
 from stax.server.handlers.queries import MAX_BUCKETS, MAX_TREE_DEPTH, Queries
 from stax.server.transport import Handler
 
 __all__ = ["MAX_BUCKETS", "MAX_TREE_DEPTH", "Handler", "Handlers"]
 
 
-class Handlers(Lifecycle, Queries, Archives):
+class Handlers(Lifecycle, Queries, Archives, Marks):
     def table(self) -> dict[str, Handler]:
         """Method name -> handler (subscribe and unsubscribe belong to the subscriptions)."""
         return {
@@ -39,4 +40,5 @@ class Handlers(Lifecycle, Queries, Archives):
             "annotate": self.h_annotate,
             "intervals": self.h_intervals,
             "wakers": self.h_wakers,
+            "mark": self.h_mark,
         }

@@ -20,9 +20,12 @@ class Queries(Base):
     async def _query(self, params: dict[str, Any], fn: Callable[..., dict[str, Any]],
                      *args: Any) -> Any:
         flt = P.query_filter(params)
+        win = P.window(params)
         run = self._maybe_run(params)
         if run is None:
             raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
+        if win is not None:
+            flt = windowed(flt, win, run.profile)
         result = await asyncio.to_thread(fn, run.profile, flt, *args)
         result["run"] = run.summary()
         return result
@@ -73,7 +76,9 @@ class Queries(Base):
 
     async def h_timeline(self, params: dict[str, Any]) -> Any:
         buckets = P.integer(params, "buckets", 100, lo=1, hi=MAX_BUCKETS)
-        return await self._query(params, views.timeline, buckets)
+        res = await self._query(params, views.timeline, buckets)
+        res["marks"] = res["run"].get("marks") or []
+        return res
 
     async def h_annotate(self, params: dict[str, Any]) -> Any:
         from stax.profile import annotate
@@ -93,6 +98,19 @@ class Queries(Base):
                 raise RPCError(E_BAD_REQUEST, str(e)) from None
 
         return await self._query(params, run)
+
+
+def windowed(flt: views.Filter, win: Any, profile: Any) -> views.Filter:
+    """``flt`` with its time range set to the window, resolved against the run's marks."""
+    import dataclasses
+
+    from stax.profile.window import WindowError, relative, resolve
+
+    try:
+        start, end = resolve(win, relative(profile))
+    except WindowError as e:
+        raise RPCError(E_BAD_REQUEST, str(e)) from None
+    return dataclasses.replace(flt, start_ns=start, end_ns=end)
 
 
 def _offcpu_note(run: dict[str, Any], wakeups: bool = False) -> str | None:
