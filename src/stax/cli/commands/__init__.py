@@ -14,9 +14,11 @@ from stax.cli.commands import (
     archive,
     diagnose,
     flame,
+    neighbors,
     record,
     runs,
     setup,
+    stalls,
     status,
     stop,
     threads,
@@ -28,5 +30,6 @@ from stax.cli.commands import (
 COMMANDS: tuple[Command, ...] = (
     record.RECORD, status.STATUS, runs.LIST, wait.WAIT, stop.STOP, runs.SELECT_RUN, top.TOP,
     flame.FLAME, threads.THREADS, wakers.WAKERS, diagnose.DIAGNOSE, diagnose.DUMP,
-    archive.SAVE, archive.OPEN, archive.COMPARE, archive.EXPORT, annotate.ANNOTATE, setup.SETUP,
+    archive.SAVE, archive.OPEN, archive.COMPARE, archive.EXPORT, annotate.ANNOTATE,
+    stalls.STALLS, neighbors.CALLERS, neighbors.CALLEES, neighbors.NEIGHBORS, setup.SETUP,
 )

@@ -39,4 +39,6 @@ class Handlers(Lifecycle, Queries, Archives):
             "annotate": self.h_annotate,
             "intervals": self.h_intervals,
             "wakers": self.h_wakers,
+            "stalls": self.h_stalls,
+            "neighbors": self.h_neighbors,
         }
