@@ -9,8 +9,10 @@ Two kinds of stall, ranked together by duration:
   uses its effective period). For consecutive samples t0 < t1 of a thread, the time it was not
   seen running is the gap ``(t0, t1 - P]``, of length ``t1 - t0 - P``. It is a stall when
 
-  - the thread was busy on both sides: its previous sample is within BUSY_PERIODS periods
-    before t0 and its next sample within BUSY_PERIODS periods after t1;
+  - the thread was busy on both sides: its sample before t0 and its sample after t1 are each
+    close, within BUSY_PERIODS periods or within 1/BUSY_RATIO of the gap (a busy thread on a
+    loaded machine is sampled less regularly; a thread that only wakes now and then for a
+    sample or two is never busy: its samples are all about as far apart as its gaps);
   - the gap is at least ``min_ns`` and longer than GAP_PERIODS periods;
   - no off-CPU interval of the thread overlaps it (an interval that does explains it: it is
     that interval, reported as such when long enough, and the gap is not reported).
@@ -35,6 +37,7 @@ from stax.profile.selection import Filter, sample_columns
 from stax.profile.tables import Profile
 
 BUSY_PERIODS = 3  # a neighbouring sample within this many periods: the thread was busy
+BUSY_RATIO = 4  # or within a quarter of the gap
 GAP_PERIODS = 4  # a gap must also be longer than this many periods
 DEFAULT_MIN_NS = 10_000_000
 MAX_BUCKETS = 10_000
@@ -75,12 +78,12 @@ def _gaps(p: Profile, flt: Filter, min_ns: int, c: dict[str, Any]) -> list[tuple
     n = len(times)
     out = []
     for i in idx.tolist():
-        # busy on both sides: samples at the period before t0 and after t1
-        if i == 0 or tids[i - 1] != tids[i] or times[i] - times[i - 1] > BUSY_PERIODS * weights[i]:
-            continue
+        # busy on both sides: samples close before t0 and after t1
         j = i + 1
-        if (j + 1 >= n or tids[j + 1] != tids[j]
-                or times[j + 1] - times[j] > BUSY_PERIODS * weights[j + 1]):
+        near = max(BUSY_PERIODS * int(weights[j]), int(length[i]) // BUSY_RATIO)
+        if i == 0 or tids[i - 1] != tids[i] or times[i] - times[i - 1] > near:
+            continue
+        if j + 1 >= n or tids[j + 1] != tids[j] or times[j + 1] - times[j] > near:
             continue
         tid = int(tids[i])
         a, b = int(times[i]), int(times[j] - weights[j])
