@@ -178,7 +178,7 @@ def histogram(rows: list[tuple[Any, ...]], t0: int, t1: int, bucket_ns: int,
     spreads over the buckets it spans; several threads stalled at once add up)."""
     n = max(1, -(-(t1 - t0) // bucket_ns))
     if n > MAX_BUCKETS:
-        raise StallsError(f"bucket_ms too small: {n} buckets over the range (max "
+        raise StallsError(f"bucket too small: {n} buckets over the range (max "
                           f"{MAX_BUCKETS}); use a larger bucket")
     started = [0] * n
     stalled = [0] * n
