@@ -72,11 +72,15 @@ def test_stalls_are_sample_gaps_without_offcpu(tmp_path: Path, stax_env: dict[st
         gaps = [r for r in _naps(res, tid, "gap") if r["duration_ns"] >= 100e6]  # type: ignore
         assert len(gaps) == 3, res
         for r in gaps:
-            assert 180e6 <= r["duration_ns"] <= 220e6, r
+            # a gap also holds any preemption next to the sleep (no intervals to tell them
+            # apart): tight below, generous above, where load pushes it
+            assert 180e6 <= r["duration_ns"] <= 320e6, r
             assert r["kind"] == "gap" and r["waker"] is None
-            assert r["stack"][0]["func"].startswith("burn"), r  # where it was last seen running
+            # where it was last seen running (maybe in a clock_gettime system call of burn)
+            assert any(f["func"].startswith("burn") for f in r["stack"]), r
+        assert sorted(r["duration_ns"] for r in gaps)[1] <= 220e6, gaps  # the median: ±10%
         text = stax("stalls", "--tid", str(tid), check=True).out
-        assert " gap " in text and "last ran at burn" in text, text
+        assert " gap " in text and "last ran at " in text and "burn" in text, text
     finally:
         stop_server(server)
 
