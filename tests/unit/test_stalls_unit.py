@@ -211,3 +211,42 @@ def test_offcpu_and_wall_modes_weigh_blocked_time(prof: Profile) -> None:
     assert wall["function"]["time_ns"] == off["function"]["time_ns"] + \
         nb.neighbors(prof, Filter(), "main")["function"]["time_ns"]
     assert nb.neighbors(prof, Filter(tid=101), "work")["function"] is None
+
+
+HOSTILE = "\x1b]0;pwned\x07\x9b31m\u202e\r\n\t"
+
+
+def _unsafe(text: str) -> list[str]:
+    return [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F
+            or c in "\u202e\u2028\u2029"]
+
+
+def test_commands_print_hostile_names_escaped(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from stax.cli.commands import neighbors as nb_cmd
+
+    b = Builder()
+    b.thread(9, HOSTILE)
+    s = b.stack("main", HOSTILE)
+    b.samples(9, 0, 20, s)
+    b.samples(9, 80, 100, s)
+    b.interval(9, 105, 20, "lock", s, waker=9)
+    b.samples(9, 150, 170, s)
+    p = b.done()
+    run = {"id": 1, "state": "stopped", "command": HOSTILE}
+    answers = {"stalls": {**st.stalls(p, Filter(), bucket_ns=10 * MS), "run": run,
+                          "note": HOSTILE},
+               "neighbors": {**nb.neighbors(p, Filter(), "main"), "run": run}}
+    for module in (stalls_cmd, nb_cmd):
+        monkeypatch.setattr(module, "query", lambda method, *a, **k: answers[method])
+    args = argparse.Namespace(json=False, run=None, tid=None, n=20, min_ms=10.0,
+                              bucket_ms=10.0, reason=None, func="main", exact=False,
+                              mode="cpu")
+    assert stalls_cmd.cmd_stalls(args) == 0
+    assert nb_cmd.cmd_neighbors(args) == 0
+    got = capsys.readouterr()
+    assert not _unsafe(got.out + got.err), got.out
+    assert got.out.count("\\x1b]0;pwned\\x07") >= 4 and "stalls over time" in got.out
+    assert " gap " in got.out and " lock " in got.out
