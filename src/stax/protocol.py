@@ -19,7 +19,8 @@ METHODS_LIFECYCLE = ("hello", "status", "list_runs", "start_launch", "start_atta
                      "target_exited", "wait", "stop", "select_run", "diagnostics", "dump",
                      "shutdown", "mark")
 # queries (all take optional "run", "tid", "start_ns", "end_ns", "window", "exclude")
-METHODS_QUERY = ("top", "flamegraph", "threads", "timeline", "annotate", "intervals", "wakers")
+METHODS_QUERY = ("top", "flamegraph", "threads", "timeline", "annotate", "intervals", "wakers",
+                 "stalls", "neighbors")
 # pushed updates (the connection must be able to receive events: Unix socket or WebSocket)
 METHODS_SUBSCRIPTION = ("subscribe", "unsubscribe")
 # archives: write the current run to disk, load one as the current query state

@@ -41,4 +41,6 @@ class Handlers(Lifecycle, Queries, Archives, Marks):
             "intervals": self.h_intervals,
             "wakers": self.h_wakers,
             "mark": self.h_mark,
+            "stalls": self.h_stalls,
+            "neighbors": self.h_neighbors,
         }

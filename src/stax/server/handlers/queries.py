@@ -1,5 +1,6 @@
 """RPC handlers that read a run's tables: top, flamegraph, threads, intervals, wakers,
-timeline, annotate. Each reads its parameters, then runs the view on a worker thread."""
+timeline, annotate, stalls, neighbors. Each reads its parameters, then runs the view on a worker
+thread."""
 
 from __future__ import annotations
 
@@ -98,6 +99,47 @@ class Queries(Base):
                 raise RPCError(E_BAD_REQUEST, str(e)) from None
 
         return await self._query(params, run)
+
+    async def h_stalls(self, params: dict[str, Any]) -> Any:
+        from stax.profile import stalls
+        from stax.profile.offcpu import REASONS
+
+        limit = P.integer(params, "limit", 20)
+        min_ns = P.integer(params, "min_duration_ns", stalls.DEFAULT_MIN_NS, hi=P.MAX_NS)
+        bucket_ns = P.integer(params, "bucket_ns", 0, hi=P.MAX_NS)
+        reason = P.choice(params, "reason", (*REASONS, "gap"), None)
+        with_stacks = P.boolean(params, "stacks", True)
+
+        def run(p: Any, flt: views.Filter) -> dict[str, Any]:
+            try:
+                return stalls.stalls(p, flt, limit, min_ns, bucket_ns, reason, with_stacks)
+            except stalls.StallsError as e:
+                raise RPCError(E_BAD_REQUEST, str(e)) from None
+
+        res = await self._query(params, run)
+        if note := _offcpu_note(res["run"]):
+            res["note"] = note + "; waits of busy threads show as gaps"
+        return res
+
+    async def h_neighbors(self, params: dict[str, Any]) -> Any:
+        from stax.profile import neighbors
+
+        target = P.text(params, "target", required=True, empty=False)
+        assert target is not None
+        exact = P.boolean(params, "exact", False)
+        mode = P.choice(params, "mode", ("cpu", "offcpu", "wall"), "cpu")
+        limit = P.integer(params, "limit", 20)
+
+        def run(p: Any, flt: views.Filter) -> dict[str, Any]:
+            try:
+                return neighbors.neighbors(p, flt, target, exact, mode, limit)
+            except neighbors.NeighborsError as e:
+                raise RPCError(E_BAD_REQUEST, str(e)) from None
+
+        res = await self._query(params, run)
+        if mode != "cpu" and (note := _offcpu_note(res["run"])):
+            res["note"] = note
+        return res
 
 
 def windowed(flt: views.Filter, win: Any, profile: Any) -> views.Filter:
