@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from stax.archive.format import Archive, intervals_of, load
+from stax.archive.thresholds import Thresholds, evaluate
 from stax.profile import views
 from stax.profile.offcpu import REASONS
 
@@ -29,8 +30,10 @@ def _totals(a: Archive) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str,
             "offcpu_by_reason": by_reason}, funcs
 
 
-def compare(base_path: str, cand_path: str, limit: int = 20) -> dict[str, Any]:
-    """Raises ArchiveError on a bad archive."""
+def compare(base_path: str, cand_path: str, limit: int = 20,
+            fail: Thresholds | None = None) -> dict[str, Any]:
+    """Raises ArchiveError on a bad archive. ``threshold_failures``: what exceeds ``fail``
+    (every function is checked, not only the ``limit`` rows shown)."""
     base, bf = _totals(load(base_path))
     cand, cf = _totals(load(cand_path))
     rows = []
@@ -63,4 +66,5 @@ def compare(base_path: str, cand_path: str, limit: int = 20) -> dict[str, Any]:
         "regressions": regressions[:limit] if limit else regressions,
         "improvements": improvements[:limit] if limit else improvements,
         "unchanged": sum(1 for r in rows if r["delta_self_ns"] == 0),
+        "threshold_failures": evaluate(fail or Thresholds(), base, cand, rows),
     }

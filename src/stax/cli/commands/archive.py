@@ -1,7 +1,9 @@
 """The archive commands: save, open, compare, export.
 
-``save``/``open`` ask the server; ``compare`` reads two archives itself; ``export`` has the
-server save the run to a temporary archive and converts that here.
+``save``/``open`` ask the server; ``compare`` reads two archives itself (for a ``--run`` side,
+the archive the server keeps that run in: cli/compare_sides.py) and exits 2 when a ``--fail-…``
+limit is exceeded; ``export`` has the server save the run to a temporary archive and converts
+that here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg
 from stax.cli.common import call, die, esc, out, print_json, run_line
+from stax.cli.compare_sides import side_arguments, threshold_arguments
 
 
 def _save_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,11 +30,11 @@ def _open_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("base", metavar="BASE")
-    p.add_argument("cand", metavar="CAND")
+    side_arguments(p)
     p.add_argument("-n", type=count_arg, default=20,
                    help="rows per table (0 = all; default 20)")
     json_flag(p)
+    threshold_arguments(p)
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,17 +82,24 @@ def _fmt_delta_ms(ns: int) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from stax.archive.compare import compare
     from stax.archive.format import ArchiveError
+    from stax.archive.thresholds import describe
+    from stax.cli.compare_sides import resolved, thresholds
 
-    try:
-        res = compare(_abs(args.base), _abs(args.cand), args.n)
-    except ArchiveError as e:
-        die(str(e))
+    fail = thresholds(args)
+    with resolved(args) as (base, cand):
+        try:
+            res = compare(base["path"], cand["path"], args.n, fail=fail)
+        except ArchiveError as e:
+            die(str(e))
+    res["base"]["run"], res["cand"]["run"] = base["run"], cand["run"]
+    status = 2 if res["threshold_failures"] else 0
     if args.json:
         print_json(res)
-        return 0
+        return status
     b, c, d = res["base"], res["cand"], res["delta"]
-    out(f"base: {esc(b['path'])}  ({esc(b['command'])})")
-    out(f"cand: {esc(c['path'])}  ({esc(c['command'])})")
+    for side, s in (("base", b), ("cand", c)):
+        run = f"run {s['run']}  " if s["run"] is not None else ""
+        out(f"{side}: {run}{esc(s['path'])}  ({esc(s['command'])})")
     pct = f" ({d['oncpu_pct']:+.1f}%)" if d["oncpu_pct"] is not None else ""
     out(f"{'':10}{'base':>14}{'cand':>14}{'delta':>16}")
     out(f"{'samples':10}{b['samples']:>14}{c['samples']:>14}{d['samples']:>+16}")
@@ -119,7 +129,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     table("regressions (self time grew, biggest first):", res["regressions"])
     table("improvements (self time shrank, biggest first):", res["improvements"])
-    return 0
+    if fail.any():
+        out()
+        for f in res["threshold_failures"]:
+            out(esc(describe(f)))
+        if not status:
+            out("thresholds: all passed")
+    return status
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -170,6 +186,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 SAVE = Command("save", "write the current run (or --run ID) to a directory archive", cmd_save,
                _save_arguments)
 OPEN = Command("open", "load an archive as the current query state", cmd_open, _open_arguments)
-COMPARE = Command("compare", "compare two archives (no server needed)", cmd_compare,
-                  _compare_arguments)
+COMPARE = Command("compare", "compare two archives or kept runs; exit 2 past a --fail-… limit",
+                  cmd_compare, _compare_arguments)
 EXPORT = Command("export", "write a run in another tool's format", cmd_export, _export_arguments)
