@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from stax.archive.format import Archive, intervals_of, load
+from stax.archive.thresholds import Thresholds, evaluate
 from stax.profile import views
 from stax.profile.offcpu import REASONS
 from stax.profile.selection import keep_mask
@@ -50,10 +51,12 @@ def _totals(a: Archive, window: str | None = None,
 
 
 def compare(base_path: str, cand_path: str, limit: int = 20, base_window: str | None = None,
-            cand_window: str | None = None) -> dict[str, Any]:
+            cand_window: str | None = None, fail: Thresholds | None = None) -> dict[str, Any]:
     """Raises ArchiveError on a bad archive, WindowError (stax.profile.window) on a window
     that does not fit its archive (an unknown mark). Each side is read in its own window
-    (``A..B``: seconds from its run's start or its marks' labels), when given."""
+    (``A..B``: seconds from its run's start or its marks' labels), when given.
+    ``threshold_failures``: what exceeds ``fail`` (every function is checked, not only the
+    ``limit`` rows shown)."""
     base, bf = _totals(load(base_path), base_window)
     cand, cf = _totals(load(cand_path), cand_window)
     rows = []
@@ -86,4 +89,5 @@ def compare(base_path: str, cand_path: str, limit: int = 20, base_window: str | 
         "regressions": regressions[:limit] if limit else regressions,
         "improvements": improvements[:limit] if limit else improvements,
         "unchanged": sum(1 for r in rows if r["delta_self_ns"] == 0),
+        "threshold_failures": evaluate(fail or Thresholds(), base, cand, rows),
     }

@@ -1,7 +1,9 @@
 """The archive commands: save, open, compare, export.
 
-``save``/``open`` ask the server; ``compare`` reads two archives itself; ``export`` has the
-server save the run to a temporary archive and converts that here.
+``save``/``open`` ask the server; ``compare`` reads two archives itself (for a ``--run`` side,
+the archive the server keeps that run in: cli/compare_sides.py) and exits 2 when a ``--fail-…``
+limit is exceeded; ``export`` has the server save the run to a temporary archive and converts
+that here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg, window_flag
 from stax.cli.common import call, die, esc, out, print_json, run_line
+from stax.cli.compare_sides import side_arguments, threshold_arguments
 
 
 def _save_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,8 +30,7 @@ def _open_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("base", metavar="BASE")
-    p.add_argument("cand", metavar="CAND")
+    side_arguments(p)
     p.add_argument("-n", type=count_arg, default=20,
                    help="rows per table (0 = all; default 20)")
     window_flag(p, help="compare only this time window of each run (A..B, A.., ..B: seconds "
@@ -36,6 +38,7 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     window_flag(p, "--base-window", help="the window of BASE (instead of --window)")
     window_flag(p, "--cand-window", help="the window of CAND (instead of --window)")
     json_flag(p)
+    threshold_arguments(p)
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,19 +87,26 @@ def _fmt_delta_ms(ns: int) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from stax.archive.compare import compare
     from stax.archive.format import ArchiveError
+    from stax.archive.thresholds import describe
+    from stax.cli.compare_sides import resolved, thresholds
     from stax.profile.window import WindowError
 
-    try:
-        res = compare(_abs(args.base), _abs(args.cand), args.n,
-                      args.base_window or args.window, args.cand_window or args.window)
-    except (ArchiveError, WindowError) as e:
-        die(str(e))
+    fail = thresholds(args)
+    with resolved(args) as (base, cand):
+        try:
+            res = compare(base["path"], cand["path"], args.n, args.base_window or args.window,
+                          args.cand_window or args.window, fail=fail)
+        except (ArchiveError, WindowError) as e:
+            die(str(e))
+    res["base"]["run"], res["cand"]["run"] = base["run"], cand["run"]
+    status = 2 if res["threshold_failures"] else 0
     if args.json:
         print_json(res)
-        return 0
+        return status
     b, c, d = res["base"], res["cand"], res["delta"]
-    out(f"base: {esc(b['path'])}  ({esc(b['command'])})")
-    out(f"cand: {esc(c['path'])}  ({esc(c['command'])})")
+    for side, s in (("base", b), ("cand", c)):
+        run = f"run {s['run']}  " if s["run"] is not None else ""
+        out(f"{side}: {run}{esc(s['path'])}  ({esc(s['command'])})")
     if b["window"] or c["window"]:
         out(f"windows: base {esc(b['window'] or 'all')}, cand {esc(c['window'] or 'all')}")
     pct = f" ({d['oncpu_pct']:+.1f}%)" if d["oncpu_pct"] is not None else ""
@@ -128,7 +138,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     table("regressions (self time grew, biggest first):", res["regressions"])
     table("improvements (self time shrank, biggest first):", res["improvements"])
-    return 0
+    if fail.any():
+        out()
+        for f in res["threshold_failures"]:
+            out(esc(describe(f)))
+        if not status:
+            out("thresholds: all passed")
+    return status
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -189,6 +205,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 SAVE = Command("save", "write the current run (or --run ID) to a directory archive", cmd_save,
                _save_arguments)
 OPEN = Command("open", "load an archive as the current query state", cmd_open, _open_arguments)
-COMPARE = Command("compare", "compare two archives (no server needed)", cmd_compare,
-                  _compare_arguments)
+COMPARE = Command("compare", "compare two archives or kept runs; exit 2 past a --fail-… limit",
+                  cmd_compare, _compare_arguments)
 EXPORT = Command("export", "write a run in another tool's format", cmd_export, _export_arguments)
