@@ -24,3 +24,7 @@ MAX_ID = (1 << 31) - 1
 MAX_COUNT = 1_000_000_000
 # Time limits, waits and timeouts: up to one week.
 MAX_SECONDS = 7 * 24 * 3600
+
+# How long `stax wait` waits, without --timeout-ms, for the server to answer and a run to start
+# (the `stax record … &` it follows may not have registered its run yet).
+WAIT_START_GRACE_S = 5.0

@@ -12,6 +12,7 @@ from stax.cli.command import Command
 from stax.cli.commands import (
     annotate,
     archive,
+    completions,
     diagnose,
     flame,
     record,
@@ -29,4 +30,5 @@ COMMANDS: tuple[Command, ...] = (
     record.RECORD, status.STATUS, runs.LIST, wait.WAIT, stop.STOP, runs.SELECT_RUN, top.TOP,
     flame.FLAME, threads.THREADS, wakers.WAKERS, diagnose.DIAGNOSE, diagnose.DUMP,
     archive.SAVE, archive.OPEN, archive.COMPARE, archive.EXPORT, annotate.ANNOTATE, setup.SETUP,
+    completions.COMPLETIONS,
 )
