@@ -102,6 +102,7 @@ def test_a_run_that_ended_before_wait_was_heard(stax: Stax, workloads: dict[str,
     assert res["status"] == "met" and res["run"]["id"] == 1
     res = _rpc(stax, for_samples=10**8, stopped_since_ns=before)
     assert res["status"] == "stopped"
+    assert _rpc(stax, stopped_since_ns=before)["status"] == "stopped"  # no condition: its end
     res = _rpc(stax, until_symbol="spin_hot", stopped_since_ns=before)
     assert res["status"] == "met" and "spin_hot" in res["symbol"]
     # stopped before wait started: not the run it is waiting for

@@ -100,3 +100,14 @@ def test_spellings(capsys: pytest.CaptureFixture[str]) -> None:
         main(["-V"])
     assert e.value.code == 0
     assert capsys.readouterr().out.startswith("stax ")
+
+
+def test_zsh_script_registers_after_compinit(tmp_path: Path) -> None:
+    zsh = shutil.which("zsh")
+    if zsh is None:
+        pytest.skip("zsh is not installed")
+    path = _script("zsh", tmp_path)
+    prog = (f"autoload -Uz compinit; compinit -u -d {tmp_path}/zcompdump; source {path}; "
+            "print -r -- ${_comps[stax]}")
+    p = subprocess.run([zsh, "-f", "-c", prog], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and p.stdout == "_stax_complete\n", (p.stdout, p.stderr)
