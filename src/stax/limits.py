@@ -28,3 +28,7 @@ MAX_SECONDS = 7 * 24 * 3600
 # Marks (``stax mark LABEL``): a label's length, and how many marks one run keeps.
 MAX_MARK_LABEL = 64
 MAX_MARKS = 10_000
+
+# How long `stax wait` waits, without --timeout-ms, for the server to answer and a run to start
+# (the `stax record … &` it follows may not have registered its run yet).
+WAIT_START_GRACE_S = 5.0

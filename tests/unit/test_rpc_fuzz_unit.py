@@ -27,7 +27,7 @@ PARAMS = ("pid", "argv", "frequency", "time_limit_ms", "dwarf_unwind", "daemon_s
           "limit", "max_depth", "threshold_pct", "mode", "reason", "min_duration_ns", "stacks",
           "bucket_ns",
           "buckets", "target", "exact", "tid", "start_ns", "end_ns", "exclude", "interval_ms",
-          "subscription", "window", "label")
+          "subscription", "window", "label", "wait_for_run_ms", "stopped_since_ns")
 
 EDGE = [0, -1, 1, 2, 100, 10_000, P.MAX_PID, P.MAX_PID + 1, 2**31, 2**62 + 1, 2**63, 2**64,
         -(2**63), 10**20, 10**300, 0.5, -0.0, 1e-300, 1e23, 1e308, -1e308, math.inf, -math.inf,
@@ -78,6 +78,9 @@ def _safe(method: str, params: dict[str, Any], tmp: Path, data: st.DataObject) -
     if method in ("start_launch", "start_attach"):
         params["pid"] = data.draw(st.sampled_from(
             [None, 0, -1, P.MAX_PID + 1, 2**64, 10**20, 1.0, "1", True, [1], math.nan]))
+    if method == "wait" and "wait_for_run_ms" in params:  # no run ever starts here: keep it short
+        params["wait_for_run_ms"] = data.draw(st.sampled_from(
+            [None, 0, 10, -1, P.MAX_MS + 1, 2**64, 1.5, "10", True, math.nan]))
     if method in ("save", "open") and isinstance(params.get("path"), str):
         name = params["path"].replace("/", "_").replace("\0", "")[:40] or "x"
         params["path"] = data.draw(st.sampled_from(
@@ -121,6 +124,9 @@ def test_every_parameter_with_every_edge_value(server: Any, method: str) -> None
                     continue
             if method in ("save", "open") and name == "path" and isinstance(v, str) and v:
                 continue  # random absolute paths: only in the test's directory (fuzz above)
+            if (method == "wait" and name == "wait_for_run_ms" and type(v) is int
+                    and 100 < v <= P.MAX_MS):
+                continue  # a valid long wait for a run that never starts here
             req = {"id": 1, "method": method, "params": params}
             _check(server.loop.run_until_complete(server.handle(req)), req)
 

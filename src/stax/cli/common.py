@@ -31,12 +31,19 @@ def die(msg: str) -> NoReturn:
     raise CLIError(msg)
 
 
-def connect(timeout: float | None = 30.0) -> Client:
+def connect(timeout: float | None = 30.0, patience: float = 0.0) -> Client:
+    """A connection to the server; with ``patience``, retried for that many seconds while no
+    server answers yet (one a backgrounded `stax record` is starting)."""
     from stax.client import Client, ServerUnavailable
 
-    try:
-        return Client(timeout=timeout)
-    except ServerUnavailable:
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            return Client(timeout=timeout)
+        except ServerUnavailable:
+            if time.monotonic() < give_up:
+                time.sleep(0.02)
+                continue
         die(f"stax-server isn't running (no server on {paths.server_socket()}); start it with "
             "`stax-server &`, or run `stax record` which starts it")
 

@@ -24,10 +24,11 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="stax", description="A sampling profiler for native Linux programs.")
-    ap.add_argument("--version", action="version", version=f"stax {__version__}")
+    ap.add_argument("-V", "--version", action="version", version=f"stax {__version__}")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     for command in COMMANDS:
         command.register(sub)
+    ap.set_defaults(root_parser=ap)  # for `stax completions`, which walks the whole parser
     return ap
 
 

@@ -12,6 +12,7 @@ from stax.cli.command import Command
 from stax.cli.commands import (
     annotate,
     archive,
+    completions,
     diagnose,
     flame,
     mark,
@@ -34,4 +35,5 @@ COMMANDS: tuple[Command, ...] = (
     flame.FLAME, threads.THREADS, wakers.WAKERS, diagnose.DIAGNOSE, diagnose.DUMP,
     archive.SAVE, archive.OPEN, archive.COMPARE, archive.EXPORT, annotate.ANNOTATE,
     stalls.STALLS, neighbors.CALLERS, neighbors.CALLEES, neighbors.NEIGHBORS, setup.SETUP,
+    completions.COMPLETIONS,
 )

@@ -29,8 +29,8 @@ from stax.limits import MAX_COUNT
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-d", "--depth", type=int_in(1, MAX_COUNT), default=12,
-                   help="print depth (default 12)")
+    p.add_argument("-d", "--max-depth", "--depth", dest="depth", type=int_in(1, MAX_COUNT),
+                   default=12, metavar="DEPTH", help="print depth (default 12)")
     p.add_argument("--threshold-pct", type=float_in(0, 100), default=1.0,
                    help="hide nodes under this share of samples (default 1.0; 0 = all)")
     p.add_argument("--tid", type=tid_arg)

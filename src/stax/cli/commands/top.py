@@ -9,7 +9,8 @@ from stax.cli.common import esc, fmt_ms, header, no_samples_hint, out, print_jso
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", type=count_arg, default=20, help="rows (0 = all; default 20)")
+    p.add_argument("-n", "--limit", dest="n", type=count_arg, default=20, metavar="N",
+                   help="rows (0 = all; default 20)")
     p.add_argument("--sort", choices=("self", "total"), default="self")
     p.add_argument("--tid", type=tid_arg)
     p.add_argument("--run", type=run_arg, metavar="ID")

@@ -10,7 +10,8 @@ from stax.cli.common import esc, header, none_line, out, print_json, query
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", type=count_arg, default=20, help="rows (0 = all; default 20)")
+    p.add_argument("-n", "--limit", dest="n", type=count_arg, default=20, metavar="N",
+                   help="rows (0 = all; default 20)")
     p.add_argument("--tid", type=tid_arg, help="only edges where this thread is either side")
     p.add_argument("--run", type=run_arg, metavar="ID")
     window_flag(p)

@@ -14,8 +14,11 @@ from stax.profile import views
 from stax.protocol import E_BAD_REQUEST, E_NO_RUN, PROTOCOL_VERSION, RPCError
 from stax.server import params as P
 from stax.server.handlers.base import Base
+from stax.server.runs import Run
 
 log = logging.getLogger("stax.server")
+
+WAIT_POLL_S = 0.02  # how often wait looks at the run: well within its 0.3 s promise
 
 
 class Lifecycle(Base):
@@ -72,15 +75,23 @@ class Lifecycle(Base):
             raise RPCError(E_BAD_REQUEST, "--for-samples, --for-seconds and --until-symbol "
                                           "are mutually exclusive")
         timeout_ms = P.integer(params, "timeout_ms", hi=P.MAX_MS)
+        start_ms = P.integer(params, "wait_for_run_ms", default=0, hi=P.MAX_MS) or 0
+        since_ns = P.integer(params, "stopped_since_ns", hi=P.MAX_NS)
         run_id = P.run_id(params)
-        run = self.registry.runs.get(run_id) if run_id is not None else self.registry.active
-        if run is None or run.state != "recording":
-            if run_id is not None and run is not None:
-                return {"status": "stopped", "run": run.summary()}
-            raise RPCError(E_NO_RUN, "no active run to wait for")
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
+        t0 = time.monotonic()
+        deadline = None if timeout_ms is None else t0 + timeout_ms / 1000.0
+        if run_id is not None:
+            run = self.registry.runs.get(run_id)
+            if run is None or run.state != "recording":
+                if run is not None:
+                    return {"status": "stopped", "run": run.summary()}
+                raise RPCError(E_NO_RUN, "no active run to wait for")
+        else:
+            run = await self._run_to_wait_for(t0 + start_ms / 1000.0, since_ns)
         next_frame = 0
         while True:
+            # read the state first: a run seen stopped has every sample it will ever have
+            stopped = run.state != "recording"
             if for_samples is not None and len(run.profile.s_stack) >= for_samples:
                 return {"status": "met", "run": run.summary()}
             if for_seconds is not None and run.elapsed_s() >= for_seconds:
@@ -90,11 +101,30 @@ class Lifecycle(Base):
                     views.find_symbol, run.profile, until_symbol, next_frame)
                 if found:
                     return {"status": "met", "run": run.summary(), "symbol": found}
-            if run.state != "recording":
+            if stopped:
                 return {"status": "stopped", "run": run.summary()}
             if deadline is not None and time.monotonic() >= deadline:
                 return {"status": "timeout", "run": run.summary()}
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(WAIT_POLL_S)
+
+    async def _run_to_wait_for(self, until: float, since_ns: int | None) -> Run:
+        """The active run; else the latest run that stopped at or after ``since_ns``
+        (CLOCK_MONOTONIC; a `stax record … &` that ended before its `stax wait` was heard);
+        else, until the monotonic time ``until``, the first run that starts (or starts and
+        stops) meanwhile. Error ``no_run`` when none turns up."""
+        while True:
+            act = self.registry.active
+            if act is not None:
+                return act
+            if since_ns is not None:
+                since = since_ns / 1e9
+                ended = [r for r in self.registry.runs.values()
+                         if r.stopped_mono is not None and r.stopped_mono >= since]
+                if ended:
+                    return ended[-1]
+            if time.monotonic() >= until:
+                raise RPCError(E_NO_RUN, "no active run to wait for")
+            await asyncio.sleep(WAIT_POLL_S)
 
     async def h_stop(self, params: dict[str, Any]) -> Any:
         run_id = P.run_id(params)
