@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg
+from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg, window_flag
 from stax.cli.common import esc, header, no_samples_hint, none_line, out, print_json, query
 
 
@@ -20,6 +20,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--limit", dest="n", type=count_arg, default=20,
                    help="rows per list (0 = all; default 20)")
     p.add_argument("--tid", type=tid_arg)
+    window_flag(p)
     p.add_argument("--run", type=run_arg, metavar="ID")
     json_flag(p)
 
@@ -34,8 +35,8 @@ def _rows(rows: list[dict[str, Any]], count: int, what: str) -> list[str]:
 
 
 def show(args: argparse.Namespace, callers: bool, callees: bool) -> int:
-    res = query("neighbors", args.json, run=args.run, tid=args.tid, target=args.func,
-                exact=args.exact or None, mode=args.mode, limit=args.n)
+    res = query("neighbors", args.json, run=args.run, tid=args.tid, window=args.window,
+                target=args.func, exact=args.exact or None, mode=args.mode, limit=args.n)
     if res is None:
         return 0
     fn = res["function"]

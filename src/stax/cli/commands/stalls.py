@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stax.cli.command import Command, count_arg, float_in, json_flag, run_arg, tid_arg
+from stax.cli.command import Command, count_arg, float_in, json_flag, run_arg, tid_arg, window_flag
 from stax.cli.common import esc, header, none_line, out, print_json, query
 from stax.limits import MAX_SECONDS
 
@@ -25,6 +25,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reason", choices=REASONS,
                    help="only this off-CPU reason, or only the sample gaps (gap)")
     p.add_argument("--tid", type=tid_arg)
+    window_flag(p)
     p.add_argument("--run", type=run_arg, metavar="ID")
     json_flag(p)
 
@@ -53,7 +54,7 @@ def _histogram(h: dict[str, Any]) -> list[str]:
 
 def cmd_stalls(args: argparse.Namespace) -> int:
     bucket_ns = round(args.bucket_ms * 1e6) if args.bucket_ms is not None else None
-    res = query("stalls", args.json, run=args.run, tid=args.tid, limit=args.n,
+    res = query("stalls", args.json, run=args.run, tid=args.tid, window=args.window, limit=args.n,
                 min_duration_ns=round(args.min_ms * 1e6), bucket_ns=bucket_ns or None,
                 reason=args.reason)
     if res is None:
