@@ -285,9 +285,9 @@ def test_diagnose_shows_where_frame_pointer_walks_stop(stax: Stax,
     (["record", "-p", "4194303"], "no process with pid 4194303"),
     (["record", "-p", "999999999"], "-p/--pid: must be between 1 and 4194304"),
     (["top", "--sort", "sideways"], "invalid choice"),
-    (["top", "-n", "-3"], "-n: must be between 0 and"),
+    (["top", "-n", "-3"], "-n/--limit: must be between 0 and"),
     (["frobnicate"], "invalid choice"),
-    (["flame", "-d", "0"], "-d/--depth: must be between 1 and"),
+    (["flame", "-d", "0"], "-d/--max-depth/--depth: must be between 1 and"),
 ])
 def test_bad_arguments_give_one_clear_error(stax: Stax, args: list[str], needle: str) -> None:
     t0 = time.monotonic()
