@@ -17,7 +17,8 @@ from stax.profile.tables import Profile
 from stax.protocol import JSONError, decode
 
 FORMAT = "stax-archive"
-VERSION = 2  # 2: intervals carry state and wakeup, reason is <i1 and named by "reasons"
+VERSION = 3  # 2: intervals carry state and wakeup, reason is <i1 and named by "reasons"
+# 3: binaries carry their loadable segments, "code" (stax save --with-code), single-file form
 MAIN_FILE = "stax-archive.json"
 DATA_FILE = "columns.bin"
 SUFFIX = ".stax"
@@ -46,6 +47,10 @@ ARRAY_CODES = {"<i8": "q", "<i4": "i", "<i2": "h", "<i1": "b", "<u8": "Q", "<u1"
 # what version-1 archives hold differently: other dtypes, and columns they lack (read as this)
 V1_DTYPES = {("intervals", "reason"): "<i2"}
 V1_MISSING = {("intervals", "state"): 1, ("intervals", "wakeup"): -1}  # state 1: S
+# columns of version 3 on that an archive may lack (read as this value): a new optional column
+# is added here and to its table without a version bump; columns a reader does not know are
+# skipped (the manifest lists every table's columns with dtype, offset, size and checksum)
+OPTIONAL: dict[tuple[str, str], int] = {}
 MAX_JSON_BYTES = 256 << 20
 
 
@@ -133,9 +138,14 @@ def table_rows(p: Profile, table: str) -> int | None:
 # --- manifest -----------------------------------------------------------------------------
 
 def locate(path: str) -> str:
-    """The archive directory for ``path`` (the directory itself or its main file)."""
+    """The archive for ``path``: the directory (given itself or by its main file), or the
+    single file (stax.archive.container)."""
     if not os.path.exists(path):
         raise ArchiveError(f"{path}: no such file or directory")
+    from stax.archive.container import is_file_archive
+
+    if is_file_archive(path):
+        return os.path.abspath(path)
     if os.path.isdir(path):
         if not os.path.exists(os.path.join(path, MAIN_FILE)):
             raise ArchiveError(f"{path} is not a stax archive (no {MAIN_FILE} inside)")
@@ -143,17 +153,23 @@ def locate(path: str) -> str:
     if os.path.basename(path) == MAIN_FILE:
         return os.path.dirname(os.path.abspath(path))
     raise ArchiveError(f"{path} is not a stax archive (expected a directory holding "
-                       f"{MAIN_FILE}, or that file)")
+                       f"{MAIN_FILE}, that file, or a single-file archive)")
 
 
 def read_manifest(path: str) -> tuple[str, dict[str, Any]]:
     d = locate(path)
     main = os.path.join(d, MAIN_FILE)
-    try:
-        with open(main, "rb") as f:
-            raw = f.read(MAX_JSON_BYTES + 1)
-    except OSError as e:
-        raise ArchiveError(f"cannot read {main}: {e.strerror or e}") from None
+    if not os.path.isdir(d):  # the single-file form
+        from stax.archive.container import read_member
+
+        main = d
+        raw = read_member(d, MAIN_FILE)
+    else:
+        try:
+            with open(main, "rb") as f:
+                raw = f.read(MAX_JSON_BYTES + 1)
+        except OSError as e:
+            raise ArchiveError(f"cannot read {main}: {e.strerror or e}") from None
     if len(raw) > MAX_JSON_BYTES:
         raise ArchiveError(f"{main} is too large to be a stax archive manifest")
     try:
