@@ -13,48 +13,11 @@ import os
 import tarfile
 import tempfile
 
-from stax.archive.layout import DATA_FILE, MAIN_FILE, MAX_JSON_BYTES, ArchiveError
+from stax.archive.layout import DATA_FILE, MAIN_FILE, is_file_archive, read_member
+
+__all__ = ["is_file_archive", "pack", "read_member", "wants_file"]
 
 MEMBERS = (MAIN_FILE, DATA_FILE)
-MAX_DATA_BYTES = 64 << 30
-MAX_MEMBERS = 16  # tar entries looked at (extra ones, e.g. pax headers, are skipped)
-
-
-def is_file_archive(path: str) -> bool:
-    """A regular file that is a tar holding the manifest."""
-    if not os.path.isfile(path) or os.path.basename(path) == MAIN_FILE:
-        return False
-    try:
-        return tarfile.is_tarfile(path)
-    except OSError:
-        return False
-
-
-def read_member(path: str, name: str) -> bytes:
-    """The bytes of member ``name`` (MAIN_FILE or DATA_FILE) of the single-file archive."""
-    limit = MAX_JSON_BYTES if name == MAIN_FILE else MAX_DATA_BYTES
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for i, info in enumerate(tar):
-                if i >= MAX_MEMBERS:
-                    break
-                if info.name != name:
-                    continue
-                if not info.isreg():
-                    raise ArchiveError(f"{path}: {name} is not a regular member")
-                if info.size > limit:
-                    raise ArchiveError(f"{path}: {name} is too large for a stax archive")
-                f = tar.extractfile(info)
-                assert f is not None
-                data = f.read(info.size)
-                if len(data) != info.size:
-                    raise ArchiveError(f"{path}: {name} is truncated")
-                return data
-    except (tarfile.TarError, EOFError) as e:
-        raise ArchiveError(f"{path} is not a readable stax archive file ({e})") from None
-    except OSError as e:
-        raise ArchiveError(f"cannot read {path}: {e.strerror or e}") from None
-    raise ArchiveError(f"{path} is not a stax archive (no {name} inside)")
 
 
 def pack(src_dir: str, path: str) -> int:

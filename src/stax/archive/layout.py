@@ -8,6 +8,7 @@ writer.py and reader.py build on this; format.py is the archive's public face.
 from __future__ import annotations
 
 import os
+import tarfile
 import zlib
 from array import array
 from dataclasses import dataclass, field
@@ -142,8 +143,6 @@ def locate(path: str) -> str:
     single file (stax.archive.container)."""
     if not os.path.exists(path):
         raise ArchiveError(f"{path}: no such file or directory")
-    from stax.archive.container import is_file_archive
-
     if is_file_archive(path):
         return os.path.abspath(path)
     if os.path.isdir(path):
@@ -160,8 +159,6 @@ def read_manifest(path: str) -> tuple[str, dict[str, Any]]:
     d = locate(path)
     main = os.path.join(d, MAIN_FILE)
     if not os.path.isdir(d):  # the single-file form
-        from stax.archive.container import read_member
-
         main = d
         raw = read_member(d, MAIN_FILE)
     else:
@@ -189,3 +186,46 @@ def read_manifest(path: str) -> tuple[str, dict[str, Any]]:
     if v < 1:
         raise ArchiveError(f"{main}: unknown archive format version {v}")
     return d, m
+
+
+# --- the single-file form (written by stax.archive.container) ----------------------------
+
+MAX_DATA_BYTES = 64 << 30
+MAX_MEMBERS = 16  # tar entries looked at (extra ones, e.g. pax headers, are skipped)
+
+
+def is_file_archive(path: str) -> bool:
+    """A regular file that is a tar holding the manifest."""
+    if not os.path.isfile(path) or os.path.basename(path) == MAIN_FILE:
+        return False
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def read_member(path: str, name: str) -> bytes:
+    """The bytes of member ``name`` (MAIN_FILE or DATA_FILE) of the single-file archive."""
+    limit = MAX_JSON_BYTES if name == MAIN_FILE else MAX_DATA_BYTES
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for i, info in enumerate(tar):
+                if i >= MAX_MEMBERS:
+                    break
+                if info.name != name:
+                    continue
+                if not info.isreg():
+                    raise ArchiveError(f"{path}: {name} is not a regular member")
+                if info.size > limit:
+                    raise ArchiveError(f"{path}: {name} is too large for a stax archive")
+                f = tar.extractfile(info)
+                assert f is not None
+                data = f.read(info.size)
+                if len(data) != info.size:
+                    raise ArchiveError(f"{path}: {name} is truncated")
+                return data
+    except (tarfile.TarError, EOFError) as e:
+        raise ArchiveError(f"{path} is not a readable stax archive file ({e})") from None
+    except OSError as e:
+        raise ArchiveError(f"cannot read {path}: {e.strerror or e}") from None
+    raise ArchiveError(f"{path} is not a stax archive (no {name} inside)")

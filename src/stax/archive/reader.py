@@ -57,7 +57,7 @@ def _load(path: str) -> Archive:
     data_path = os.path.join(d, DATA_FILE)
     try:
         if single:
-            from stax.archive.container import read_member
+            from stax.archive.layout import read_member
 
             data = read_member(d, DATA_FILE)
         else:
