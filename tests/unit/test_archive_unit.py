@@ -309,7 +309,8 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70)
 
 @FUZZ
 @given(st.sampled_from(["binaries", "funcs", "threads", "tables", "data_bytes", "counts",
-                        "first_time_ns", "run", "version", "reasons", "diagnostics"]), JSON)
+                        "first_time_ns", "run", "version", "reasons", "diagnostics",
+                        "code"]), JSON)
 def test_fuzz_manifest_fields(tmp_path: Path, fuzz_base: tuple[bytes, bytes], key: str,
                               value: object) -> None:
     m = json.loads(fuzz_base[0])

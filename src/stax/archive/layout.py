@@ -8,6 +8,7 @@ writer.py and reader.py build on this; format.py is the archive's public face.
 from __future__ import annotations
 
 import os
+import tarfile
 import zlib
 from array import array
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from stax.profile.tables import Profile
 from stax.protocol import JSONError, decode
 
 FORMAT = "stax-archive"
-VERSION = 2  # 2: intervals carry state and wakeup, reason is <i1 and named by "reasons"
+VERSION = 3  # 2: intervals carry state and wakeup, reason is <i1 and named by "reasons"
+# 3: binaries carry their loadable segments, "code" (stax save --with-code), single-file form
 MAIN_FILE = "stax-archive.json"
 DATA_FILE = "columns.bin"
 SUFFIX = ".stax"
@@ -46,6 +48,10 @@ ARRAY_CODES = {"<i8": "q", "<i4": "i", "<i2": "h", "<i1": "b", "<u8": "Q", "<u1"
 # what version-1 archives hold differently: other dtypes, and columns they lack (read as this)
 V1_DTYPES = {("intervals", "reason"): "<i2"}
 V1_MISSING = {("intervals", "state"): 1, ("intervals", "wakeup"): -1}  # state 1: S
+# columns of version 3 on that an archive may lack (read as this value): a new optional column
+# is added here and to its table without a version bump; columns a reader does not know are
+# skipped (the manifest lists every table's columns with dtype, offset, size and checksum)
+OPTIONAL: dict[tuple[str, str], int] = {}
 MAX_JSON_BYTES = 256 << 20
 
 
@@ -133,9 +139,12 @@ def table_rows(p: Profile, table: str) -> int | None:
 # --- manifest -----------------------------------------------------------------------------
 
 def locate(path: str) -> str:
-    """The archive directory for ``path`` (the directory itself or its main file)."""
+    """The archive for ``path``: the directory (given itself or by its main file), or the
+    single file (stax.archive.container)."""
     if not os.path.exists(path):
         raise ArchiveError(f"{path}: no such file or directory")
+    if is_file_archive(path):
+        return os.path.abspath(path)
     if os.path.isdir(path):
         if not os.path.exists(os.path.join(path, MAIN_FILE)):
             raise ArchiveError(f"{path} is not a stax archive (no {MAIN_FILE} inside)")
@@ -143,17 +152,21 @@ def locate(path: str) -> str:
     if os.path.basename(path) == MAIN_FILE:
         return os.path.dirname(os.path.abspath(path))
     raise ArchiveError(f"{path} is not a stax archive (expected a directory holding "
-                       f"{MAIN_FILE}, or that file)")
+                       f"{MAIN_FILE}, that file, or a single-file archive)")
 
 
 def read_manifest(path: str) -> tuple[str, dict[str, Any]]:
     d = locate(path)
     main = os.path.join(d, MAIN_FILE)
-    try:
-        with open(main, "rb") as f:
-            raw = f.read(MAX_JSON_BYTES + 1)
-    except OSError as e:
-        raise ArchiveError(f"cannot read {main}: {e.strerror or e}") from None
+    if not os.path.isdir(d):  # the single-file form
+        main = d
+        raw = read_member(d, MAIN_FILE)
+    else:
+        try:
+            with open(main, "rb") as f:
+                raw = f.read(MAX_JSON_BYTES + 1)
+        except OSError as e:
+            raise ArchiveError(f"cannot read {main}: {e.strerror or e}") from None
     if len(raw) > MAX_JSON_BYTES:
         raise ArchiveError(f"{main} is too large to be a stax archive manifest")
     try:
@@ -173,3 +186,46 @@ def read_manifest(path: str) -> tuple[str, dict[str, Any]]:
     if v < 1:
         raise ArchiveError(f"{main}: unknown archive format version {v}")
     return d, m
+
+
+# --- the single-file form (written by stax.archive.container) ----------------------------
+
+MAX_DATA_BYTES = 64 << 30
+MAX_MEMBERS = 16  # tar entries looked at (extra ones, e.g. pax headers, are skipped)
+
+
+def is_file_archive(path: str) -> bool:
+    """A regular file that is a tar holding the manifest."""
+    if not os.path.isfile(path) or os.path.basename(path) == MAIN_FILE:
+        return False
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def read_member(path: str, name: str) -> bytes:
+    """The bytes of member ``name`` (MAIN_FILE or DATA_FILE) of the single-file archive."""
+    limit = MAX_JSON_BYTES if name == MAIN_FILE else MAX_DATA_BYTES
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for i, info in enumerate(tar):
+                if i >= MAX_MEMBERS:
+                    break
+                if info.name != name:
+                    continue
+                if not info.isreg():
+                    raise ArchiveError(f"{path}: {name} is not a regular member")
+                if info.size > limit:
+                    raise ArchiveError(f"{path}: {name} is too large for a stax archive")
+                f = tar.extractfile(info)
+                assert f is not None
+                data = f.read(info.size)
+                if len(data) != info.size:
+                    raise ArchiveError(f"{path}: {name} is truncated")
+                return data
+    except (tarfile.TarError, EOFError) as e:
+        raise ArchiveError(f"{path} is not a readable stax archive file ({e})") from None
+    except OSError as e:
+        raise ArchiveError(f"cannot read {path}: {e.strerror or e}") from None
+    raise ArchiveError(f"{path} is not a stax archive (no {name} inside)")

@@ -10,11 +10,13 @@ import zlib
 from array import array
 from typing import Any
 
+from stax.archive.embed import store_from
 from stax.archive.layout import (
     ARRAY_CODES,
     DATA_FILE,
     INTERVALS,
     MAIN_FILE,
+    OPTIONAL,
     PROFILE_ATTRS,
     TABLES,
     V1_DTYPES,
@@ -51,10 +53,16 @@ def _load(path: str) -> Archive:
     import numpy as np
 
     d, m = read_manifest(path)
+    single = not os.path.isdir(d)
     data_path = os.path.join(d, DATA_FILE)
     try:
-        with open(data_path, "rb") as f:
-            data = f.read()
+        if single:
+            from stax.archive.layout import read_member
+
+            data = read_member(d, DATA_FILE)
+        else:
+            with open(data_path, "rb") as f:
+                data = f.read()
     except OSError as e:
         raise ArchiveError(f"cannot read {data_path}: {e.strerror or e}") from None
     _check(isinstance(m.get("data_bytes"), int) and len(data) == m["data_bytes"],
@@ -74,6 +82,9 @@ def _load(path: str) -> Archive:
             c = meta["columns"].get(name)
             if c is None and m["version"] == 1 and (table, name) in V1_MISSING:
                 cols.append(np.full(rows, V1_MISSING[(table, name)], dtype=dtype))
+                continue
+            if c is None and (table, name) in OPTIONAL:  # added later without a version bump
+                cols.append(np.full(rows, OPTIONAL[(table, name)], dtype=dtype))
                 continue
             stored = dtype
             if m["version"] == 1 and (table, name) in V1_DTYPES:
@@ -95,6 +106,7 @@ def _load(path: str) -> Archive:
         tables[table] = cols
     p = Profile(None)
     p.binaries = [Binary(str(b[0]), b[1], int(b[2])) for b in m["binaries"]]
+    p.code_store = store_from(m, data, len(p.binaries))  # type: ignore[attr-defined]
     p.funcs = [Func(str(f[0]), str(f[1]), str(f[2]), int(f[3]), int(f[4]), bool(f[5]))
                for f in m["funcs"]]
     nfuncs, nbins = len(p.funcs), len(p.binaries)
@@ -129,7 +141,7 @@ def _load(path: str) -> Archive:
     counts = m.get("counts") or {}
     p.counts.update({k: int(v) for k, v in counts.items() if isinstance(v, int)})
     p.first_time = int(m.get("first_time_ns") or 0)
-    p.owner = archive_owner(os.path.join(d, MAIN_FILE), m.get("owner"))
+    p.owner = archive_owner(d if single else os.path.join(d, MAIN_FILE), m.get("owner"))
     p.last_time = int(m.get("last_time_ns") or 0)
     p.marks = marks_of(m.get("marks"))
     extra: dict[str, dict[str, Any]] = {}

@@ -12,6 +12,7 @@ import time
 import zlib
 from typing import Any
 
+from stax.archive.embed import code_manifest, hot_code, segments_of, sources_of
 from stax.archive.layout import (
     DATA_FILE,
     FORMAT,
@@ -43,20 +44,30 @@ def resolve_all(p: Profile, n: int | None = None) -> None:
 
 
 def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any] | None = None,
-         level: int = 3, overwrite: bool = True) -> dict[str, Any]:
-    """Write ``p`` to the archive directory ``path``; returns ``{path, bytes, samples}``.
+         level: int = 3, overwrite: bool = True, with_code: bool = False,
+         single_file: bool = False) -> dict[str, Any]:
+    """Write ``p`` to the archive directory ``path`` (``single_file``: the one-file form,
+    stax.archive.container); returns ``{path, bytes, samples, code_functions}``.
 
     The archive appears whole or not at all: it is built in a temporary sibling directory,
-    fsynced, and renamed into place.
+    fsynced, and renamed into place. ``with_code`` embeds the hot functions' code, line rows
+    and source lines (stax.archive.embed).
     """
+    from stax.archive.container import is_file_archive, pack
+
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     if os.path.exists(path):
-        if not os.path.isdir(path) or not os.path.exists(os.path.join(path, MAIN_FILE)):
-            if not (os.path.isdir(path) and not os.listdir(path)):
-                raise ArchiveError(f"{path} exists and is not a stax archive; not overwriting")
-        elif not overwrite:
-            raise ArchiveError(f"{path} already exists")
+        is_dir = os.path.isdir(path) and os.path.exists(os.path.join(path, MAIN_FILE))
+        if is_dir or is_file_archive(path):
+            if not overwrite:
+                raise ArchiveError(f"{path} already exists")
+            if is_dir == single_file:
+                raise ArchiveError(f"{path} is an archive of the other form (a "
+                                   f"{'directory' if is_dir else 'single file'}); not "
+                                   "replacing it")
+        elif not (os.path.isdir(path) and not os.listdir(path) and not single_file):
+            raise ArchiveError(f"{path} exists and is not a stax archive; not overwriting")
     classify = getattr(p, "classify_pending", None)
     if classify is not None:
         classify()  # off-CPU reasons are given lazily; an archive stores them all named
@@ -67,7 +78,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
         nframes = len(p.frame_binary)
         resolve_all(p, nframes)  # frames the capture added since the pass above
         funcs = [[f.name, f.binary, f.path, f.addr, f.size, f.resolved] for f in p.funcs]
-        binaries = [[b.path, b.build_id, b.pid] for b in p.binaries]
+        bins = list(p.binaries)
         threads = [{"pid": t.pid, "tid": t.tid, "names": [list(x) for x in t.names],
                     "start_ns": t.start_ns, "end_ns": t.end_ns} for t in p.threads.values()]
         counts = dict(p.counts)
@@ -80,6 +91,9 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
             "intervals": profile_columns(p, "intervals", table_rows(p, "intervals")),
             "wakeups": profile_columns(p, "wakeups", table_rows(p, "wakeups")),
         }
+    binaries = [[b.path, b.build_id, b.pid, segs]
+                for b, segs in zip(bins, segments_of(p, bins), strict=True)]
+    code = hot_code(p, n) if with_code else []
     manifest: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "created_unix_ms": int(time.time() * 1000),
         "run": run, "diagnostics": diagnostics or {}, "counts": counts,
@@ -108,6 +122,12 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
                                              "size": len(blob), "crc32": zlib.crc32(blob)}
                     offset += len(blob)
                 manifest["tables"][table] = meta
+            if with_code:
+                manifest["code"], blobs = code_manifest(code, sources_of(p, code), offset,
+                                                        level)
+                for blob in blobs:
+                    f.write(blob)
+                    offset += len(blob)
             f.flush()
             os.fsync(f.fileno())
         manifest["data_bytes"] = offset
@@ -118,6 +138,12 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
             f.write(dumps(manifest, separators=(",", ":")))
             f.flush()
             os.fsync(f.fileno())
+        if single_file:
+            try:
+                size = pack(tmp, path)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return {"path": path, "bytes": size, "samples": n, "code_functions": len(code)}
         old = None
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old",
@@ -135,7 +161,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
         shutil.rmtree(tmp, ignore_errors=True)
         raise ArchiveError(f"cannot write {path}: {e.strerror or e}") from None
     size = offset + os.path.getsize(os.path.join(path, MAIN_FILE))
-    return {"path": path, "bytes": size, "samples": n}
+    return {"path": path, "bytes": size, "samples": n, "code_functions": len(code)}
 
 
 def update_run(path: str, fields: dict[str, Any]) -> None:
@@ -143,6 +169,9 @@ def update_run(path: str, fields: dict[str, Any]) -> None:
     written beside the old one and renamed over it)."""
     d, m = read_manifest(path)
     m["run"] = {**(m.get("run") if isinstance(m.get("run"), dict) else {}), **fields}
+    if not os.path.isdir(d):  # the single file: written anew around the same data
+        _update_file(d, m)
+        return
     main = os.path.join(d, MAIN_FILE)
     tmp = main + ".tmp"
     try:
@@ -155,3 +184,22 @@ def update_run(path: str, fields: dict[str, Any]) -> None:
         raise ArchiveError(f"cannot update {main}: {e.strerror or e}") from None
 
 
+
+
+def _update_file(path: str, m: dict[str, Any]) -> None:
+    from stax.archive.container import pack, read_member
+
+    data = read_member(path, DATA_FILE)
+    try:
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=os.path.dirname(path))
+        try:
+            with open(os.path.join(tmp, DATA_FILE), "wb") as f:
+                f.write(data)
+            with open(os.path.join(tmp, MAIN_FILE), "w") as f:
+                f.write(dumps(m, separators=(",", ":")))
+            pack(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        raise ArchiveError(f"cannot update {path}: {e.strerror or e}") from None

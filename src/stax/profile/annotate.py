@@ -16,6 +16,7 @@ from typing import Any
 
 from stax.binaries import Binary, display, locate
 from stax.profile import access, srclines
+from stax.profile.codestore import store_of
 from stax.profile.selection import Filter, FuncPaths, oncpu_weights
 from stax.profile.tables import KERNEL_BINARY, UNKNOWN_BINARY, Profile
 
@@ -183,14 +184,17 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
     # each leaf frame -> ELF virtual address (kernel frames are absolute already)
     at: dict[int, list[int]] = {}  # vaddr -> [samples, ns]
     unmapped = [0, 0]
+    store = store_of(p)  # an archive's: segments, maybe embedded code
     for fid, (n, w) in hit.leaf_frames.items():
         b = p.frame_binary[fid]
         off = p.frame_offset[fid]
         vaddr: int | None
         if b == KERNEL_BINARY:
             vaddr = off
-        elif b == UNKNOWN_BINARY or p.symbolizer is None:
+        elif b == UNKNOWN_BINARY:
             vaddr = None
+        elif p.symbolizer is None:
+            vaddr = store.to_vaddr(b, off) if store is not None else None
         else:
             vaddr = p.symbolizer.offset_to_vaddr(p.binaries[b], off)
         if vaddr is None:
@@ -202,6 +206,7 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
         acc[1] += w
 
     code, arch, note = b"", None, None
+    emb = None
     disk: str | None = None  # the file read (line tables come from it or its debug file)
     start = f.addr
     if bin_id == KERNEL_BINARY:
@@ -217,7 +222,13 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
         if size > MAX_CODE_BYTES:
             note = f"the function is {size} bytes: only the first {MAX_CODE_BYTES} disassembled"
             size = MAX_CODE_BYTES
-        code, arch, err, disk_path, disk = _read_code(binary, start, size)
+        code, arch, err, disk_path, disk = read_code(binary, start, size)
+        emb = store.code_at(bin_id, start) if store is not None and not code else None
+        if emb is not None:  # saved with --with-code: the archive's copy of the bytes
+            code, arch, disk_path = emb.code[:size], emb.arch, "the archive (saved with the code)"
+            err = f"{(err or '').removesuffix(': nothing to disassemble')}; code from the archive"
+        elif not code:
+            base["binary_missing"] = True
         if err:
             note = err
         base["function"]["disk_path"] = disk_path
@@ -249,7 +260,10 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
     # source lines
     debug_file = None
     table = None
-    if insns and binary is not None and disk is not None:
+    if emb is not None:
+        table = emb.line_table()
+        debug_file = disk_path if table is not None else None
+    elif insns and binary is not None and disk is not None:
         from stax.symbols import read_build_id
 
         debug_file = srclines.debug_elf_for(disk, build_id or read_build_id(disk))
@@ -281,6 +295,8 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
     for loc in line_order:
         lines, why = access.source_lines(loc[0], owner)
         text = lines[loc[1] - 1] if lines is not None and 0 < loc[1] <= len(lines) else None
+        if text is None and why is None and store is not None:
+            text = store.source_line(loc[0], loc[1])
         if why is not None:
             hidden[loc[0]] = why
         sources.append({"file": loc[0], "line": loc[1], "text": text, "hidden": why,
@@ -299,6 +315,10 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
         "sources": sources,
         "note": note,
     })
+    base.setdefault("binary_missing", False)
+    if not insns:  # nothing disassembled: the samples per address, as they are
+        base["addresses"] = [{"addr": a, "samples": n, "self_ns": w,
+                              "pct": 100.0 * n / denom} for a, (n, w) in sorted(at.items())]
     return base
 
 
@@ -307,7 +327,7 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
 _ARCHES = {"EM_X86_64": "x86-64", "EM_386": "x86", "EM_AARCH64": "aarch64"}
 
 
-def _read_code(binary: Binary, vaddr: int, size: int
+def read_code(binary: Binary, vaddr: int, size: int
                ) -> tuple[bytes, str | None, str | None, str | None, str | None]:
     """The bytes of [vaddr, vaddr+size) from the recorded binary (found by
     ``stax.binaries.locate``: its file, the process's copy of a deleted one, or the vDSO image),

@@ -137,6 +137,15 @@ class Symbolizer:
         except Exception:
             return None
 
+    def segments(self, b: Binary) -> list[tuple[int, int, int]] | None:
+        """The loadable segments ``(file offset, file size, vaddr)`` of recorded binary ``b``
+        (what maps its file offsets to ELF addresses; archives keep them), or None."""
+        try:
+            image = self._image_for(b)
+        except Exception:
+            return None
+        return None if image is None else [(o, n, v) for o, n, v, _lo in image.segments]
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             out = dict(self._stats)

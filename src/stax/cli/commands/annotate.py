@@ -94,6 +94,13 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             elif not n:
                 row = _paint(row, DIM, color)
             lines.append(row)
+    if not insns and res.get("addresses"):
+        if res.get("binary_missing"):
+            lines.append("the binary is missing (or another build): samples per address, "
+                         "without disassembly")
+        lines.append(f"{'samples':>8} {'%':>6}  address")
+        for a in res["addresses"]:
+            lines.append(f"{a['samples']:8d} {a['pct']:5.1f}%  {a['addr']:x}")
     unplaced = res["unplaced_samples"]
     lines.append(f"placed {res['placed_samples']} of {res['self_samples']} self samples on "
                  f"instructions; {unplaced} unplaced")

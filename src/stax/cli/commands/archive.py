@@ -21,6 +21,12 @@ from stax.cli.compare_sides import side_arguments, threshold_arguments
 def _save_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH")
     p.add_argument("--run", type=run_arg, metavar="ID")
+    p.add_argument("--format", choices=("dir", "file"), default=None,
+                   help="dir: a directory; file: one file (a tar); default: the form of the "
+                        "archive already at PATH, else a directory")
+    p.add_argument("--with-code", action="store_true",
+                   help="also keep the hot functions' code, line table and source lines, so "
+                        "annotate works where the binary is missing")
     json_flag(p)
 
 
@@ -54,12 +60,15 @@ def _abs(path: str) -> str:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    res = call("save", timeout=600, path=_abs(args.path), run=args.run)
+    res = call("save", timeout=600, path=_abs(args.path), run=args.run,
+               with_code=args.with_code or None, format=args.format)
     if args.json:
         print_json(res)
         return 0
+    code = (f", code of {res['code_functions']} functions" if res.get("code_functions")
+            else "")
     out(f"saved run {res['run']['id']} to {esc(res['path'])} ({res['samples']} samples, "
-        f"{res['bytes'] / 1024:.0f} KiB)")
+        f"{res['bytes'] / 1024:.0f} KiB{code})")
     return 0
 
 

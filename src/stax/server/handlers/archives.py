@@ -37,10 +37,16 @@ class Archives(Base):
         run = self._maybe_run(params)
         if run is None:
             raise RPCError(E_NO_RUN, "no runs yet; start one with: stax record -- COMMAND")
+        with_code = P.boolean(params, "with_code", False)
+        fmt = P.choice(params, "format", ("file", "dir"), None)
         summary = run.summary()
         diag = await asyncio.to_thread(self.run_diagnostics, run)
         try:
-            res = await asyncio.to_thread(save, run.profile, path, summary, diag)
+            from stax.archive.container import wants_file
+
+            res = await asyncio.to_thread(save, run.profile, path, summary, diag,
+                                          with_code=with_code,
+                                          single_file=wants_file(path, fmt))
         except ArchiveError as e:
             raise RPCError(E_BAD_REQUEST, str(e)) from None
         res["run"] = summary
