@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from io import BytesIO
 from typing import BinaryIO
@@ -131,13 +132,19 @@ class UnwindNames:
         self.build_id = build_id
         self._data = data
         self._loaded = False
+        self._lock = threading.Lock()
         self._eh: EhFrame | None = None
         self._entry = 0
         self._plt_starts: list[int] = []
         self._plt: list[tuple[int, int, str]] = []
 
     def _load(self) -> None:
-        self._loaded = True
+        with self._lock:
+            if not self._loaded:
+                self._read()
+                self._loaded = True
+
+    def _read(self) -> None:
         try:
             stream: BinaryIO = (BytesIO(self._data) if self._data is not None
                                 else open(self.path, "rb"))
