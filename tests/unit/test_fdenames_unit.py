@@ -92,3 +92,28 @@ def test_plt_names_match_objdump(path: str) -> None:
     assert off is not None
     r = Symbolizer().resolve_user(path, None, off + 4)
     assert (r.name, r.func_addr, r.resolved) == (name, start, True)
+
+
+_SHORT_SIZE_SRC = r"""
+__asm__(".text\n.globl short_sized\n.type short_sized, @function\nshort_sized:\n"
+        ".cfi_startproc\n" ".rept 32\nnop\n.endr\n" "ret\n.cfi_endproc\n"
+        ".size short_sized, 4\n");
+void short_sized(void);
+int main(void) { short_sized(); return 0; }
+"""
+
+
+@needs_gcc
+def test_address_past_a_symbols_size(tmp_path: Path) -> None:
+    """A symbol whose size is too small: the rest of its FDE range still carries its name."""
+    src = tmp_path / "short.c"
+    src.write_text(_SHORT_SIZE_SRC)
+    exe = tmp_path / "short"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
+    start, size = func_sym(exe, "short_sized")
+    assert size == 4
+    image = ElfImage.open(str(exe), None)
+    off = image.vaddr_to_offset(start + 20)
+    assert off is not None
+    r = Symbolizer().resolve_user(str(exe), read_build_id(str(exe)), off)
+    assert (r.name, r.func_addr, r.func_size, r.resolved) == ("short_sized", start, 33, True)
