@@ -198,11 +198,12 @@ def test_stripped_binaries(bins: dict[str, Path]) -> None:
     sym = Symbolizer()
     # executable: .symtab gone, static function has no symbol at all
     exe = bins["pie_stripped"]
-    off, _, _ = _func_offset(bins["pie"], "static_worker")
+    off, value, size = _func_offset(bins["pie"], "static_worker")
     r = sym.resolve_user(str(exe), None, off)
     assert not r.resolved
-    assert r.name == f"{exe.name}+0x{off:x}"
-    assert (r.func_addr, r.func_size, r.binary) == (0, 0, exe.name)
+    # named after the start of its FDE (the function's extent from .eh_frame)
+    assert r.name == f"{exe.name}+0x{off - 2:x}"
+    assert (r.func_addr, r.func_size, r.binary) == (value, size, exe.name)
     # shared library: exported function survives in .dynsym, static one does not
     lib = bins["lib_stripped"]
     off_api, value, _ = _func_offset(bins["lib"], "lib_api")
@@ -211,7 +212,10 @@ def test_stripped_binaries(bins: dict[str, Path]) -> None:
     off_static, _, _ = _func_offset(bins["lib"], "lib_static")
     r = sym.resolve_user(str(lib), None, off_static)
     assert not r.resolved
-    assert r.name == f"{lib.name}+0x{off_static:x}"
+    assert r.name == f"{lib.name}+0x{off_static - 2:x}"
+    # no FDE covers the ELF header: an address name of its own
+    r = sym.resolve_user(str(lib), None, 0x10)
+    assert not r.resolved and r.name == f"{lib.name}+0x10" and r.func_size == 0
 
 
 @needs_gcc

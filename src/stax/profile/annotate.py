@@ -95,13 +95,13 @@ def _match(p: Profile, ranked: list[_Ranked], target: str,
     if addr is not None:
         for r in ranked:
             f = p.funcs[r.func]
-            if f.resolved and f.addr <= addr < f.addr + max(f.size, 1):
+            if f.has_extent and f.addr <= addr < f.addr + max(f.size, 1):
                 return r, "address"
         # a run-time address (as a debugger or /proc/PID/maps shows it): through the mappings
         for path, vaddr in _runtime_to_elf(p, addr):
             for r in ranked:
                 f = p.funcs[r.func]
-                if f.resolved and f.path == path and f.addr <= vaddr < f.addr + max(f.size, 1):
+                if f.has_extent and f.path == path and f.addr <= vaddr < f.addr + max(f.size, 1):
                     return r, "address"
         # an unresolved frame named by its own address (binary+0xOFFSET shown in top)
         for r in ranked:
@@ -163,7 +163,7 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
     for fid, (n, _w) in hit.leaf_frames.items():
         bin_counts[p.frame_binary[fid]] += n
     bin_id = max(bin_counts, key=lambda b: bin_counts[b]) if bin_counts else None
-    if bin_id is None and f.resolved and f.path:
+    if bin_id is None and f.has_extent and f.path:
         # no self samples (only on stacks as a caller): the binary the symbol came from
         with p.lock:
             same = [i for i, b in enumerate(p.binaries) if b.path == f.path]
@@ -211,9 +211,11 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
     start = f.addr
     if bin_id == KERNEL_BINARY:
         note = "kernel code is not disassembled (no kernel image on disk)"
-    elif not f.resolved or binary is None:
+    elif not f.has_extent or binary is None:
         note = "the function has no symbol: its extent is unknown, nothing to disassemble"
     else:
+        if not f.resolved:
+            note = "no symbol: the function's extent comes from its unwind info (.eh_frame)"
         size = f.size
         if size <= 0:
             hi = max(at) if at else start

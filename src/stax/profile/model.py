@@ -91,7 +91,12 @@ class Func:
     path: str
     addr: int  # function start (ELF vaddr for user code, absolute for kernel); 0 if unknown
     size: int
-    resolved: bool
+    resolved: bool  # named by a symbol (False: by address; with a size, the extent of its FDE)
+
+    @property
+    def has_extent(self) -> bool:
+        """Its start and size are known: a symbol, or the unwind info of stripped code."""
+        return self.resolved or self.size > 0
 
 
 class Tables:
@@ -214,7 +219,7 @@ class Tables:
         else:
             r = self.symbolizer.resolve_binary(binary, offset)
             f = Func(r.name, r.binary, r.path, r.func_addr, r.func_size, r.resolved)
-        key = (f.name, f.binary, f.addr if f.resolved else offset)
+        key = (f.name, f.binary, f.addr if f.has_extent else offset)
         func = self._func_ids.get(key)
         if func is None:
             func = len(self.funcs)

@@ -15,6 +15,7 @@ from elftools.elf.elffile import ELFFile
 from stax.elfread import build_id_from_stream, same_build_id
 
 from .debuginfo import DebugInfoFinder, default_finder
+from .fdenames import Unnamed, UnwindNames
 from .table import SymbolRow, SymbolTable
 
 __all__ = ["ElfImage", "ElfLoadError"]
@@ -180,6 +181,7 @@ class ElfImage:
         "_funcs",
         "_notype",
         "finder",
+        "_unwind_names",
     )
 
     def __init__(
@@ -199,6 +201,7 @@ class ElfImage:
         self._funcs: SymbolTable | None = None
         self._notype: SymbolTable | None = None
         self.finder: DebugInfoFinder | None = None  # where separate debug files are looked up
+        self._unwind_names: UnwindNames | None = None
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -234,6 +237,20 @@ class ElfImage:
             if lo <= file_offset < hi:
                 return file_offset - off + vaddr
         return None
+
+    def vaddr_to_offset(self, vaddr: int) -> int | None:
+        for off, filesz, seg_vaddr, _lo in self.segments:
+            if seg_vaddr <= vaddr < seg_vaddr + filesz:
+                return vaddr - seg_vaddr + off
+        return None
+
+    def unnamed(self, vaddr: int) -> Unnamed | None:
+        """The function holding ``vaddr`` when no symbol does: a PLT stub, the entry point or
+        the extent of its FDE (stax.symbols.fdenames)."""
+        names = self._unwind_names
+        if names is None:
+            names = self._unwind_names = UnwindNames(self.path, self.build_id, self._data)
+        return names.lookup(vaddr)
 
     def tables(self) -> tuple[SymbolTable, SymbolTable]:
         funcs, notype = self._funcs, self._notype

@@ -86,6 +86,7 @@ class Symbolizer:
             "bad_files": 0,
             "build_id_mismatches": 0,
             "jit_resolved": 0,
+            "by_unwind_info": 0,
         }
 
     # ---------------------------------------------------------------------------------------
@@ -203,9 +204,30 @@ class Symbolizer:
             with self._lock:
                 self._stats["bad_files"] += 1
         if hit is None:
-            return self._unresolved(binary, path, file_offset)
+            return self._by_extent(image, binary, path, vaddr, file_offset)
         name, start, size = hit
         return Resolved(demangle(name), binary, path, start, size, True)
+
+    def _by_extent(self, image: ElfImage, binary: str, path: str, vaddr: int,
+                   file_offset: int) -> Resolved:
+        """Code no symbol covers: a PLT stub (``NAME@plt``), the entry point (``_start``) or
+        the function its FDE spans, named ``binary+0xOFFSET`` after the FDE's start (not a
+        symbol: ``resolved`` False with a known extent)."""
+        u = image.unnamed(vaddr)
+        if u is None:
+            return self._unresolved(binary, path, file_offset)
+        if u.name is not None:
+            return Resolved(u.name, binary, path, u.start, u.size, True)
+        sym = image.lookup(u.start)
+        if sym is not None:  # past the end of a symbol whose size is too small
+            name, start, size = sym
+            return Resolved(demangle(name), binary, path, start,
+                            max(size, u.start + u.size - start), True)
+        off = image.vaddr_to_offset(u.start)
+        with self._lock:
+            self._stats["by_unwind_info"] += 1
+        return Resolved(f"{binary}+0x{u.start if off is None else off:x}", binary, path,
+                        u.start, u.size, False)
 
     def _image_for(self, b: Binary) -> ElfImage | None:
         """The ELF image of recorded binary ``b``, found by ``stax.binaries.locate``."""

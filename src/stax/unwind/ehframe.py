@@ -111,6 +111,17 @@ class EhFrame:
             p += alen
         return FDE(pc_begin, pc_begin + pc_range, cie, buf[p:end])
 
+    def fde_range(self, pc: int) -> tuple[int, int] | None:
+        """[begin, end) of the FDE covering ``pc`` (the extent of its function), or None."""
+        i = bisect.bisect_right(self.starts, pc) - 1
+        if i < 0:
+            return None
+        try:
+            fde = self._parse_fde(self.offsets[i])
+        except (CFIError, IndexError, struct.error, ValueError):
+            return None
+        return (fde.pc_begin, fde.pc_end) if fde.pc_begin <= pc < fde.pc_end else None
+
     def in_entry_gap(self, pc: int) -> bool:
         """True when no FDE covers ``pc`` and the same gap between FDEs holds the image's
         entry point (e.g. the dynamic loader's ``_start``, written without CFI)."""
