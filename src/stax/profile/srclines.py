@@ -23,16 +23,16 @@ _MAX_FILES = 16  # open DWARF files kept (compressed sections stay decompressed 
 _MAX_TABLES = 256  # decoded compilation-unit line tables kept
 
 
-def debug_elf_for(path: str, build_id: str | None) -> str | None:
+def debug_elf_for(path: str, build_id: str | None, fetch: bool = True) -> str | None:
     """The ELF file that holds the DWARF line tables for the binary at ``path``: the binary
     itself when it has ``.debug_line``, else its separate debug file (build-id tree,
     ``.gnu_debuglink``, debuginfod: ``stax.symbols.find_debug_file``). The one place annotate
-    asks where line tables live."""
+    asks where line tables live. ``fetch=False``: never ask debuginfod over the network."""
     if _has_section(path, ".debug_line"):
         return path
     from stax.symbols import find_debug_file
 
-    found = find_debug_file(path, build_id, "separate")
+    found = find_debug_file(path, build_id, "separate", fetch)
     if found and _has_section(found, ".debug_line"):
         return found
     return None
