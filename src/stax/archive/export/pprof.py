@@ -96,6 +96,7 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
     lined_binaries: set[int] = set()
     funcs: dict[tuple[int, str | None], int] = {}  # (function, source file) -> Function id
     locs = bytearray()
+    low: dict[int, int] = {}  # Function id -> lowest line of its locations
     for f, ret in sorted(used_frames):
         b = p.frame_binary[f]
         used_binaries[b] = None
@@ -104,6 +105,8 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
             lined_binaries.add(b)
         fkey = (p.func_of_frame(f), src[0] if src else None)
         fn_id = funcs.setdefault(fkey, len(funcs) + 1)
+        if src is not None:
+            low[fn_id] = min(low.get(fn_id, src[1]), src[1])
         line = _bytes(4, _int(1, fn_id) + _int(2, src[1] if src else 0))
         locs += _bytes(4, _int(1, 2 * f + 1 + ret) + _int(2, b + 1) +
                        _int(3, p.frame_offset[f]) + line)
@@ -119,9 +122,13 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
     msg += locs
     for (func, file), fn_id in funcs.items():
         fn = p.funcs[func]
-        # the source file and the function's first line; the binary is the Mapping's
+        # the source file and the function's first line; the binary is the Mapping's. No
+        # first line when code inlined from above it is attributed to it (pprof -list would
+        # leave those lines out)
         entry = lines.func(func) if file is not None else None
         start = entry[1] if entry is not None and entry[0] == file else 0
+        if start > low.get(fn_id, start):
+            start = 0
         msg += _bytes(5, _int(1, fn_id) + _int(2, s(fn.name)) + _int(3, s(fn.name)) +
                       _int(4, s(file or "")) + _int(5, start))
     first = p.first_time
