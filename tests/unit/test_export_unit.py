@@ -29,8 +29,11 @@ def test_folded_export_of_one_thread_and_off_cpu() -> None:
     iv = {"tid": np.array([100], np.int32), "start_ns": np.array([0], np.int64),
           "duration_ns": np.array([5_000_000], np.int64), "reason": np.array([0], np.int16),
           "stack": np.array([0], np.int32)}
-    lines = converter("folded")(p, None, iv, RUN).decode().splitlines()
-    assert "main;[off-cpu:idle] 5" in lines
+    # the default (cpu) mode carries on-CPU samples only, whatever the off-CPU table holds
+    assert converter("folded")(p, None, iv, RUN).decode().splitlines() == [
+        "main;work_a 60", "main;work_b 30", "main;work_c 10"]
+    lines = converter("folded")(p, None, iv, RUN, mode="offcpu").decode().splitlines()
+    assert lines == ["main;[off-cpu:idle] 5000000"]  # blocked nanoseconds
 
 
 def _speedscope_schema() -> dict | None:

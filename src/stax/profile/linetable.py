@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stax.leb128 import read_sleb, read_uleb
@@ -22,12 +22,23 @@ class LineTable:
     files: list[int]  # index into ``names``; -1 at an end of sequence
     lines: list[int]
     names: list[str]
+    # addr -> (file, line) of the first row where several rows share an address and differ:
+    # at a function's entry that is the function's own line, before its inlined callees'
+    firsts: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def lookup(self, addr: int) -> tuple[str, int] | None:
         i = bisect_right(self.addrs, addr) - 1
         if i < 0 or self.files[i] < 0 or not self.lines[i]:
             return None
         return self.names[self.files[i]], self.lines[i]
+
+    def lookup_first(self, addr: int) -> tuple[str, int] | None:
+        """Like ``lookup``, but the first row at exactly ``addr`` when several are there (a
+        function's entry: its opening line, not that of code inlined into it)."""
+        first = self.firsts.get(addr)
+        if first is not None and first[0] >= 0 and first[1]:
+            return self.names[first[0]], first[1]
+        return self.lookup(addr)
 
 
 def decode_unit(dwarf: Any, cu_offset: int) -> LineTable | None:
@@ -78,8 +89,11 @@ def decode_unit(dwarf: Any, cu_offset: int) -> LineTable | None:
     addrs: list[int] = []
     files: list[int] = []
     lines: list[int] = []
+    firsts: dict[int, tuple[int, int]] = {}
     for addr, _n, fidx, line in rows:
         if addrs and addrs[-1] == addr:
+            if fidx >= 0 and addr not in firsts and (files[-1], lines[-1]) != (fidx, line):
+                firsts[addr] = (files[-1], lines[-1])
             # several rows at one address (views): the last non-end row describes the code there
             if fidx < 0 and files[-1] >= 0:
                 continue
@@ -89,7 +103,7 @@ def decode_unit(dwarf: Any, cu_offset: int) -> LineTable | None:
         addrs.append(addr)
         files.append(fidx)
         lines.append(line)
-    return LineTable(addrs, files, lines, names)
+    return LineTable(addrs, files, lines, names, firsts)
 
 
 def entries_rows(prog: Any) -> list[tuple[int, int, int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from stax.profile import offviews
+from stax.profile.framelines import FrameLines
 from stax.profile.selection import (
     Filter,
     FuncPaths,
@@ -20,9 +21,15 @@ from stax.profile.selection import (
 from stax.profile.tables import KERNEL_BINARY, Profile
 
 
-def func_row(p: Profile, func: int) -> dict:
+def func_row(p: Profile, func: int, lines: FrameLines | None = None) -> dict:
+    """A function's identity in a row: name, binary and, with ``lines``, the source file and
+    first line of the function (None without line info)."""
     f = p.funcs[func]
-    return {"func": f.name, "binary": f.binary}
+    row = {"func": f.name, "binary": f.binary}
+    if lines is not None:
+        src = lines.func(func)
+        row["file"], row["line"] = src if src is not None else (None, None)
+    return row
 
 
 def top(p: Profile, flt: Filter, sort: str = "self", limit: int = 20) -> dict:
@@ -48,8 +55,9 @@ def top(p: Profile, flt: Filter, sort: str = "self", limit: int = 20) -> dict:
     if limit > 0:
         order = order[:limit]
     rows = []
+    lines = FrameLines(p)  # only the rows returned are looked up
     for func in order:
-        row = func_row(p, func)
+        row = func_row(p, func, lines)
         row.update({
             "self_samples": self_n.get(func, 0),
             "self_ns": self_w.get(func, 0),
@@ -112,8 +120,10 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
             stack.extend((c, d + 1) for c in nd[2].values())
         return best
 
+    lines = FrameLines(p)
+
     def emit(func: int, node: list, depth: int) -> dict:
-        out = func_row(p, func)
+        out = func_row(p, func, lines)
         out.update({"samples": node[0], "time_ns": node[1],
                     "pct": 100.0 * node[ki] / total_k if total_k else 0.0})
         kids = sorted(node[2].items(), key=lambda kv: (-kv[1][1], -kv[1][0]))

@@ -1,5 +1,12 @@
 """Brendan Gregg's folded stacks (``main;f;g 123``): one line per distinct stack, root first,
-weighted by samples; off-CPU stacks end in an ``[off-cpu:REASON]`` frame.
+one weight per file, chosen by ``mode``:
+
+- ``cpu`` (the default): on-CPU samples only, weighted by sample count;
+- ``offcpu``: blocking stacks only, each ending in an ``[off-cpu:REASON]`` frame, weighted by
+  the time blocked in nanoseconds;
+- ``wall``: both, in nanoseconds (an on-CPU stack weighs its samples' on-CPU time).
+
+With ``per_thread`` every stack starts with a ``NAME (TID)`` root frame.
 """
 
 from __future__ import annotations
@@ -7,38 +14,46 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from stax.archive.export.common import Paths, grouped, intervals, reason_name
+from stax.archive.export.common import Paths, grouped, intervals, reason_name, thread_name
 from stax.profile.tables import Profile
 
+MODES = ("cpu", "offcpu", "wall")
 
-def _name(p: Profile, func: int) -> str:
+
+def _clean(name: str) -> str:
     # ';' separates frames and the last space separates the count: keep both out of names
-    return p.funcs[func].name.replace(";", ":").replace("\n", " ")
+    return name.replace(";", ":").replace("\n", " ")
 
 
 def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None,
-            run: dict[str, Any] | None = None) -> bytes:
+            run: dict[str, Any] | None = None, mode: str = "cpu",
+            per_thread: bool = False) -> bytes:
+    if mode not in MODES:
+        raise ValueError(f"unknown folded mode {mode!r} (one of: {', '.join(MODES)})")
     paths = Paths(p)
+    names: dict[int, str] = {}
+
+    def stack(th: int, sid: int) -> list[str]:
+        out = [f"{_clean(thread_name(p, th))} ({th})"] if per_thread else []
+        for f in paths.func_path(sid):
+            n = names.get(f)
+            if n is None:
+                n = names[f] = _clean(p.funcs[f].name)
+            out.append(n)
+        return out
+
+    roots = 1 if per_thread else 0
     lines: dict[str, int] = defaultdict(int)
-    period = 0
-    total_n = total_w = 0
-    for _tid, sid, n, w in grouped(p, tid):
-        names = [_name(p, f) for f in paths.func_path(sid)] or ["[no stack]"]
-        lines[";".join(names)] += n
-        total_n += n
-        total_w += w
-    if total_n:
-        period = max(1, total_w // total_n)
-    blocked: dict[str, int] = defaultdict(int)
-    for _tid, _start, dur, reason, sid in intervals(iv, tid):
-        names = [_name(p, f) for f in paths.func_path(sid)]
-        names.append(f"[off-cpu:{reason_name(p, reason)}]")
-        blocked[";".join(names)] += dur
-    for key, ns in blocked.items():
-        # off-CPU time in units of the average on-CPU sample, so both share one scale; summed
-        # per stack before rounding, so many short intervals are not rounded away one by one
-        weight = round(ns / (period or 1_000_000))
-        if weight > 0:
-            lines[key] += weight
-    out = [f"{k} {v}" for k, v in sorted(lines.items())]
+    if mode in ("cpu", "wall"):
+        for th, sid, n, w in grouped(p, tid):
+            frames = stack(th, sid)
+            if len(frames) == roots:
+                frames.append("[no stack]")
+            lines[";".join(frames)] += n if mode == "cpu" else w
+    if mode in ("offcpu", "wall"):
+        for th, _start, dur, reason, sid in intervals(iv, tid):
+            frames = stack(th, sid)
+            frames.append(f"[off-cpu:{reason_name(p, reason)}]")
+            lines[";".join(frames)] += dur
+    out = [f"{k} {v}" for k, v in sorted(lines.items()) if v > 0]
     return ("\n".join(out) + ("\n" if out else "")).encode()

@@ -10,6 +10,7 @@ from typing import Any
 
 from stax import __version__
 from stax.archive.export.common import Paths, intervals, reason_name, samples, thread_name
+from stax.profile.framelines import FrameLines
 from stax.profile.tables import KERNEL_BINARY, Profile
 from stax.protocol import dumps
 
@@ -38,10 +39,13 @@ class _Thread:
         self.frame_func: list[int] = []
         self.frame_address: list[int] = []
         self.frame_category: list[int] = []
+        self.frame_line: list[int | None] = []
         self.frame_ids: dict[Any, int] = {}
         self.func_name: list[int] = []
         self.func_resource: list[int] = []
         self.func_file: list[int | None] = []
+        self.func_line: list[int | None] = []
+        self.lines = FrameLines(p)  # source file/line of frames (framelines.py caches them)
         self.func_ids: dict[Any, int] = {}
         self.res_lib: list[int | None] = []
         self.res_name: list[int] = []
@@ -63,22 +67,26 @@ class _Thread:
             self.res_name.append(self.string(self.p.binaries[binary].name))
         return r
 
-    def _func(self, key: Any, name: str, binary: int | None, path: str | None) -> int:
+    def _func(self, key: Any, name: str, binary: int | None, path: str | None,
+              line: int | None = None) -> int:
         f = self.func_ids.get(key)
         if f is None:
             f = self.func_ids[key] = len(self.func_name)
             self.func_name.append(self.string(name))
             self.func_resource.append(self._resource(binary) if binary is not None else -1)
             self.func_file.append(self.string(path) if path else None)
+            self.func_line.append(line)
         return f
 
-    def frame(self, key: Any, func: int, address: int, category: int) -> int:
+    def frame(self, key: Any, func: int, address: int, category: int,
+              line: int | None = None) -> int:
         fr = self.frame_ids.get(key)
         if fr is None:
             fr = self.frame_ids[key] = len(self.frame_func)
             self.frame_func.append(func)
             self.frame_address.append(address)
             self.frame_category.append(category)
+            self.frame_line.append(line)
         return fr
 
     def push(self, prefix: int | None, frame: int) -> int:
@@ -96,13 +104,21 @@ class _Thread:
             return self.memo[sid]
         p = self.p
         cur: int | None = None
-        for f in paths.frame_path(sid):
+        frames = paths.frame_path(sid)
+        for i, f in enumerate(frames):
             func = p.func_of_frame(f)
             fn = p.funcs[func]
             b = p.frame_binary[f]
-            fid = self._func(("f", func), fn.name, b, fn.path or None)
+            # source file and line (a caller's frame: of its call); a function per source file
+            ret = i != len(frames) - 1
+            src = self.lines.frame(f, ret)
+            file = src[0] if src is not None else None
+            entry = self.lines.func(func) if file is not None else None
+            fid = self._func(("f", func, file), fn.name, b, file,
+                             entry[1] if entry is not None and entry[0] == file else None)
             cat = 2 if b == KERNEL_BINARY else 1
-            cur = self.push(cur, self.frame(("a", f), fid, p.frame_offset[f], cat))
+            cur = self.push(cur, self.frame(("a", f, ret), fid, p.frame_offset[f], cat,
+                                            src[1] if src is not None else None))
         self.memo[sid] = cur
         return cur
 
@@ -116,13 +132,13 @@ class _Thread:
                            "inlineDepth": [0] * nf, "category": self.frame_category,
                            "subcategory": [0] * nf, "func": self.frame_func,
                            "nativeSymbol": [None] * nf, "innerWindowID": [None] * nf,
-                           "implementation": [None] * nf, "line": [None] * nf,
+                           "implementation": [None] * nf, "line": self.frame_line,
                            "column": [None] * nf},
             "funcTable": {"length": len(self.func_name), "name": self.func_name,
                           "isJS": [False] * len(self.func_name),
                           "relevantForJS": [False] * len(self.func_name),
                           "resource": self.func_resource, "fileName": self.func_file,
-                          "lineNumber": [None] * len(self.func_name),
+                          "lineNumber": self.func_line,
                           "columnNumber": [None] * len(self.func_name)},
             "resourceTable": {"length": len(self.res_name), "lib": self.res_lib,
                               "name": self.res_name, "host": [None] * len(self.res_name),

@@ -1,6 +1,8 @@
 """pprof: a gzipped ``profile.proto`` (samples, locations, functions, mappings, string table),
 written with a small protobuf encoder; values are ``samples/count`` and ``cpu/nanoseconds``
-(plus ``off_cpu/nanoseconds`` when off-CPU intervals exist).
+(plus ``off_cpu/nanoseconds`` when off-CPU intervals exist). A Function is a function in one
+source file (``filename``, ``start_line``), a Location's line the source line of its address
+(a caller's: of the call); the binary is the Location's Mapping.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 from stax.archive.export.common import Paths, grouped, intervals, reason_name, thread_name
 from stax.leb128 import encode_uleb
+from stax.profile.framelines import FrameLines
 from stax.profile.tables import KERNEL_BINARY, UNKNOWN_BINARY, Profile
 
 # --- protobuf wire format (varint = 0, length-delimited = 2) ---------------------------------
@@ -56,6 +59,7 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
             run: dict[str, Any] | None = None) -> bytes:
     s = _Strings()
     paths = Paths(p)
+    lines = FrameLines(p)
     offcpu_rows = intervals(iv, tid)
     types = [("samples", "count"), ("cpu", "nanoseconds")]
     if offcpu_rows:
@@ -63,7 +67,7 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
     msg = bytearray()
     for t, u in types:
         msg += _bytes(1, _int(1, s(t)) + _int(2, s(u)))
-    used_frames: dict[int, None] = {}
+    used_frames: dict[tuple[int, bool], None] = {}  # (frame, a caller's return address?)
     tid_key, name_key, reason_key = s("thread id"), s("thread name"), s("off-cpu reason")
 
     def labels(th: int) -> bytes:
@@ -72,9 +76,11 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
 
     def locations(sid: int) -> list[int]:
         frames = paths.frame_path(sid)
-        for f in frames:
-            used_frames[f] = None
-        return [f + 1 for f in reversed(frames)]  # leaf first, ids from 1
+        last = len(frames) - 1
+        for i, f in enumerate(frames):
+            used_frames[(f, i != last)] = None
+        # leaf first, ids from 1; a frame as a caller is another location (its line is the call)
+        return [2 * f + 1 + (i != last) for i, f in reversed(list(enumerate(frames)))]
 
     total_n = total_w = 0
     for th, sid, n, w in grouped(p, tid):
@@ -87,27 +93,44 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
         msg += _bytes(2, _packed(1, locations(sid)) + _packed(2, vals) + labels(th) +
                       _bytes(3, _int(1, reason_key) + _int(2, s(reason_name(p, reason)))))
     used_binaries: dict[int, None] = {}
-    used_funcs: dict[int, None] = {}
-    for f in used_frames:
-        used_binaries[p.frame_binary[f]] = None
-        used_funcs[p.func_of_frame(f)] = None
+    lined_binaries: set[int] = set()
+    funcs: dict[tuple[int, str | None], int] = {}  # (function, source file) -> Function id
+    locs = bytearray()
+    low: dict[int, int] = {}  # Function id -> lowest line of its locations
+    for f, ret in sorted(used_frames):
+        b = p.frame_binary[f]
+        used_binaries[b] = None
+        src = lines.frame(f, ret)
+        if src is not None:
+            lined_binaries.add(b)
+        fkey = (p.func_of_frame(f), src[0] if src else None)
+        fn_id = funcs.setdefault(fkey, len(funcs) + 1)
+        if src is not None:
+            low[fn_id] = min(low.get(fn_id, src[1]), src[1])
+        line = _bytes(4, _int(1, fn_id) + _int(2, src[1] if src else 0))
+        locs += _bytes(4, _int(1, 2 * f + 1 + ret) + _int(2, b + 1) +
+                       _int(3, p.frame_offset[f]) + line)
     # the first mapping is what pprof calls the main binary: files before kernel/[unknown]
     for b in sorted(used_binaries, key=lambda b: (b in (KERNEL_BINARY, UNKNOWN_BINARY), b)):
         binary = p.binaries[b]
         limit = (1 << 64) - 1 if b == KERNEL_BINARY else 1 << 47
         m = (_int(1, b + 1) + _int(2, 0) + _int(3, limit) +
              _int(5, s(binary.path)) + _int(6, s(binary.build_id or "")) +
-             _bool(7, b != UNKNOWN_BINARY))
+             _bool(7, b != UNKNOWN_BINARY) + _bool(8, b in lined_binaries) +
+             _bool(9, b in lined_binaries))
         msg += _bytes(3, m)
-    for f in sorted(used_frames):
-        func = p.func_of_frame(f)
-        line = _bytes(4, _int(1, func + 1))
-        loc = _int(1, f + 1) + _int(2, p.frame_binary[f] + 1) + _int(3, p.frame_offset[f]) + line
-        msg += _bytes(4, loc)
-    for func in sorted(used_funcs):
+    msg += locs
+    for (func, file), fn_id in funcs.items():
         fn = p.funcs[func]
-        msg += _bytes(5, _int(1, func + 1) + _int(2, s(fn.name)) + _int(3, s(fn.name)) +
-                      _int(4, s(fn.path)))
+        # the source file and the function's first line; the binary is the Mapping's. No
+        # first line when code inlined from above it is attributed to it (pprof -list would
+        # leave those lines out)
+        entry = lines.func(func) if file is not None else None
+        start = entry[1] if entry is not None and entry[0] == file else 0
+        if start > low.get(fn_id, start):
+            start = 0
+        msg += _bytes(5, _int(1, fn_id) + _int(2, s(fn.name)) + _int(3, s(fn.name)) +
+                      _int(4, s(file or "")) + _int(5, start))
     first = p.first_time
     period = total_w // total_n if total_n else 0
     tail = bytearray()

@@ -52,6 +52,11 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
     p.add_argument("--run", type=run_arg, metavar="ID")
     p.add_argument("--tid", type=tid_arg)
+    p.add_argument("--mode", choices=("cpu", "offcpu", "wall"),
+                   help="folded only: which stacks and weight: cpu = on-CPU samples (default), "
+                        "offcpu = blocked time in ns, wall = both in ns")
+    p.add_argument("--per-thread", action="store_true",
+                   help="folded only: start each stack with a 'NAME (TID)' frame")
     window_flag(p)
 
 
@@ -164,6 +169,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from stax.archive.format import ArchiveError, intervals_of, load
 
     convert = converter(args.format)
+    opts: dict[str, Any] = {}
+    if args.format == "folded":
+        opts = {"mode": args.mode or "cpu", "per_thread": args.per_thread}
+    elif args.mode is not None or args.per_thread:
+        flag = "--mode" if args.mode is not None else "--per-thread"
+        kept = ("on- and off-CPU time as separate sample types, the thread as a label"
+                if args.format == "pprof" else "on- and off-CPU as separate profiles per thread")
+        die(f"{flag} applies to --format folded only ({args.format} keeps {kept})")
     out_path = _abs(args.output) if args.output and args.output != "-" else None
     if out_path is not None:
         parent = os.path.dirname(out_path)
@@ -190,7 +203,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             except WindowError as e:
                 die(str(e))
             iv = clip(a.profile, iv, start, end)
-        data = convert(a.profile, args.tid, iv, a.run)
+        data = convert(a.profile, args.tid, iv, a.run, **opts)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if out_path is None:
