@@ -148,3 +148,64 @@ def profiler_cli_problem(home: Path) -> str | None:
         return (f"@firefox-devtools/profiler-cli does not run on node {v.stdout.strip()}: "
                 f"{(p.stderr.strip().splitlines() or ['?'])[-1]}")
     return None
+
+
+CHROMIUM = "/usr/bin/chromium"
+_UNITS_NS = {"ns": 1, "µs": 1e3, "us": 1e3, "ms": 1e6, "s": 1e9, "min": 60e9, "hr": 3600e9}
+
+
+def speedscope_sandwich(release: Path,
+                        doc_path: Path) -> tuple[str, list[tuple[float, float, str]]]:
+    """The speedscope app (the npm package's dist/release, served on loopback) opened on an
+    export in headless Chromium: the active profile's name and its Sandwich table, rows of
+    (total ns, self ns, symbol) as the app prints them (two decimals of its unit)."""
+    import functools
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    root = doc_path.parent / "speedscope-app"
+    shutil.copytree(release, root)
+    shutil.copy(doc_path, root / "profile.json")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                          functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        with sync_playwright() as pw:
+            b = pw.chromium.launch(executable_path=CHROMIUM,
+                                   args=["--headless", "--no-sandbox", "--disable-gpu"])
+            try:
+                page = b.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(f"{base}/index.html#profileURL={base}/profile.json")
+                page.wait_for_function("document.title !== 'speedscope'", timeout=60_000)
+                page.get_by_text("Sandwich").click()
+                page.wait_for_selector("text=Symbol Name", timeout=30_000)
+                text = page.inner_text("body")
+                assert not errors, errors
+            finally:
+                b.close()
+    finally:
+        srv.shutdown()
+    lines = [x.strip() for x in re.split(r"[\n\t]", text) if x.strip()]
+    head = lines.index("Total")
+    name = next(x for x in lines[:head] if x.endswith(")") and "(" in x and "/" in x)
+    rows = []
+    body = lines[head + 3:]
+    for i in range(0, len(body) - 2, 3):
+        rows.append((_ns(body[i]), _ns(body[i + 1]), body[i + 2]))
+    return name, rows
+
+
+def _ns(cell: str) -> float:
+    m = re.match(r"([\d.]+)\s*([a-zµ]+)", cell)
+    assert m, cell
+    return float(m.group(1)) * _UNITS_NS[m.group(2)]

@@ -9,12 +9,15 @@ missing, only where the consumer cannot be had."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from consumer_helpers import (
+    CHROMIUM,
     MISSING,
     ProfilerCli,
     go_pprof_top,
@@ -22,6 +25,7 @@ from consumer_helpers import (
     npm_package,
     pprof_format_totals,
     profiler_cli_problem,
+    speedscope_sandwich,
     speedscope_schema,
 )
 from harness import Stax
@@ -68,6 +72,29 @@ def test_speedscope_export_meets_speedscopes_schema_and_equals_top(
     import jsonschema
 
     jsonschema.validate(doc, schema)
+
+
+def test_speedscope_app_opens_the_export_with_tops_numbers(
+        stax: Stax, workloads: dict[str, Path], tmp_path: Path) -> None:
+    """The speedscope web app itself (npm package, headless Chromium) on the export: its
+    Sandwich view of the first profile shows that thread's self times as `stax top --tid`."""
+    pkg = npm_package("speedscope")
+    if pkg is None:
+        pytest.skip(f"the speedscope npm package {MISSING}")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is absent (Debian package chromium): no browser for speedscope")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    out, _top = _record(stax, workloads, tmp_path, "speedscope")
+    name, rows = speedscope_sandwich(pkg / "dist" / "release", out)
+    m = re.search(r"\(tid (\d+)\) on-CPU \(1/\d+\)$", name)
+    assert m, name
+    top = stax("top", "--json", "-n", "0", "--tid", m.group(1), check=True).json()
+    want = {f"{r['func']} ({r['binary']})": r["self_ns"] for r in top["rows"]}  # type: ignore
+    assert rows and {sym for _t, s, sym in rows if s} <= set(want)
+    for _total, shown, sym in rows:
+        exact = want.get(sym, 0)
+        # the app prints two decimals of its unit (1.24s, 5.56ms)
+        assert abs(shown - exact) <= 0.005 * max(shown, exact) + 5_000, (sym, shown, exact)
 
 
 def test_pprof_export_decodes_in_pprof_format_to_top(stax: Stax, workloads: dict[str, Path],
