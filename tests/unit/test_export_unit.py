@@ -192,3 +192,29 @@ def test_gecko_off_cpu_copies_are_distinct_and_spread_over_the_wait() -> None:
     main = th["prog (off-CPU)"]["samples"]
     assert main["length"] == 1000 and abs(sum(main["weight"]) - 5000.0) < 1e-6
     assert main["time"][1] - main["time"][0] == 5.0 and not th["prog (off-CPU)"]["isMainThread"]
+
+
+def test_gecko_off_cpu_samples_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from stax.archive.export import gecko
+    from stax.archive.export.gecko import offcpu_steps
+    from stax.limits import MAX_OFFCPU_SAMPLES_PER_INTERVAL
+
+    steps = offcpu_steps(5, 3_600_000_000_000, 1_000_000)  # an hour at 1 kHz: capped
+    assert len(steps) == MAX_OFFCPU_SAMPLES_PER_INTERVAL
+    assert sum(w for _t, w in steps) == 3_600_000_000_000 and steps[0] == (5, 3_600_000_000)
+    assert offcpu_steps(7, 2_500_000, 1_000_000) == [(7, 1_000_000), (1_000_007, 1_000_000),
+                                                     (2_000_007, 500_000)]
+    # 400 waits of 1 s at 1 kHz would be 400 000 samples: past the bound the period grows
+    monkeypatch.setattr(gecko, "MAX_OFFCPU_SAMPLES", 10_000)
+    p = build_profile(SPLIT)
+    n = 400
+    iv = {"tid": np.full(n, 100, np.int32),
+          "start_ns": np.arange(n, dtype=np.int64) * 1_000_000_000 + 20_000_000_000,
+          "duration_ns": np.full(n, 1_000_000_000, np.int64), "reason": np.zeros(n, np.int16),
+          "stack": np.zeros(n, np.int32)}
+    doc = json.loads(converter("gecko")(p, None, iv, RUN))
+    off = next(t for t in doc["threads"] if t["name"].endswith(" (off-CPU)"))["samples"]
+    assert off["length"] == 10_000
+    assert abs(sum(off["weight"]) - n * 1000.0) < 1e-3

@@ -3,8 +3,9 @@ tables (samples, stackTable, frameTable, funcTable, resourceTable, stringArray) 
 
 Off-CPU intervals become samples in a second thread per thread, "NAME (off-CPU)" (its tid
 "TID-offcpu", never the process's main thread): one sample per sampling period across each
-interval (at most MAX_OFFCPU_SAMPLES_PER_INTERVAL; the step grows for longer waits), weighted in
-milliseconds that sum to the interval's duration. On-CPU samples carry ``threadCPUDelta`` (the
+interval (at most MAX_OFFCPU_SAMPLES_PER_INTERVAL; the step grows for longer waits, and the
+period for runs blocked longer than MAX_OFFCPU_SAMPLES periods in all), weighted in milliseconds
+that sum to the interval's duration. On-CPU samples carry ``threadCPUDelta`` (the
 nanoseconds on CPU each stands for); libraries their Breakpad debug id.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from stax import __version__
 from stax.archive.export.common import Paths, intervals, reason_name, samples, thread_name
-from stax.limits import MAX_OFFCPU_SAMPLES_PER_INTERVAL
+from stax.limits import MAX_OFFCPU_SAMPLES, MAX_OFFCPU_SAMPLES_PER_INTERVAL
 from stax.profile.tables import KERNEL_BINARY, Profile
 from stax.protocol import dumps
 
@@ -208,8 +209,10 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
         ws.append(w / 1e6)
         cs.append(int(w))
     offcpu: dict[int, tuple[_Thread, list[float], list[int | None], list[float], list[int]]] = {}
-    period_ns = int(interval_ms * 1e6)
-    for th, start, dur, reason, sid in sorted(intervals(iv, tid), key=lambda r: r[1]):
+    rows = sorted(intervals(iv, tid), key=lambda r: r[1])
+    blocked = sum(max(0, r[2]) for r in rows)
+    period_ns = max(int(interval_ms * 1e6), -(-blocked // MAX_OFFCPU_SAMPLES))
+    for th, start, dur, reason, sid in rows:
         if th not in offcpu:
             offcpu[th] = (_Thread(p, libs), [], [], [], [])
         tt, ts, ss, ws, cs = offcpu[th]
