@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CC ?= gcc
 
-.PHONY: demo test test-unit lint bench clean setup sysdeps
+.PHONY: demo test test-unit lint bench clean setup sysdeps npmdeps
 
 setup: $(STAMP)
 
@@ -32,7 +32,11 @@ demo: $(STAMP) build/split
 sysdeps:
 	@scripts/sysdeps.sh
 
-test: $(STAMP) sysdeps lint
+# speedscope, pprof-format and the Firefox Profiler's CLI, into build/npm (once; needs node)
+npmdeps: sysdeps
+	@scripts/npmdeps.sh
+
+test: $(STAMP) sysdeps npmdeps lint
 	$(BIN)/python -m pytest -q -ra
 
 # in-process tests only (tests/unit): no recording, server or browser; runs in seconds

@@ -32,3 +32,9 @@ MAX_MARKS = 10_000
 # How long `stax wait` waits, without --timeout-ms, for the server to answer and a run to start
 # (the `stax record … &` it follows may not have registered its run yet).
 WAIT_START_GRACE_S = 5.0
+
+# Exports (gecko): an off-CPU interval becomes samples one sampling period apart (so a zoom into
+# the middle of a long wait still finds samples), at most this many per interval (the step grows
+# for longer waits), and about this many in all (the period grows for runs with more blocked time).
+MAX_OFFCPU_SAMPLES_PER_INTERVAL = 1000
+MAX_OFFCPU_SAMPLES = 1_000_000

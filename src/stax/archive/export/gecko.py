@@ -1,7 +1,12 @@
 """The Firefox Profiler's processed profile format: one thread object per thread with column
 tables (samples, stackTable, frameTable, funcTable, resourceTable, stringArray) and ``libs``.
 
-Off-CPU intervals become samples weighted by their duration in a second "off-CPU" thread.
+Off-CPU intervals become samples in a second thread per thread, "NAME (off-CPU)" (its tid
+"TID-offcpu", never the process's main thread): one sample per sampling period across each
+interval (at most MAX_OFFCPU_SAMPLES_PER_INTERVAL; the step grows for longer waits, and the
+period for runs blocked longer than MAX_OFFCPU_SAMPLES periods in all), weighted in milliseconds
+that sum to the interval's duration. On-CPU samples carry ``threadCPUDelta`` (the
+nanoseconds on CPU each stands for); libraries their Breakpad debug id.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from typing import Any
 
 from stax import __version__
 from stax.archive.export.common import Paths, intervals, reason_name, samples, thread_name
+from stax.limits import MAX_OFFCPU_SAMPLES, MAX_OFFCPU_SAMPLES_PER_INTERVAL
 from stax.profile.framelines import FrameLines
 from stax.profile.tables import KERNEL_BINARY, Profile
 from stax.protocol import dumps
@@ -22,6 +28,30 @@ CATEGORIES = [
     {"name": "Kernel", "color": "orange", "subcategories": ["Other"]},
     {"name": "Off-CPU", "color": "blue", "subcategories": ["Other"]},
 ]
+
+
+def breakpad_id(build_id: str | None) -> str:
+    """The Breakpad debug id of an ELF build-id (hex): its first 16 bytes (zero-padded) read as
+    a GUID whose first three fields are little-endian, written big-endian in upper-case hex,
+    then the age "0" -- 33 characters, as the Firefox Profiler and symbol servers expect."""
+    try:
+        raw = bytes.fromhex(build_id or "")
+    except ValueError:
+        return ""
+    if not raw:
+        return ""
+    g = raw[:16].ljust(16, b"\0")
+    guid = g[3::-1] + g[5:3:-1] + g[7:5:-1] + g[8:]
+    return guid.hex().upper() + "0"
+
+
+def offcpu_steps(start_ns: int, dur_ns: int, period_ns: int) -> list[tuple[int, int]]:
+    """(time_ns, weight_ns) samples spread over an off-CPU interval: one per period (more apart
+    past MAX_OFFCPU_SAMPLES_PER_INTERVAL), the weights summing to the duration."""
+    if dur_ns <= 0:
+        return [(start_ns, max(0, dur_ns))]
+    step = max(1, period_ns, -(-dur_ns // MAX_OFFCPU_SAMPLES_PER_INTERVAL))
+    return [(start_ns + k, min(step, dur_ns - k)) for k in range(0, dur_ns, step)]
 
 
 class _Thread:
@@ -150,17 +180,18 @@ class _Thread:
 
 
 def _thread_obj(p: Profile, th: int, name: str, t: _Thread, times: list[float],
-                stacks: list[int | None], weights: list[int], start_ms: float,
-                end_ms: float) -> dict[str, Any]:
+                stacks: list[int | None], weights: list[float], cpu_ns: list[int],
+                start_ms: float, offcpu: bool) -> dict[str, Any]:
     info = p.threads.get(th)
     pid = info.pid if info is not None else th
     return {
         "name": name, "processName": thread_name(p, pid), "processType": "default",
-        "pid": str(pid), "tid": th, "isMainThread": pid == th,
+        "pid": str(pid), "tid": f"{th}-offcpu" if offcpu else th,
+        "isMainThread": pid == th and not offcpu,
         "processStartupTime": 0, "processShutdownTime": None,
         "registerTime": start_ms, "unregisterTime": None, "pausedRanges": [],
         "samples": {"length": len(stacks), "stack": stacks, "time": times,
-                    "weight": weights, "weightType": "tracing-ms"},
+                    "weight": weights, "weightType": "tracing-ms", "threadCPUDelta": cpu_ns},
         "markers": {"length": 0, "category": [], "data": [], "endTime": [], "name": [],
                     "phase": [], "startTime": []},
         **t.tables(),
@@ -177,44 +208,49 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
             libs[b] = len(libs_list)
             libs_list.append({"name": binary.name, "path": binary.path,
                               "debugName": binary.name, "debugPath": binary.path,
-                              "breakpadId": (binary.build_id or "").upper(),
+                              "breakpadId": breakpad_id(binary.build_id),
                               "codeId": binary.build_id, "arch": "x86_64"})
+    r = run or {}
+    interval_ms = 1000.0 / r["frequency_hz"] if r.get("frequency_hz") else 1.0
     times, tids, stacks, weights = samples(p, tid)
     base = p.first_time
-    per: dict[int, tuple[list[float], list[int | None], list[int]]] = {}
-    threads: dict[int, _Thread] = {}
+    per: dict[int, tuple[_Thread, list[float], list[int | None], list[float], list[int]]] = {}
     for t, th, sid, w in zip(times.tolist(), tids.tolist(), stacks.tolist(), weights.tolist(),
                              strict=True):
-        tt = threads.get(th)
-        if tt is None:
-            tt = threads[th] = _Thread(p, libs)
-            per[th] = ([], [], [])
-        ts, ss, ws = per[th]
+        if th not in per:
+            per[th] = (_Thread(p, libs), [], [], [], [])
+        tt, ts, ss, ws, cs = per[th]
         ts.append((t - base) / 1e6)
         ss.append(tt.stack(paths, sid))
         ws.append(w / 1e6)
-    end_ms = max(0, p.last_time - base) / 1e6
-    out_threads = []
-    for th in sorted(per):
-        ts, ss, ws = per[th]
-        out_threads.append(_thread_obj(p, th, f"{thread_name(p, th)} (on-CPU)", threads[th],
-                                       ts, ss, ws, ts[0] if ts else 0.0, end_ms))
-    offcpu: dict[int, tuple[_Thread, list[float], list[int | None], list[int]]] = {}
-    for th, start, dur, reason, sid in sorted(intervals(iv, tid), key=lambda r: r[1]):
+        cs.append(int(w))
+    offcpu: dict[int, tuple[_Thread, list[float], list[int | None], list[float], list[int]]] = {}
+    rows = sorted(intervals(iv, tid), key=lambda r: r[1])
+    blocked = sum(max(0, r[2]) for r in rows)
+    period_ns = max(int(interval_ms * 1e6), -(-blocked // MAX_OFFCPU_SAMPLES))
+    for th, start, dur, reason, sid in rows:
         if th not in offcpu:
-            offcpu[th] = (_Thread(p, libs), [], [], [])
-        tt, ts, ss, ws = offcpu[th]
+            offcpu[th] = (_Thread(p, libs), [], [], [], [])
+        tt, ts, ss, ws, cs = offcpu[th]
         cur = tt.stack(paths, sid)
         fid = tt._func(("r", reason), f"[off-cpu:{reason_name(p, reason)}]", None, None)
-        ss.append(tt.push(cur, tt.frame(("r", reason), fid, 0, 3)))
-        ts.append((start - base) / 1e6)
-        ws.append(dur / 1e6)
+        leaf = tt.push(cur, tt.frame(("r", reason), fid, 0, 3))
+        for t, w in offcpu_steps(start, dur, period_ns):
+            ss.append(leaf)
+            ts.append((t - base) / 1e6)
+            ws.append(w / 1e6)
+            cs.append(0)
+    # no empty on-CPU copy for a thread that was never sampled on CPU (the main thread then has
+    # none marked main): the Firefox Profiler's loader hangs on a thread without samples
+    out_threads = []
+    for th in sorted(per):
+        tt, ts, ss, ws, cs = per[th]
+        out_threads.append(_thread_obj(p, th, f"{thread_name(p, th)} (on-CPU)", tt, ts, ss,
+                                       ws, cs, ts[0] if ts else 0.0, False))
     for th in sorted(offcpu):
-        tt, ts, ss, ws = offcpu[th]
+        tt, ts, ss, ws, cs = offcpu[th]
         out_threads.append(_thread_obj(p, th, f"{thread_name(p, th)} (off-CPU)", tt, ts, ss,
-                                       ws, ts[0] if ts else 0.0, end_ms))
-    r = run or {}
-    interval_ms = 1000.0 / r["frequency_hz"] if r.get("frequency_hz") else 1.0
+                                       ws, cs, ts[0] if ts else 0.0, True))
     doc = {
         "meta": {
             "interval": interval_ms,
@@ -223,6 +259,7 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
             "stackwalk": 1, "debug": False, "version": GECKO_VERSION,
             "preprocessedProfileVersion": PROCESSED_VERSION, "symbolicated": True,
             "categories": CATEGORIES, "markerSchema": [],
+            "sampleUnits": {"time": "ms", "eventDelay": "ms", "threadCPUDelta": "ns"},
             "importedFrom": f"stax {__version__}", "abi": "x86_64-gcc3", "oscpu": "Linux",
         },
         "libs": libs_list,

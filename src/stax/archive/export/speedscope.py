@@ -1,5 +1,9 @@
 """speedscope's JSON file format: shared frames, one sampled profile per thread (on-CPU, in time
 order, weights in nanoseconds) and one per thread for off-CPU intervals when there are any.
+
+speedscope lays a sampled profile's samples end to end, so each profile spans exactly the sum
+of its weights: ``endValue - startValue`` is that sum, ``startValue`` the profile's first time
+relative to the earliest sample or interval of the export (never negative).
 """
 
 from __future__ import annotations
@@ -58,13 +62,6 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
             ws.append(w)
             last[th] = sid
         per_thread[th] = (ss, ws, start, t + w)
-    base = int(times[0]) if len(times) else 0
-    profiles = []
-    for th in sorted(per_thread):
-        ss, ws, start, end = per_thread[th]
-        profiles.append({"type": "sampled", "name": f"{thread_name(p, th)} (tid {th}) on-CPU",
-                         "unit": "nanoseconds", "startValue": start - base,
-                         "endValue": end - base, "samples": ss, "weights": ws})
     offcpu: dict[int, tuple[list[list[int]], list[int], int, int]] = {}
     for th, start, dur, reason, sid in sorted(intervals(iv, tid), key=lambda r: r[1]):
         ss, ws, s0, _e = offcpu.get(th, ([], [], start, start))
@@ -72,11 +69,16 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
         ss.append(st)
         ws.append(dur)
         offcpu[th] = (ss, ws, s0, start + dur)
-    for th in sorted(offcpu):
-        ss, ws, start, end = offcpu[th]
-        profiles.append({"type": "sampled", "name": f"{thread_name(p, th)} (tid {th}) off-CPU",
-                         "unit": "nanoseconds", "startValue": start - base,
-                         "endValue": end - base, "samples": ss, "weights": ws})
+    starts = [e[2] for e in per_thread.values()] + [e[2] for e in offcpu.values()]
+    base = min(starts) if starts else 0
+    profiles = []
+    for kind, table in (("on-CPU", per_thread), ("off-CPU", offcpu)):
+        for th in sorted(table):
+            ss, ws, start, _end = table[th]
+            profiles.append({"type": "sampled",
+                             "name": f"{thread_name(p, th)} (tid {th}) {kind}",
+                             "unit": "nanoseconds", "startValue": start - base,
+                             "endValue": start - base + sum(ws), "samples": ss, "weights": ws})
     name = (run or {}).get("command") or "stax profile"
     doc = {"$schema": SCHEMA_URL, "shared": {"frames": frames}, "profiles": profiles,
            "name": str(name), "activeProfileIndex": 0, "exporter": f"stax {__version__}"}
