@@ -28,17 +28,17 @@ def debug_elf_for(path: str, build_id: str | None) -> str | None:
     itself when it has ``.debug_line``, else its separate debug file (build-id tree,
     ``.gnu_debuglink``, debuginfod: ``stax.symbols.find_debug_file``). The one place annotate
     asks where line tables live."""
-    if _has_section(path, ".debug_line"):
+    if has_section(path, ".debug_line"):
         return path
     from stax.symbols import find_debug_file
 
     found = find_debug_file(path, build_id, "separate")
-    if found and _has_section(found, ".debug_line"):
+    if found and has_section(found, ".debug_line"):
         return found
     return None
 
 
-def _has_section(path: str, name: str) -> bool:
+def has_section(path: str, name: str) -> bool:
     try:
         from elftools.elf.elffile import ELFFile
 
@@ -145,7 +145,7 @@ _FILES: OrderedDict[tuple[str, int, int, int], _DwarfFile | None] = OrderedDict(
 _TABLES: OrderedDict[tuple[str, int, int, int, int], LineTable] = OrderedDict()
 
 
-def _dwarf_file(path: str) -> _DwarfFile | None:
+def dwarf_file(path: str) -> _DwarfFile | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -171,7 +171,7 @@ def _dwarf_file(path: str) -> _DwarfFile | None:
 def line_table(debug_path: str, addr: int) -> LineTable | None:
     """The line table of the compilation unit of ``debug_path`` that covers ``addr`` (an ELF
     virtual address), or None."""
-    df = _dwarf_file(debug_path)
+    df = dwarf_file(debug_path)
     if df is None:
         return None
     try:
@@ -190,3 +190,4 @@ def clear_caches() -> None:
         _FILES.clear()
         _TABLES.clear()
     access.clear_sources()
+_dwarf_file = dwarf_file  # the older private name
