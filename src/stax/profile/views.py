@@ -22,12 +22,14 @@ from stax.profile.tables import KERNEL_BINARY, Profile
 
 def func_row(p: Profile, func: int) -> dict:
     f = p.funcs[func]
+    if f.inlined:  # a level of a frame's inline chain (stax.profile.inline)
+        return {"func": f.name, "binary": f.binary, "inlined": True}
     return {"func": f.name, "binary": f.binary}
 
 
 def top(p: Profile, flt: Filter, sort: str = "self", limit: int = 20) -> dict:
     groups, total_n, total_w = oncpu_weights(p, flt)
-    paths = FuncPaths(p, flt.exclude)
+    paths = FuncPaths(p, flt.exclude, flt.inline)
     self_n: dict[int, int] = defaultdict(int)
     self_w: dict[int, int] = defaultdict(int)
     tot_n: dict[int, int] = defaultdict(int)
@@ -85,7 +87,7 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
     else:
         groups, total_n, total_w = oncpu_groups, oncpu_n, oncpu_w
     by_time = mode != "cpu"
-    paths = FuncPaths(p, flt.exclude)
+    paths = FuncPaths(p, flt.exclude, flt.inline)
     # node: [samples, weight, children dict]
     root: list = [0, 0, {}]
     for sid, (n, w) in groups.items():
