@@ -13,7 +13,9 @@ from stax.profile.tables import Profile
 
 def _name(p: Profile, func: int) -> str:
     # ';' separates frames and the last space separates the count: keep both out of names
-    return p.funcs[func].name.replace(";", ":").replace("\n", " ")
+    f = p.funcs[func]
+    name = f"{f.name} (inlined)" if f.inlined else f.name
+    return name.replace(";", ":").replace("\n", " ")
 
 
 def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None,

@@ -38,6 +38,7 @@ class _Thread:
         self.frame_func: list[int] = []
         self.frame_address: list[int] = []
         self.frame_category: list[int] = []
+        self.frame_depth: list[int] = []  # inlineDepth: 0 the function, 1.. inlined in it
         self.frame_ids: dict[Any, int] = {}
         self.func_name: list[int] = []
         self.func_resource: list[int] = []
@@ -72,13 +73,14 @@ class _Thread:
             self.func_file.append(self.string(path) if path else None)
         return f
 
-    def frame(self, key: Any, func: int, address: int, category: int) -> int:
+    def frame(self, key: Any, func: int, address: int, category: int, depth: int = 0) -> int:
         fr = self.frame_ids.get(key)
         if fr is None:
             fr = self.frame_ids[key] = len(self.frame_func)
             self.frame_func.append(func)
             self.frame_address.append(address)
             self.frame_category.append(category)
+            self.frame_depth.append(depth)
         return fr
 
     def push(self, prefix: int | None, frame: int) -> int:
@@ -103,6 +105,12 @@ class _Thread:
             fid = self._func(("f", func), fn.name, b, fn.path or None)
             cat = 2 if b == KERNEL_BINARY else 1
             cur = self.push(cur, self.frame(("a", f), fid, p.frame_offset[f], cat))
+            # the functions inlined at this address: one frame each, at the same address
+            for depth, ifunc in enumerate(p.frame_inline.get(f, ()), 1):
+                ifn = p.funcs[ifunc]
+                ifid = self._func(("f", ifunc), ifn.name, b, ifn.path or None)
+                cur = self.push(cur, self.frame(("a", f, depth), ifid, p.frame_offset[f], cat,
+                                                depth))
         self.memo[sid] = cur
         return cur
 
@@ -113,7 +121,7 @@ class _Thread:
                            "frame": self.stack_frame, "category": self.stack_category,
                            "subcategory": [0] * len(self.stack_frame)},
             "frameTable": {"length": nf, "address": self.frame_address,
-                           "inlineDepth": [0] * nf, "category": self.frame_category,
+                           "inlineDepth": self.frame_depth, "category": self.frame_category,
                            "subcategory": [0] * nf, "func": self.frame_func,
                            "nativeSymbol": [None] * nf, "innerWindowID": [None] * nf,
                            "implementation": [None] * nf, "line": [None] * nf,

@@ -91,6 +91,8 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
     for f in used_frames:
         used_binaries[p.frame_binary[f]] = None
         used_funcs[p.func_of_frame(f)] = None
+        for func in p.frame_inline.get(f, ()):
+            used_funcs[func] = None
     # the first mapping is what pprof calls the main binary: files before kernel/[unknown]
     for b in sorted(used_binaries, key=lambda b: (b in (KERNEL_BINARY, UNKNOWN_BINARY), b)):
         binary = p.binaries[b]
@@ -101,8 +103,11 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
         msg += _bytes(3, m)
     for f in sorted(used_frames):
         func = p.func_of_frame(f)
-        line = _bytes(4, _int(1, func + 1))
-        loc = _int(1, f + 1) + _int(2, p.frame_binary[f] + 1) + _int(3, p.frame_offset[f]) + line
+        # inlining, pprof's way: one Line per function, the innermost first, the function it
+        # was all inlined into last
+        chain = (*reversed(p.frame_inline.get(f, ())), func)
+        lines = b"".join(_bytes(4, _int(1, x + 1)) for x in chain)
+        loc = _int(1, f + 1) + _int(2, p.frame_binary[f] + 1) + _int(3, p.frame_offset[f]) + lines
         msg += _bytes(4, loc)
     for func in sorted(used_funcs):
         fn = p.funcs[func]
