@@ -107,7 +107,8 @@ def test_query_commands_escape_what_the_server_sends(
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, answer)
     args = argparse.Namespace(json=False, run=None, tid=None, n=20, sort="self", depth=12,
-                              threshold_pct=1.0, mode="cpu", window=None)
+                              threshold_pct=1.0, mode="cpu", window=None,
+                              no_inline=False)
     handler = {"threads": threads.cmd_threads, "top": top.cmd_top, "wakers": wakers.cmd_wakers,
                "flame": flame.cmd_flame, "list": runs.cmd_list, "status": status.cmd_status}
     assert handler[cmd](args) == 0

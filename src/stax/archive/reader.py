@@ -33,6 +33,23 @@ from stax.profile.offcpu import REASON_CODE, REASONS
 from stax.profile.tables import Binary, Func, Profile, Thread
 
 
+def inline_chains(rows: Any, nfuncs: int) -> dict[int, tuple[int, ...]]:
+    """The optional ``frame_inline`` list of a manifest: ``[[frame, func, ...], ...]``, the
+    funcs inlined at a frame outermost first (absent in archives written before inline frames).
+    """
+    out: dict[int, tuple[int, ...]] = {}
+    if rows is None:
+        return out
+    _check(isinstance(rows, list), "frame_inline is not a list")
+    for row in rows:
+        _check(isinstance(row, list) and len(row) >= 2 and
+               all(isinstance(x, int) and not isinstance(x, bool) for x in row),
+               "frame_inline row malformed")
+        _check(all(0 <= f < nfuncs for f in row[1:]), "frame_inline -> function out of range")
+        out[row[0]] = tuple(row[1:])
+    return out
+
+
 def _check(cond: bool, what: str) -> None:
     if not cond:
         raise ArchiveError(f"corrupted archive: {what}")
@@ -107,9 +124,10 @@ def _load(path: str) -> Archive:
     p = Profile(None)
     p.binaries = [Binary(str(b[0]), b[1], int(b[2])) for b in m["binaries"]]
     p.code_store = store_from(m, data, len(p.binaries))  # type: ignore[attr-defined]
-    p.funcs = [Func(str(f[0]), str(f[1]), str(f[2]), int(f[3]), int(f[4]), bool(f[5]))
-               for f in m["funcs"]]
+    p.funcs = [Func(str(f[0]), str(f[1]), str(f[2]), int(f[3]), int(f[4]), bool(f[5]),
+                    len(f) > 6 and bool(f[6])) for f in m["funcs"]]
     nfuncs, nbins = len(p.funcs), len(p.binaries)
+    p.frame_inline = inline_chains(m.get("frame_inline"), nfuncs)
     fr_bin, fr_off, fr_func = tables["frames"]
     st_parent, st_frame = tables["stacks"]
     nframes, nstacks = len(fr_bin), len(st_parent)

@@ -77,7 +77,9 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
         nstacks = len(p.stack_parent)
         nframes = len(p.frame_binary)
         resolve_all(p, nframes)  # frames the capture added since the pass above
-        funcs = [[f.name, f.binary, f.path, f.addr, f.size, f.resolved] for f in p.funcs]
+        funcs = [[f.name, f.binary, f.path, f.addr, f.size, f.resolved, *([True] * f.inlined)]
+                 for f in p.funcs]
+        inline = [[fid, *chain] for fid, chain in sorted(p.frame_inline.items()) if fid < nframes]
         bins = list(p.binaries)
         threads = [{"pid": t.pid, "tid": t.tid, "names": [list(x) for x in t.names],
                     "start_ns": t.start_ns, "end_ns": t.end_ns} for t in p.threads.values()]
@@ -98,7 +100,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
         "format": FORMAT, "version": VERSION, "created_unix_ms": int(time.time() * 1000),
         "run": run, "diagnostics": diagnostics or {}, "counts": counts,
         "first_time_ns": first, "last_time_ns": last, "marks": marks,
-        "binaries": binaries, "funcs": funcs, "threads": threads,
+        "binaries": binaries, "funcs": funcs, "threads": threads, "frame_inline": inline,
         "reasons": list(REASONS),
         "owner": p.owner.to_json() if p.owner is not None else None,
         "data_file": DATA_FILE, "tables": {},

@@ -99,3 +99,10 @@ def window_flag(p: argparse.ArgumentParser, *names: str, help: str = WINDOW_HELP
     """``--window A..B`` on a command that reads samples or intervals (``args.window``: the
     text, or None); pass it on as the query's ``window`` parameter."""
     p.add_argument(*(names or ("--window",)), type=window_arg, metavar="A..B", help=help)
+
+
+def inline_flag(p: argparse.ArgumentParser) -> None:
+    """``--no-inline`` on a view of call stacks (``args.no_inline``): inlined functions folded
+    into the function they were inlined in; pass it on as the query's ``no_inline``."""
+    p.add_argument("--no-inline", action="store_true",
+                   help="fold inlined functions into their callers (no inline frames)")

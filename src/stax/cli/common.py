@@ -112,6 +112,11 @@ def _escape_char(m: re.Match[str]) -> str:
     return f"\\u{o:04x}"
 
 
+def func_name(row: dict[str, Any]) -> str:
+    """A view row's function name for a terminal, ``(inlined)`` after an inlined one."""
+    return esc(row["func"]) + (" (inlined)" if row.get("inlined") else "")
+
+
 def esc(value: object) -> str:
     """``value`` as text that is safe on a terminal: every control character (and lone
     surrogate, bidirectional control, line separator) shown as a visible escape such as

@@ -54,7 +54,7 @@ def _rank(p: Profile, flt: Filter) -> tuple[list[_Ranked], int, int]:
     """Every sampled function, hottest first (self samples, then total samples)."""
     flt = Filter(tid=flt.tid, start_ns=flt.start_ns, end_ns=flt.end_ns)  # no exclusions here
     groups, total_n, total_w = oncpu_weights(p, flt)
-    paths = FuncPaths(p, ())
+    paths = FuncPaths(p, (), inline=False)  # whole functions: inlined code is their own
     ranked: dict[int, _Ranked] = {}
     for sid, (n, w) in groups.items():
         if sid < 0:

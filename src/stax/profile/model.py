@@ -92,6 +92,7 @@ class Func:
     addr: int  # function start (ELF vaddr for user code, absolute for kernel); 0 if unknown
     size: int
     resolved: bool  # named by a symbol (False: by address; with a size, the extent of its FDE)
+    inlined: bool = False  # an inlined subroutine: a level of a frame's inline chain
 
     @property
     def has_extent(self) -> bool:
@@ -117,6 +118,10 @@ class Tables:
         self.frame_binary = array("i")
         self.frame_offset = array("Q")
         self.frame_func = array("i")  # -1 until symbolised
+        # frame -> the funcs inlined at it, outermost first (stax.profile.inline); set before
+        # frame_func, so a symbolised frame's chain is final. Absent: no inlining there
+        self.frame_inline: dict[int, tuple[int, ...]] = {}
+        self._inline_dbg: dict[int, str | None] = {}  # binary -> file with its DWARF
         self._frame_ids: dict[tuple[int, int], int] = {}
         self.funcs: list[Func] = []
         self._func_ids: dict[tuple[str, str, int], int] = {}
@@ -131,6 +136,7 @@ class Tables:
         self.threads: dict[int, Thread] = {}
         self.processes: dict[int, Process] = {}
         self.path_cache: dict[int, tuple[int, ...]] = {-1: ()}  # stack -> func ids (views)
+        self.path_cache_outer: dict[int, tuple[int, ...]] = {-1: ()}  # the same, no inlining
         self.counts: dict[str, int] = {
             "records": 0, "samples": 0, "lost": 0, "throttled": 0, "mmap": 0, "comm": 0,
             "fork": 0, "exit": 0, "other": 0, "empty_stacks": 0, "unmapped_frames": 0,
@@ -219,14 +225,46 @@ class Tables:
         else:
             r = self.symbolizer.resolve_binary(binary, offset)
             f = Func(r.name, r.binary, r.path, r.func_addr, r.func_size, r.resolved)
-        key = (f.name, f.binary, f.addr if f.has_extent else offset)
+        if bin_id > UNKNOWN_BINARY and self.symbolizer is not None:
+            chain = self._inline_chain(bin_id, binary, offset)
+            if chain:
+                self.frame_inline[fid] = tuple(self._intern(x, (x.name, x.binary, -2))
+                                               for x in chain)
+        func = self._intern(f, (f.name, f.binary, f.addr if f.has_extent else offset))
+        self.frame_func[fid] = func
+        return func
+
+    def _intern(self, f: Func, key: tuple[str, str, int]) -> int:
         func = self._func_ids.get(key)
         if func is None:
             func = len(self.funcs)
             self.funcs.append(f)
             self._func_ids[key] = func
-        self.frame_func[fid] = func
         return func
+
+    def _inline_chain(self, bin_id: int, binary: Binary, offset: int) -> list[Func]:
+        """The funcs inlined at ``offset`` of a user binary, outermost first, from its DWARF
+        (stax.profile.inline; the file holding it is looked for once per binary)."""
+        from stax.profile import inline
+
+        assert self.symbolizer is not None
+        if bin_id not in self._inline_dbg:
+            dbg = None
+            if binary.path.startswith("/"):
+                from stax.binaries import locate
+
+                loc = locate(binary)
+                if loc.path is not None:
+                    dbg = inline.debug_file(loc.path, loc.build_id or binary.build_id)
+            self._inline_dbg[bin_id] = dbg
+        dbg = self._inline_dbg[bin_id]
+        if dbg is None:
+            return []
+        vaddr = self.symbolizer.offset_to_vaddr(binary, offset)
+        if vaddr is None:
+            return []
+        return [Func(x.name, binary.name, binary.path, 0, 0, True, True)
+                for x in reversed(inline.chain_in(dbg, vaddr))]
 
 
 class MappingLookup:

@@ -71,7 +71,7 @@ def neighbors(p: Profile, flt: Filter, target: str, exact: bool = False, mode: s
     """Callers and callees of the function ``target`` names (see the module's docstring).
     ``function`` is null when no function or several match (``candidates``)."""
     groups, total_n, total_w = weights(p, flt, mode)
-    paths = FuncPaths(p, flt.exclude)
+    paths = FuncPaths(p, flt.exclude, flt.inline)
     funcs = p.funcs
     stack_paths: list[tuple[tuple[int, ...], int, int]] = []
     names: dict[str, list[int]] = defaultdict(list)

@@ -20,6 +20,7 @@ class Filter:
     start_ns: int | None = None  # relative to the run's first sample
     end_ns: int | None = None
     exclude: tuple[str, ...] = ()  # function names dropped from stacks
+    inline: bool = True  # frames expanded into their inline chains (False: --no-inline)
 
 
 def sample_columns(p: Profile) -> tuple[int, int, Any, Any, Any, Any]:
@@ -83,9 +84,10 @@ def oncpu_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, i
 
 
 def memo_path(memo: dict[int, tuple[int, ...]], parent: Any, sid: int,
-              item: Callable[[int], int | None]) -> tuple[int, ...]:
-    """The path (root first) of stack ``sid``: ``item`` of each stack node, None dropping the
-    node; memoised in ``memo`` (which holds -1: the empty path) for every node on the way."""
+              item: Callable[[int], Any]) -> tuple[int, ...]:
+    """The path (root first) of stack ``sid``: ``item`` of each stack node (an int, a tuple of
+    ints for several levels, or None dropping the node); memoised in ``memo`` (which holds -1:
+    the empty path) for every node on the way."""
     path = memo.get(sid)
     if path is not None:
         return path
@@ -98,7 +100,9 @@ def memo_path(memo: dict[int, tuple[int, ...]], parent: Any, sid: int,
     path = memo[s]
     for s in reversed(chain):
         x = item(s)
-        if x is not None:
+        if isinstance(x, tuple):
+            path = path + x
+        elif x is not None:
             path = path + (x,)
         memo[s] = path
     return path
@@ -106,12 +110,18 @@ def memo_path(memo: dict[int, tuple[int, ...]], parent: Any, sid: int,
 
 class FuncPaths:
     """Function paths (root first) of stack ids, without the excluded functions; memoised per
-    query (and across queries when nothing is excluded)."""
+    query (and across queries when nothing is excluded).
 
-    def __init__(self, p: Profile, exclude: tuple[str, ...]) -> None:
+    With ``inline`` a frame is its function followed by the functions inlined at its address
+    (``Profile.frame_inline``, outermost first), each a level of the path; without, the
+    function alone."""
+
+    def __init__(self, p: Profile, exclude: tuple[str, ...], inline: bool = True) -> None:
         self.p = p
+        self.inline = inline
         # without exclusions a stack's path never changes: share the memo across queries
-        self.memo: dict[int, tuple[int, ...]] = p.path_cache if not exclude else {-1: ()}
+        shared = p.path_cache if inline else p.path_cache_outer
+        self.memo: dict[int, tuple[int, ...]] = shared if not exclude else {-1: ()}
         self.excluded: set[int] | None = None
         if exclude:
             self.excluded = set()
@@ -123,8 +133,12 @@ class FuncPaths:
         name = self.p.funcs[func].name
         return any(x in name for x in self.exclude)
 
-    def _func(self, sid: int) -> int | None:
-        func = self.p.func_of_frame(self.p.stack_frame[sid])
+    def _func(self, sid: int) -> int | tuple[int, ...] | None:
+        fid = self.p.stack_frame[sid]
+        func = self.p.func_of_frame(fid)
+        chain = self.p.frame_inline.get(fid) if self.inline else None
+        if chain:
+            return tuple(f for f in (func, *chain) if not self._skip(f))
         return None if self._skip(func) else func
 
     def get(self, sid: int) -> tuple[int, ...]:

@@ -30,17 +30,17 @@ def debug_elf_for(path: str, build_id: str | None, fetch: bool = True) -> str | 
     itself when it has ``.debug_line``, else its separate debug file (build-id tree,
     ``.gnu_debuglink``, debuginfod: ``stax.symbols.find_debug_file``). The one place annotate
     asks where line tables live. ``fetch=False``: never ask debuginfod over the network."""
-    if _has_section(path, ".debug_line"):
+    if has_section(path, ".debug_line"):
         return path
     from stax.symbols import find_debug_file
 
     found = find_debug_file(path, build_id, "separate", fetch)
-    if found and _has_section(found, ".debug_line"):
+    if found and has_section(found, ".debug_line"):
         return found
     return None
 
 
-def _has_section(path: str, name: str) -> bool:
+def has_section(path: str, name: str) -> bool:
     try:
         from elftools.elf.elffile import ELFFile
 
@@ -186,7 +186,7 @@ _FILES: OrderedDict[tuple[str, int, int, int], _DwarfFile | None] = OrderedDict(
 _TABLES: OrderedDict[tuple[str, int, int, int, int], LineTable] = OrderedDict()
 
 
-def _dwarf_file(path: str) -> _DwarfFile | None:
+def dwarf_file(path: str) -> _DwarfFile | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -212,7 +212,7 @@ def _dwarf_file(path: str) -> _DwarfFile | None:
 def line_table(debug_path: str, addr: int) -> LineTable | None:
     """The line table of the compilation unit of ``debug_path`` that covers ``addr`` (an ELF
     virtual address), or None."""
-    df = _dwarf_file(debug_path)
+    df = dwarf_file(debug_path)
     if df is None:
         return None
     try:
@@ -231,3 +231,4 @@ def clear_caches() -> None:
         _FILES.clear()
         _TABLES.clear()
     access.clear_sources()
+_dwarf_file = dwarf_file  # the older private name

@@ -26,6 +26,8 @@ def func_row(p: Profile, func: int, lines: FrameLines | None = None) -> dict:
     first line of the function (None without line info)."""
     f = p.funcs[func]
     row = {"func": f.name, "binary": f.binary}
+    if f.inlined:  # a level of a frame's inline chain (stax.profile.inline)
+        row["inlined"] = True
     if lines is not None:
         src = lines.func(func)
         row["file"], row["line"] = src if src is not None else (None, None)
@@ -34,7 +36,7 @@ def func_row(p: Profile, func: int, lines: FrameLines | None = None) -> dict:
 
 def top(p: Profile, flt: Filter, sort: str = "self", limit: int = 20) -> dict:
     groups, total_n, total_w = oncpu_weights(p, flt)
-    paths = FuncPaths(p, flt.exclude)
+    paths = FuncPaths(p, flt.exclude, flt.inline)
     self_n: dict[int, int] = defaultdict(int)
     self_w: dict[int, int] = defaultdict(int)
     tot_n: dict[int, int] = defaultdict(int)
@@ -93,7 +95,7 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
     else:
         groups, total_n, total_w = oncpu_groups, oncpu_n, oncpu_w
     by_time = mode != "cpu"
-    paths = FuncPaths(p, flt.exclude)
+    paths = FuncPaths(p, flt.exclude, flt.inline)
     # node: [samples, weight, children dict]
     root: list = [0, 0, {}]
     for sid, (n, w) in groups.items():

@@ -183,13 +183,15 @@ def start_options(params: dict[str, Any]) -> tuple[int, int, float | None, bool,
 
 
 def query_filter(params: dict[str, Any]) -> Filter:
-    """The stax.profile.views.Filter of a query: thread, time range, excluded functions."""
+    """The stax.profile.views.Filter of a query: thread, time range, excluded functions, inline
+    frames (``no_inline`` folds them into their functions)."""
     from stax.profile import views
 
     return views.Filter(tid=tid(params),
                         start_ns=integer(params, "start_ns", lo=-MAX_NS, hi=MAX_NS),
                         end_ns=integer(params, "end_ns", lo=-MAX_NS, hi=MAX_NS),
-                        exclude=tuple(text_list(params, "exclude")))
+                        exclude=tuple(text_list(params, "exclude")),
+                        inline=not boolean(params, "no_inline", False))
 
 
 def window(params: dict[str, Any]) -> Window | None:

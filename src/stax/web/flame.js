@@ -45,8 +45,9 @@ export function renderFlame() {
     const cls = ["frame"];
     if (isRoot) cls.push("root");
     if (m) cls.push("match");
+    if (n.inlined) cls.push("inlined");
     if (sel && keyOf(n) === sel) cls.push("selected");
-    out.push(`<div class="${cls.join(" ")}" data-path="${pathIdx}" data-name="${esc(n.func)}" style="left:${x.toFixed(2)}px;width:${Math.max(w, 1).toFixed(2)}px;top:${depth * FRAME_H}px;${isRoot ? "" : `background:${hue(n.func, n.binary)}`}">${w > 24 ? esc(n.func) : ""}</div>`);
+    out.push(`<div class="${cls.join(" ")}" data-path="${pathIdx}" data-name="${esc(n.func)}" style="left:${x.toFixed(2)}px;width:${Math.max(w, 1).toFixed(2)}px;top:${depth * FRAME_H}px;${isRoot ? "" : `background:${hue(n.func, n.binary)}`}">${w > 24 ? esc(n.func) + (n.inlined ? " (inlined)" : "") : ""}</div>`);
     return m;
   };
   // row 0: "all"; then the zoom path, each full width
@@ -127,7 +128,7 @@ export function setupFlame(on) {
     const total = (S.flame.roots || []).reduce((a, r) => a + weightOf(r), 0) || 1;
     const kids = (n.children || []).reduce((a, c) => a + weightOf(c), 0) + (n.hidden?.time_ns || 0);
     const self = n.func === "all" ? 0 : Math.max(0, weightOf(n) - kids);
-    tip.innerHTML = `<b>${esc(n.func)}</b><br>${n.binary ? `binary: ${esc(n.binary)}<br>` : ""}` +
+    tip.innerHTML = `<b>${esc(n.func)}</b>${n.inlined ? " (inlined)" : ""}<br>${n.binary ? `binary: ${esc(n.binary)}<br>` : ""}` +
       `total: ${ms(weightOf(n))} (${pct((100 * weightOf(n)) / total)})<br>` +
       `self: ${ms(self)} (${pct((100 * self) / total)})<br>` +
       `${S.flame.mode === "cpu" || !S.flame.mode ? "samples" : "samples + intervals"}: ${n.samples ?? "-"}`;

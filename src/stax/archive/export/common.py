@@ -84,7 +84,10 @@ def reason_name(p: Profile, code: int) -> str:
 
 
 class Paths:
-    """Function-id paths (root first) of stack ids, and frame-id paths for address formats."""
+    """Function-id paths (root first) of stack ids, and frame-id paths for address formats.
+    Function paths hold the inlined functions (``Profile.frame_inline``) as levels of their
+    own; address formats read a frame's chain themselves. ``stax export --no-inline`` empties
+    the chains first."""
 
     def __init__(self, p: Profile) -> None:
         self.p = p

@@ -38,7 +38,8 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
         for f in paths.func_path(sid):
             n = names.get(f)
             if n is None:
-                n = names[f] = _clean(p.funcs[f].name)
+                fn = p.funcs[f]
+                n = names[f] = _clean(f"{fn.name} (inlined)" if fn.inlined else fn.name)
             out.append(n)
         return out
 

@@ -70,6 +70,7 @@ class _Thread:
         self.frame_address: list[int] = []
         self.frame_category: list[int] = []
         self.frame_line: list[int | None] = []
+        self.frame_depth: list[int] = []  # inlineDepth: 0 the function, 1.. inlined in it
         self.frame_ids: dict[Any, int] = {}
         self.func_name: list[int] = []
         self.func_resource: list[int] = []
@@ -109,7 +110,7 @@ class _Thread:
         return f
 
     def frame(self, key: Any, func: int, address: int, category: int,
-              line: int | None = None) -> int:
+              line: int | None = None, depth: int = 0) -> int:
         fr = self.frame_ids.get(key)
         if fr is None:
             fr = self.frame_ids[key] = len(self.frame_func)
@@ -117,6 +118,7 @@ class _Thread:
             self.frame_address.append(address)
             self.frame_category.append(category)
             self.frame_line.append(line)
+            self.frame_depth.append(depth)
         return fr
 
     def push(self, prefix: int | None, frame: int) -> int:
@@ -149,6 +151,12 @@ class _Thread:
             cat = 2 if b == KERNEL_BINARY else 1
             cur = self.push(cur, self.frame(("a", f, ret), fid, p.frame_offset[f], cat,
                                             src[1] if src is not None else None))
+            # the functions inlined at this address: one frame each, at the same address
+            for depth, ifunc in enumerate(p.frame_inline.get(f, ()), 1):
+                ifn = p.funcs[ifunc]
+                ifid = self._func(("f", ifunc, None), ifn.name, b, None, None)
+                cur = self.push(cur, self.frame(("a", f, ret, depth), ifid, p.frame_offset[f],
+                                                cat, None, depth))
         self.memo[sid] = cur
         return cur
 
@@ -159,7 +167,7 @@ class _Thread:
                            "frame": self.stack_frame, "category": self.stack_category,
                            "subcategory": [0] * len(self.stack_frame)},
             "frameTable": {"length": nf, "address": self.frame_address,
-                           "inlineDepth": [0] * nf, "category": self.frame_category,
+                           "inlineDepth": self.frame_depth, "category": self.frame_category,
                            "subcategory": [0] * nf, "func": self.frame_func,
                            "nativeSymbol": [None] * nf, "innerWindowID": [None] * nf,
                            "implementation": [None] * nf, "line": self.frame_line,

@@ -107,7 +107,11 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
         fn_id = funcs.setdefault(fkey, len(funcs) + 1)
         if src is not None:
             low[fn_id] = min(low.get(fn_id, src[1]), src[1])
-        line = _bytes(4, _int(1, fn_id) + _int(2, src[1] if src else 0))
+        # inlining, pprof's way: one Line per function, the innermost first, the function it
+        # was all inlined into last (with the frame's source line)
+        line = b"".join(_bytes(4, _int(1, funcs.setdefault((x, None), len(funcs) + 1)))
+                        for x in reversed(p.frame_inline.get(f, ())))
+        line += _bytes(4, _int(1, fn_id) + _int(2, src[1] if src else 0))
         locs += _bytes(4, _int(1, 2 * f + 1 + ret) + _int(2, b + 1) +
                        _int(3, p.frame_offset[f]) + line)
     # the first mapping is what pprof calls the main binary: files before kernel/[unknown]

@@ -42,7 +42,8 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
             got = []
             for func in paths.func_path(sid):
                 fn = p.funcs[func]
-                got.append(frame(("f", func), f"{fn.name} ({fn.binary})", fn.path or None))
+                name = f"{fn.name} (inlined)" if fn.inlined else fn.name
+                got.append(frame(("f", func), f"{name} ({fn.binary})", fn.path or None))
             stack_memo[sid] = got
         return got
 

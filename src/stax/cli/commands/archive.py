@@ -13,7 +13,15 @@ import os
 import sys
 from typing import Any
 
-from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg, window_flag
+from stax.cli.command import (
+    Command,
+    count_arg,
+    inline_flag,
+    json_flag,
+    run_arg,
+    tid_arg,
+    window_flag,
+)
 from stax.cli.common import call, die, esc, out, print_json, run_line
 from stax.cli.compare_sides import side_arguments, threshold_arguments
 
@@ -58,6 +66,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-thread", action="store_true",
                    help="folded only: start each stack with a 'NAME (TID)' frame")
     window_flag(p)
+    inline_flag(p)
 
 
 def _abs(path: str) -> str:
@@ -203,6 +212,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             except WindowError as e:
                 die(str(e))
             iv = clip(a.profile, iv, start, end)
+        if args.no_inline:
+            a.profile.frame_inline = {}  # each frame its function alone
         data = convert(a.profile, args.tid, iv, a.run, **opts)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

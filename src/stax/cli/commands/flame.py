@@ -8,6 +8,7 @@ from typing import Any
 from stax.cli.command import (
     Command,
     float_in,
+    inline_flag,
     int_in,
     json_flag,
     run_arg,
@@ -18,6 +19,7 @@ from stax.cli.common import (
     die,
     esc,
     fmt_ms,
+    func_name,
     header,
     no_samples_hint,
     none_line,
@@ -37,13 +39,14 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", type=run_arg, metavar="ID")
     p.add_argument("--mode", choices=("cpu", "offcpu", "wall"), default="cpu")
     window_flag(p)
+    inline_flag(p)
     json_flag(p)
 
 
 def _print_tree(node: dict[str, Any], indent: int, lines: list[str]) -> None:
     pad = "  " * indent
     lines.append(f"{fmt_ms(node['time_ns'])} {node['samples']:6d} {node['pct']:5.1f}%  {pad}"
-                 f"{esc(node['func'])}  ({esc(node['binary'])})")
+                 f"{func_name(node)}  ({esc(node['binary'])})")
     if node.get("collapsed_frames"):
         lines.append(f"{'':30}{pad}  … {node['collapsed_frames']} more frames")
     for child in node.get("children", []):
@@ -60,7 +63,8 @@ def cmd_flame(args: argparse.Namespace) -> int:
     if args.threshold_pct < 0 or args.threshold_pct > 100:
         die("--threshold-pct must be between 0 and 100")
     res = query("flamegraph", args.json, run=args.run, tid=args.tid, max_depth=args.depth,
-                threshold_pct=args.threshold_pct, mode=args.mode, window=args.window)
+                threshold_pct=args.threshold_pct, mode=args.mode, window=args.window,
+                no_inline=args.no_inline or None)
     if res is None:
         return 0
     if args.json:

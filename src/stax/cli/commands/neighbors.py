@@ -6,8 +6,25 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg, window_flag
-from stax.cli.common import esc, header, no_samples_hint, none_line, out, print_json, query
+from stax.cli.command import (
+    Command,
+    count_arg,
+    inline_flag,
+    json_flag,
+    run_arg,
+    tid_arg,
+    window_flag,
+)
+from stax.cli.common import (
+    esc,
+    func_name,
+    header,
+    no_samples_hint,
+    none_line,
+    out,
+    print_json,
+    query,
+)
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
@@ -21,13 +38,14 @@ def arguments(p: argparse.ArgumentParser) -> None:
                    help="rows per list (0 = all; default 20)")
     p.add_argument("--tid", type=tid_arg)
     window_flag(p)
+    inline_flag(p)
     p.add_argument("--run", type=run_arg, metavar="ID")
     json_flag(p)
 
 
 def _rows(rows: list[dict[str, Any]], count: int, what: str) -> list[str]:
     lines = [f"{r['time_ns'] / 1e6:10.1f} {r['samples']:8d} {r['pct']:6.1f}%    "
-             f"{esc(r['func'])}" + (f"  ({esc(r['binary'])})" if r["binary"] else "")
+             f"{func_name(r)}" + (f"  ({esc(r['binary'])})" if r["binary"] else "")
              for r in rows]
     if count > len(rows):
         lines.append(f"{'':31}… {count - len(rows)} more {what}; -n 0 shows all")
@@ -36,7 +54,8 @@ def _rows(rows: list[dict[str, Any]], count: int, what: str) -> list[str]:
 
 def show(args: argparse.Namespace, callers: bool, callees: bool) -> int:
     res = query("neighbors", args.json, run=args.run, tid=args.tid, window=args.window,
-                target=args.func, exact=args.exact or None, mode=args.mode, limit=args.n)
+                target=args.func, exact=args.exact or None, mode=args.mode, limit=args.n,
+                no_inline=args.no_inline or None)
     if res is None:
         return 0
     fn = res["function"]
@@ -86,7 +105,7 @@ def _no_match(res: dict[str, Any], args: argparse.Namespace) -> int:
     elif res["candidates"]:
         out(f"{res['matches']} functions match {what}; name one (--exact for a whole name):")
         for c in res["candidates"]:
-            out(f"  {c['total_ns'] / 1e6:10.1f} ms  {esc(c['func'])}  "
+            out(f"  {c['total_ns'] / 1e6:10.1f} ms  {func_name(c)}  "
                 f"({esc(', '.join(c['binaries']))})")
     if res["candidates"]:
         out(f"error: {res['matches']} functions match {what}", err=True)
