@@ -241,8 +241,9 @@ def test_commands_print_hostile_names_escaped(monkeypatch: pytest.MonkeyPatch,
                "neighbors": {**nb.neighbors(p, Filter(), "main"), "run": run}}
     for module in (stalls_cmd, nb_cmd):
         monkeypatch.setattr(module, "query", lambda method, *a, **k: answers[method])
-    args = argparse.Namespace(json=False, run=None, tid=None, window=None, n=20, min_ms=10.0,
-                              bucket_ms=10.0, reason=None, func="main", exact=False,
+    args = argparse.Namespace(json=False, run=None, tid=None, window=None, no_inline=False,
+                              n=20, min_ms=10.0, bucket_ms=10.0, reason=None, func="main",
+                              exact=False,
                               mode="cpu")
     assert stalls_cmd.cmd_stalls(args) == 0
     assert nb_cmd.cmd_neighbors(args) == 0
