@@ -25,13 +25,23 @@ log = logging.getLogger("stax.capture")
 
 DWARF_BUFFER_PAGES = 2048  # 8 MiB per CPU when every sample carries a stack copy
 OFFCPU_BUFFER_PAGES = 8192  # 32 MiB per CPU when off-CPU capture is on
-# user stack bytes copied at each switch-out for the DWARF walk of the blocking stack: the
-# syscall wrappers and their callers' frames, not whole deep stacks (every context switch of
-# the target pays for it; docs/offcpu.md has the measurements)
-SWITCH_STACK_SIZE = 1024
-# user stack bytes copied at each wakeup for the DWARF walk of the waker's stack
+# user stack bytes copied at each switch-out (wakeup) for the DWARF walk of the blocking
+# (waker's) stack: every context switch of the target pays for it (docs/offcpu.md measures)
+SWITCH_STACK_SIZE = 2048
 WAKING_STACK_SIZE = 2048
 WAKERS_NEED_STAXD = "wakeups need the sched_waking tracepoint: run sudo stax setup (staxd)"
+
+
+def side_stack_size(var: str, default: int) -> int:
+    """$STAX_SWITCH_STACK / $STAX_WAKING_STACK (bytes, a multiple of 8 up to 65528: for
+    measuring, bench/offcpu_stacks.py), else ``default``."""
+    try:
+        v = int(os.environ.get(var, ""))
+    except ValueError:
+        return default
+    return v if 0 <= v <= 65528 and v % 8 == 0 else default
+
+
 
 
 class CaptureError(Exception):
@@ -86,6 +96,8 @@ class Recorder:
             # every sample carries the stack copy: size the buffers for ~0.5 s of two busy
             # threads per CPU at the default rate
             buffer_pages = max(buffer_pages, DWARF_BUFFER_PAGES)
+        self.switch_stack = side_stack_size("STAX_SWITCH_STACK", SWITCH_STACK_SIZE)
+        self.waking_stack = side_stack_size("STAX_WAKING_STACK", WAKING_STACK_SIZE)
         self.sched = sched.probe() if offcpu else sched.Probe(problem="disabled")
         if offcpu and not self.sched.switch_ok and hasattr(self.opener, "sched_probe"):
             self.sched = self.opener.sched_probe(self.sched)  # tracefs as staxd sees it
@@ -117,8 +129,8 @@ class Recorder:
                                                                   "unavailable")
         unwinder = getattr(sink, "unwinder", None)
         if unwinder is not None and self.layout.stack:
-            unwinder.set_copy_sizes(min(SWITCH_STACK_SIZE, self.stack_size),
-                                    min(WAKING_STACK_SIZE, self.stack_size))
+            unwinder.set_copy_sizes(min(self.switch_stack, self.stack_size),
+                                    min(self.waking_stack, self.stack_size))
         self.orderer = rec.Orderer(sink, self.layout)
         self.shedding = Shedding(requested_hz=frequency, rate_hz=frequency)
         self.frequency = self._rate_cap(frequency, len(perf.online_cpus()))
@@ -170,7 +182,7 @@ class Recorder:
         if use is None or os.environ.get("STAX_SWITCH_RECORDS") == "0":
             self._no_offcpu(why)
             return
-        use(SWITCH_STACK_SIZE)
+        use(self.switch_stack)
         self.info.offcpu = True
         self.info.offcpu_source = "switch records"
         self.info.offcpu_problem = None
@@ -209,7 +221,7 @@ class Recorder:
             wanted.append("sched_waking")
         for kind in wanted:
             # small stack copies for blocking and waker stacks: see events.tracepoint_attr
-            size = WAKING_STACK_SIZE if kind == "sched_waking" else SWITCH_STACK_SIZE
+            size = self.waking_stack if kind == "sched_waking" else self.switch_stack
             spec = self._spec(kind, stack_user_bytes=(
                 min(size, self.stack_size) if self.layout.stack else 0))
             try:
