@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from stax.unwind import Unwinder
 
 
+# /proc reads for switch-outs without a tracepoint cost 40-250 us each: at most this many a
+# second (of record time); the switch-outs beyond get no stack and reason "other"
+PROBES_PER_S = 1000
+
+
 class RecordSink(OffcpuReasons):
     """The tables plus what decoding records needs: the chain cache, the off-CPU interval
     builder, the tracepoint formats and, with DWARF unwinding, the unwinder (given the process
@@ -48,6 +53,7 @@ class RecordSink(OffcpuReasons):
         # sample of each thread (its blocking stack, where the kernel lets them fire)
         self.switch_records_stack = 0
         self._ctxsw: dict[int, int] = {}
+        self._probe_tokens = (float(PROBES_PER_S), 0)  # (tokens, at record time)
         self.unwinder: Unwinder | None = None
         if dwarf_unwind:
             from stax.unwind import STACK_SIZE, Unwinder
@@ -214,7 +220,16 @@ class RecordSink(OffcpuReasons):
             self.offcpu.switch_out(tid, time, offcpu.STATE_PREEMPTED, stack)
             return
         self._touch_thread(pid, tid, time)
-        b = blockprobe.probe(pid, tid, self.switch_records_stack)
+        tokens, at = self._probe_tokens
+        tokens = min(float(PROBES_PER_S), tokens + max(0, time - at) * PROBES_PER_S / 1e9)
+        b = None
+        if stack < 0 and tokens >= 1:  # (a ctxsw sample's stack has the kernel frames)
+            tokens -= 1
+            b = blockprobe.probe(pid, tid, self.switch_records_stack)
+        elif stack < 0:
+            self.counts["switch_outs_not_probed"] = self.counts.get(
+                "switch_outs_not_probed", 0) + 1
+        self._probe_tokens = (tokens, time)
         if b is None:  # running again already (or not readable): the reason is unknown
             self.offcpu.switch_out(tid, time, offcpu.STATE_INTERRUPTIBLE, stack)
             return
