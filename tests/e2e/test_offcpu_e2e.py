@@ -206,6 +206,7 @@ def test_without_tracefs_records_oncpu_only_and_says_why(tmp_path: Path,
                                                          workloads: dict[str, Path]) -> None:
     env = isolated_env(tmp_path)
     env["STAX_TRACEFS"] = str(tmp_path / "no-tracefs")
+    env["STAX_SWITCH_RECORDS"] = "0"  # and no context-switch-record fallback
     server = start_server(env, tmp_path)
     try:
         stax = Stax(env, tmp_path)

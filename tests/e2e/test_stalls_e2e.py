@@ -60,7 +60,8 @@ def test_stalls_are_sample_gaps_without_offcpu(tmp_path: Path, stax_env: dict[st
                                                workloads: dict[str, Path]) -> None:
     empty = tmp_path / "no-tracefs"
     empty.mkdir()
-    env = dict(stax_env, STAX_TRACEFS=str(empty))  # off-CPU capture unavailable
+    env = dict(stax_env, STAX_TRACEFS=str(empty),  # off-CPU capture unavailable
+               STAX_SWITCH_RECORDS="0")
     server = start_server(env, tmp_path)
     stax = Stax(env, tmp_path)
     try:

@@ -86,6 +86,7 @@ def stax_env(stax_env: dict[str, str], request: pytest.FixtureRequest,
              tmp_path: Path) -> dict[str, str]:
     if "without_tracefs" in request.fixturenames:
         stax_env["STAX_TRACEFS"] = str(tmp_path / "no-tracefs")
+        stax_env["STAX_SWITCH_RECORDS"] = "0"
     if "token_bind" in request.fixturenames:
         stax_env["STAX_SERVER_WS_BIND"] = "0.0.0.0:0"
     return stax_env

@@ -23,7 +23,7 @@ def capture_fields(p: Profile, recorder: Any) -> dict[str, Any]:
         "intervals": n, "offcpu_ns": offcpu_ns, "wakeups": wakeups,
         "offcpu": {"intervals_recorded": info.offcpu, "wakeups_recorded": info.wakeups,
                    "problem": info.offcpu_problem, "wakeups_problem": info.wakeups_problem,
-                   "tracefs": info.tracefs},
+                   "tracefs": info.tracefs, "source": getattr(info, "offcpu_source", None)},
         "unwinding": "dwarf" if info.dwarf_unwind else "frame pointers",
         "unwind": (None if unwind is None else {
             k: unwind[k] for k in ("walks", "complete", "cut_short", "cut_short_pct")}),

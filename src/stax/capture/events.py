@@ -118,11 +118,9 @@ def tracepoint_attr(config: int, launch: bool, kernel: bool, buffer_bytes: int,
     writing into the same buffers with the same clock. No side-band records (the sampler
     already reports mmap/comm/task) except context switches on the sched_switch event.
 
-    With DWARF unwinding, sched_switch samples carry a small user stack copy (the recorder's
-    SWITCH_STACK_SIZE) for the blocking stack; sched_waking samples carry none (size 0: the
-    registers still come, the layout is shared) and keep the kernel's frame-pointer chain for
-    the waker's user frames, since a copy at every wakeup doubles the cost of a switch-heavy
-    target for a stack that is mostly kernel frames."""
+    With DWARF unwinding, sched_switch and sched_waking samples carry a small user stack copy
+    (the recorder's SWITCH_STACK_SIZE and WAKING_STACK_SIZE) for the blocking and the waker's
+    stack, unwound like the rest (docs/offcpu.md has the sizes and their cost)."""
     flags = ["inherit", "sample_id_all", "use_clockid", "watermark"]
     if launch:
         flags += ["disabled", "enable_on_exec"]
@@ -161,6 +159,28 @@ def switch_attr(spec: EventSpec) -> perf.EventAttr:
                           sample_period_or_freq=1, sample_type=spec.sample_type,
                           flags=tuple(flags),
                           wakeup=_watermark(spec))
+
+
+def ctxsw_attr(spec: EventSpec) -> perf.EventAttr:
+    """Off-CPU without the scheduler tracepoints: the context-switch software event, sampled at
+    every switch-out (period 1) with the recording's layout (user registers and a stack copy
+    of ``stack_user_bytes`` for the blocking stack), plus PERF_RECORD_SWITCH records for both
+    directions. Opened by the owner of the target without privilege; with kernel frames
+    excluded (perf_event_paranoid 2) the kernel drops the samples, since the switch happens in
+    kernel mode, and only the switch records come."""
+    flags = ["inherit", "context_switch", "sample_id_all", "use_clockid", "watermark"]
+    if spec.launch:
+        flags += ["disabled", "enable_on_exec"]
+    if not spec.kernel:
+        flags += ["exclude_kernel", "exclude_hv", "exclude_callchain_kernel"]
+    layout = spec.layout()
+    if layout.stack and spec.stack_user_bytes:
+        flags.append("exclude_callchain_user")
+    return perf.EventAttr(type=perf.PERF_TYPE_SOFTWARE,
+                          config=perf.PERF_COUNT_SW_CONTEXT_SWITCHES, sample_period_or_freq=1,
+                          sample_type=layout.sample_type, sample_regs_user=layout.regs_user_mask,
+                          sample_stack_user=spec.stack_user_bytes if layout.stack else 0,
+                          flags=tuple(flags), wakeup=_watermark(spec))
 
 
 _TRACEPOINT_IDS: dict[tuple[str, str], int] = {}
@@ -215,6 +235,7 @@ def _tracepoint(group: str, name: str, switches: bool) -> Callable[[EventSpec], 
 BUILDERS: dict[str, Callable[[EventSpec], perf.EventAttr]] = {
     "sample": sample_attr,
     "switch": switch_attr,
+    "ctxsw": ctxsw_attr,
     "sched_waking": _tracepoint("sched", "sched_waking", switches=False),
     "sched_switch": _tracepoint("sched", "sched_switch", switches=True),
 }

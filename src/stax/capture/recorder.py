@@ -25,10 +25,23 @@ log = logging.getLogger("stax.capture")
 
 DWARF_BUFFER_PAGES = 2048  # 8 MiB per CPU when every sample carries a stack copy
 OFFCPU_BUFFER_PAGES = 8192  # 32 MiB per CPU when off-CPU capture is on
-# user stack bytes copied at each switch-out for the DWARF walk of the blocking stack: the
-# syscall wrappers and their callers' frames, not whole deep stacks (every context switch of
-# the target pays for it; docs/offcpu.md has the measurements)
-SWITCH_STACK_SIZE = 1024
+# user stack bytes copied at each switch-out (wakeup) for the DWARF walk of the blocking
+# (waker's) stack: every context switch of the target pays for it (docs/offcpu.md measures)
+SWITCH_STACK_SIZE = 2048
+WAKING_STACK_SIZE = 2048
+WAKERS_NEED_STAXD = "wakeups need the sched_waking tracepoint: run sudo stax setup (staxd)"
+
+
+def side_stack_size(var: str, default: int) -> int:
+    """$STAX_SWITCH_STACK / $STAX_WAKING_STACK (bytes, a multiple of 8 up to 65528: for
+    measuring, bench/offcpu_stacks.py), else ``default``."""
+    try:
+        v = int(os.environ.get(var, ""))
+    except ValueError:
+        return default
+    return v if 0 <= v <= 65528 and v % 8 == 0 else default
+
+
 
 
 class CaptureError(Exception):
@@ -54,6 +67,9 @@ class CaptureInfo:
     offcpu_problem: str | None = None  # why off-CPU intervals are not recorded
     wakeups_problem: str | None = None  # why wakeup edges are not recorded
     tracefs: str | None = None
+    # where off-CPU intervals come from: "tracepoints" (sched_switch), "switch records"
+    # (context-switch records and /proc, without privilege), or None
+    offcpu_source: str | None = None
 
 
 class Recorder:
@@ -80,6 +96,8 @@ class Recorder:
             # every sample carries the stack copy: size the buffers for ~0.5 s of two busy
             # threads per CPU at the default rate
             buffer_pages = max(buffer_pages, DWARF_BUFFER_PAGES)
+        self.switch_stack = side_stack_size("STAX_SWITCH_STACK", SWITCH_STACK_SIZE)
+        self.waking_stack = side_stack_size("STAX_WAKING_STACK", WAKING_STACK_SIZE)
         self.sched = sched.probe() if offcpu else sched.Probe(problem="disabled")
         if offcpu and not self.sched.switch_ok and hasattr(self.opener, "sched_probe"):
             self.sched = self.opener.sched_probe(self.sched)  # tracefs as staxd sees it
@@ -91,6 +109,7 @@ class Recorder:
             self.info.offcpu = True
             self.info.wakeups = self.sched.waking_ok
             self.info.tracefs = self.sched.tracefs
+            self.info.offcpu_source = "tracepoints"
             self.layout.skip_switch_out = True
             # every context switch of the target adds a tracepoint sample with its stack and
             # two switch records, every wakeup a sample: bigger buffers
@@ -106,7 +125,12 @@ class Recorder:
         else:
             self.layout = rec.SampleLayout(sample_type, regs_mask)
             if offcpu:
-                self._no_offcpu(self.sched.problem or "scheduler tracepoints unavailable")
+                self._switch_records(sink, self.sched.problem or "scheduler tracepoints "
+                                                                  "unavailable")
+        unwinder = getattr(sink, "unwinder", None)
+        if unwinder is not None and self.layout.stack:
+            unwinder.set_copy_sizes(min(self.switch_stack, self.stack_size),
+                                    min(self.waking_stack, self.stack_size))
         self.orderer = rec.Orderer(sink, self.layout)
         self.shedding = Shedding(requested_hz=frequency, rate_hz=frequency)
         self.frequency = self._rate_cap(frequency, len(perf.online_cpus()))
@@ -144,10 +168,29 @@ class Recorder:
 
     def _no_offcpu(self, why: str) -> None:
         self.info.offcpu = False
+        self.info.offcpu_source = None
         self.info.wakeups = False
         self.info.offcpu_problem = why
         self.info.notes.append(f"off-CPU intervals and wakeups unavailable: {why}; recording "
                                "on-CPU samples only")
+
+    def _switch_records(self, sink: rec.Sink, why: str) -> None:
+        """No scheduler tracepoints: off-CPU intervals from context-switch records (the
+        "ctxsw" event, which any user may open on its own threads), reasons and blocking
+        stacks from its samples or /proc; no wakeups."""
+        use = getattr(sink, "use_switch_records", None)
+        if use is None or os.environ.get("STAX_SWITCH_RECORDS") == "0":
+            self._no_offcpu(why)
+            return
+        use(self.switch_stack)
+        self.info.offcpu = True
+        self.info.offcpu_source = "switch records"
+        self.info.offcpu_problem = None
+        self.info.wakeups = False
+        self.info.wakeups_problem = WAKERS_NEED_STAXD
+        self.info.notes.append(f"scheduler tracepoints unavailable ({why}): off-CPU intervals "
+                               "from context-switch records, reasons from /proc; "
+                               + WAKERS_NEED_STAXD)
 
     def _no_wakeups(self, why: str) -> None:
         self.info.wakeups = False
@@ -172,21 +215,22 @@ class Recorder:
         that CPU's buffer. A failure turns the feature off with a note, never the run."""
         wanted = []
         if self.info.offcpu:
-            wanted.append("sched_switch")
+            wanted.append("ctxsw" if self.info.offcpu_source == "switch records"
+                          else "sched_switch")
         if self.info.wakeups:
             wanted.append("sched_waking")
         for kind in wanted:
-            # a small stack copy for blocking stacks, none for wakers: see events.tracepoint_attr
+            # small stack copies for blocking and waker stacks: see events.tracepoint_attr
+            size = self.waking_stack if kind == "sched_waking" else self.switch_stack
             spec = self._spec(kind, stack_user_bytes=(
-                min(SWITCH_STACK_SIZE, self.stack_size)
-                if kind == "sched_switch" and self.layout.stack else 0))
+                min(size, self.stack_size) if self.layout.stack else 0))
             try:
                 fd = self.opener.open(spec, self.target_pid or tid, tid, cpu)
             except perf.PerfError as e:
                 if e.errno == errno.ESRCH:
                     raise
                 why = sched.open_error(e, f"sched:{kind}")
-                if kind == "sched_switch":
+                if kind != "sched_waking":
                     self._no_offcpu(why)
                     return
                 self._no_wakeups(why)
@@ -197,7 +241,7 @@ class Recorder:
                 perf.set_output(fd, out_fd)
             except OSError as e:
                 why = f"could not share the ring buffer with sched:{kind}: {e.strerror}"
-                if kind == "sched_switch":
+                if kind != "sched_waking":
                     self._no_offcpu(why)
                     return
                 self._no_wakeups(why)

@@ -23,11 +23,16 @@ if TYPE_CHECKING:
     from stax.profile.access import Owner
     from stax.symbols import Symbolizer
 
-__all__ = ["ANON_PATH", "KERNEL_BINARY", "REGS_ABI_64", "UNKNOWN_BINARY", "Binary", "Func",
+__all__ = ["ANON_PATH", "KERNEL_BINARY", "REGS_ABI_64", "TRUNCATED_NAME", "TRUNCATED_OFFSET",
+           "UNKNOWN_BINARY", "Binary", "Func",
            "Mapping", "MappingLookup", "Process", "Tables", "Thread", "is_anon"]
 
 KERNEL_BINARY = 0  # binary id reserved for kernel addresses
 UNKNOWN_BINARY = 1  # user addresses outside every known mapping
+# the frame (UNKNOWN_BINARY, TRUNCATED_OFFSET) is the "[truncated]" root of a stack whose walk
+# stopped before the thread's entry point (as perf marks incomplete chains)
+TRUNCATED_OFFSET = (1 << 64) - 1
+TRUNCATED_NAME = "[truncated]"
 REGS_ABI_64 = 2  # PERF_SAMPLE_REGS_ABI_64: the sampled registers are x86-64 ones
 ANON_PATH = "[anon]"  # anonymous executable memory (JIT code): one binary per process, and the
 # frame offset is the absolute address, so the symbolizer can consult /tmp/perf-PID.map
@@ -215,7 +220,9 @@ class Tables:
         binary = self.binaries[self.frame_binary[fid]]
         offset = self.frame_offset[fid]
         bin_id = self.frame_binary[fid]
-        if self.symbolizer is None:
+        if bin_id == UNKNOWN_BINARY and offset == TRUNCATED_OFFSET:
+            f = Func(TRUNCATED_NAME, "[unknown]", "", 0, 0, False)
+        elif self.symbolizer is None:
             f = Func(f"{binary.name}+0x{offset:x}", binary.name, binary.path, 0, 0, False)
         elif bin_id == KERNEL_BINARY:
             r = self.symbolizer.resolve_kernel(offset)

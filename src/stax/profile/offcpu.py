@@ -171,14 +171,15 @@ class Builder:
         self.counts = {"switch_out": 0, "switch_in": 0, "unmatched_switch_in": 0,
                        "wakeups": 0, "exit_switches": 0, "closed_at_end": 0, "seeded": 0}
 
-    def switch_out(self, tid: int, time: int, state: int, stack: int) -> None:
+    def switch_out(self, tid: int, time: int, state: int, stack: int, reason: int = -1) -> None:
+        """The thread left the CPU; ``reason`` is its code when known without the stack."""
         self.counts["switch_out"] += 1
         if state in (STATE_DEAD, STATE_ZOMBIE):
             self.counts["exit_switches"] += 1
             self.pending.pop(tid, None)
             self.last_wake.pop(tid, None)
             return
-        self.pending[tid] = (time, state, stack, -1)
+        self.pending[tid] = (time, state, stack, reason)
         self.last_wake.pop(tid, None)
 
     def seed(self, tid: int, time: int, state: int, reason: int) -> None:

@@ -17,6 +17,7 @@ from stax.profile.model import (
     ANON_PATH,
     KERNEL_BINARY,
     REGS_ABI_64,
+    TRUNCATED_OFFSET,
     UNKNOWN_BINARY,
     Mapping,
     MappingLookup,
@@ -28,6 +29,11 @@ from stax.profile.offclassify import OffcpuReasons
 if TYPE_CHECKING:
     from stax.symbols import Symbolizer
     from stax.unwind import Unwinder
+
+
+# /proc reads for switch-outs without a tracepoint cost 40-250 us each: at most this many a
+# second (of record time); the switch-outs beyond get no stack and reason "other"
+PROBES_PER_S = 1000
 
 
 class RecordSink(OffcpuReasons):
@@ -42,6 +48,12 @@ class RecordSink(OffcpuReasons):
         self.max_chain = sysctl.read_int("kernel.perf_event_max_stack", 127)
         self.offcpu = offcpu.Builder(self.intervals, self.wakeups, self.reason_of)
         self.trace_formats = Formats()
+        # off-CPU from context-switch records (no scheduler tracepoints): the user stack bytes
+        # read from /proc for a blocking stack (0: that path is off), and the latest "ctxsw"
+        # sample of each thread (its blocking stack, where the kernel lets them fire)
+        self.switch_records_stack = 0
+        self._ctxsw: dict[int, int] = {}
+        self._probe_tokens = (float(PROBES_PER_S), 0)  # (tokens, at record time)
         self.unwinder: Unwinder | None = None
         if dwarf_unwind:
             from stax.unwind import STACK_SIZE, Unwinder
@@ -132,17 +144,28 @@ class RecordSink(OffcpuReasons):
                 first = False
         if len(chain) >= self.max_chain:
             self.counts["truncated_chains"] += 1
-        frame_id = self.frame_id
-        blocked = s.kind not in ("", "cpu-clock")
-        for binary, offset in self.unwinder.walk(s.pid, s.regs, s.stack, blocked):
-            if binary == UNKNOWN_BINARY:
-                self.counts["unmapped_frames"] += 1
-            frames.append(frame_id(binary, offset))
+        side = s.kind not in ("", "cpu-clock")  # blocking and waker stacks
+        self._user_frames(frames, s.pid, s.regs, s.stack, side, s.kind == "sched_waking")
         sid = -1
         stack_id = self.stack_id
         for fid in reversed(frames):
             sid = stack_id(sid, fid)
         return sid
+
+    def _user_frames(self, frames: list[int], pid: int, regs: tuple[int, ...],
+                     stack: bytes | None, side: bool, waker: bool = False) -> None:
+        """Append the DWARF-unwound user frames; a blocking or waker stack whose walk stopped
+        early gets a ``[truncated]`` root frame."""
+        assert self.unwinder is not None
+        frame_id = self.frame_id
+        for binary, offset in self.unwinder.walk(pid, regs, stack, side, waker):
+            if binary == UNKNOWN_BINARY:
+                self.counts["unmapped_frames"] += 1
+            frames.append(frame_id(binary, offset))
+        if side and self.unwinder.last_stop is not None:
+            self.counts["truncated_offcpu_stacks"] = self.counts.get(
+                "truncated_offcpu_stacks", 0) + 1
+            frames.append(frame_id(UNKNOWN_BINARY, TRUNCATED_OFFSET))
 
     def on_event_sample(self, s: rec.Sample) -> None:
         """A sample from an event other than the cpu-clock sampler (e.g. a tracepoint)."""
@@ -161,6 +184,8 @@ class RecordSink(OffcpuReasons):
                 self.offcpu.waking(s.time, 0, wakee, self.intern_chain(s.pid, chain))
             else:
                 self.offcpu.waking(s.time, s.tid, wakee, self.sample_stack(s))
+        elif s.kind == "ctxsw":  # a context-switch software event: the blocking stack
+            self._ctxsw[s.tid] = self.sample_stack(s)
         else:
             self.counts["other"] += 1
 
@@ -176,6 +201,53 @@ class RecordSink(OffcpuReasons):
         self.counts["switches"] = self.counts.get("switches", 0) + 1
         if not out:
             self.offcpu.switch_in(tid, time)
+        elif self.switch_records_stack:
+            self._switch_out_record(pid, tid, time, preempt)
+
+    def use_switch_records(self, stack_bytes: int) -> None:
+        """Off-CPU intervals come from context-switch records (no sched_switch tracepoint):
+        switch-outs are read here, their reason and stack from a ctxsw sample or /proc."""
+        self.switch_records_stack = max(8, stack_bytes)
+
+    def _switch_out_record(self, pid: int, tid: int, time: int, preempt: bool) -> None:
+        """A switch-out record without a sched_switch tracepoint: preempted threads are "ready";
+        for blocked ones, the ctxsw sample's stack where there was one, else what /proc shows of
+        the thread now (state, wchan, system call; the user stack read at its stack pointer)."""
+        from stax.profile import blockprobe
+
+        stack = self._ctxsw.pop(tid, -1)
+        if preempt:
+            self.offcpu.switch_out(tid, time, offcpu.STATE_PREEMPTED, stack)
+            return
+        self._touch_thread(pid, tid, time)
+        tokens, at = self._probe_tokens
+        tokens = min(float(PROBES_PER_S), tokens + max(0, time - at) * PROBES_PER_S / 1e9)
+        b = None
+        if stack < 0 and tokens >= 1:  # (a ctxsw sample's stack has the kernel frames)
+            tokens -= 1
+            b = blockprobe.probe(pid, tid, self.switch_records_stack)
+        elif stack < 0:
+            self.counts["switch_outs_not_probed"] = self.counts.get(
+                "switch_outs_not_probed", 0) + 1
+        self._probe_tokens = (tokens, time)
+        if b is None:  # running again already (or not readable): the reason is unknown
+            self.offcpu.switch_out(tid, time, offcpu.STATE_INTERRUPTIBLE, stack)
+            return
+        if stack < 0 and b.pc:
+            frames: list[int] = []
+            if self.unwinder is not None and b.stack:
+                regs = (0,) * 7 + (b.sp, b.pc) + (0,) * 8  # perf_regs order: SP, IP known
+                self._user_frames(frames, pid, regs, b.stack, True)
+            else:
+                proc = self.processes.get(pid)
+                m = proc.find(b.pc) if proc is not None else None
+                if m is not None:
+                    frames.append(self.frame_id(m.binary, b.pc - m.start + m.pgoff))
+            for fid in reversed(frames):
+                stack = self.stack_id(stack, fid)
+        why = b.reason()
+        self.offcpu.switch_out(tid, time, b.state, stack,
+                               offcpu.REASON_CODE[why] if why is not None else -1)
 
     def on_end(self, time: int) -> None:
         """The recording stopped at ``time``: threads still off CPU end their interval there."""
@@ -252,3 +324,4 @@ class RecordSink(OffcpuReasons):
         """Decode a stream of records in stream order (tests and offline input)."""
         with self.lock:
             self.counts["records"] += rec.decode(buf, self, layout)
+

@@ -214,7 +214,8 @@ _SUMMARY_DEFAULTS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "offcpu_ns": (int, 0), "wakeups": (int, 0),
     "offcpu": (dict, {"intervals_recorded": False, "wakeups_recorded": False,
                       "problem": "not recorded in this archive",
-                      "wakeups_problem": "not recorded in this archive", "tracefs": None}),
+                      "wakeups_problem": "not recorded in this archive", "tracefs": None,
+                      "source": None}),
     "unwinding": (str, "frame pointers"), "unwind": ((dict, type(None)), None),
     "shedding": ((dict, type(None)), None), "marks": (list, []),
 }

@@ -78,21 +78,36 @@ class Unwinder:
         # blocking stacks (sched_switch samples, smaller stack copies) are counted apart, so
         # the on-CPU completeness figures and the record warning stay about on-CPU samples
         self.blocked_walker = Walker(self.resolve, stack_size)
+        self.waker_walker = Walker(self.resolve, stack_size)  # sched_waking samples
+        self.last_stop: str | None = None  # why the latest walk stopped early, if it did
         self._tables: dict[int, EhFrame | None] = {}  # binary id -> table
 
     def forget(self, pid: int) -> None:
         self.walker.forget(pid)
         self.blocked_walker.forget(pid)
+        self.waker_walker.forget(pid)
+
+    def set_copy_sizes(self, blocked: int, waker: int) -> None:
+        """The user stack bytes the blocking-stack and waker events copy (smaller than the
+        on-CPU samples'): a walk that runs off such a copy stopped because it was full."""
+        if blocked > 0:
+            self.blocked_walker.stack_size = blocked
+        if waker > 0:
+            self.waker_walker.stack_size = waker
 
     def walk(self, pid: int, regs: tuple[int, ...], stack: bytes | None,
-             blocked: bool = False) -> list[tuple[int, int]]:
-        walker = self.blocked_walker if blocked else self.walker
+             blocked: bool = False, waker: bool = False) -> list[tuple[int, int]]:
+        walker = (self.waker_walker if waker else self.blocked_walker if blocked
+                  else self.walker)
         try:
-            return walker.walk(pid, regs, stack)
+            frames = walker.walk(pid, regs, stack)
+            self.last_stop = walker.last_stop
+            return frames
         except Exception:  # a bug or a malformed binary must not end the recording
             log.exception("unwinding a sample of pid %d failed", pid)
             key = (_UNKNOWN_BINARY, INTERNAL)
             walker.stops[key] = walker.stops.get(key, 0) + 1
+            self.last_stop = INTERNAL
             return []
 
     def table(self, binary_id: int) -> EhFrame | None:
@@ -151,11 +166,20 @@ class Unwinder:
             "max_stack_used_bytes": w.max_used,
             "stops": stops,
             "tables_cached": len(TABLES),
-            "blocking_stacks": {"walks": self.blocked_walker.walks,
-                                "complete": self.blocked_walker.complete,
-                                "cut_short": self.blocked_walker.walks
-                                - self.blocked_walker.complete},
+            "blocking_stacks": self._side(self.blocked_walker),
+            "waker_stacks": self._side(self.waker_walker),
         }
+
+    @staticmethod
+    def _side(w: Walker) -> dict[str, Any]:
+        """Walks of the off-CPU events' smaller stack copies, and why those cut short
+        stopped (each such stack ends in a ``[truncated]`` root frame)."""
+        reasons: dict[str, int] = {}
+        for (_b, r), n in w.stops.items():
+            reasons[r] = reasons.get(r, 0) + n
+        return {"walks": w.walks, "complete": w.complete, "cut_short": w.walks - w.complete,
+                "stack_copy_bytes": w.stack_size,
+                "truncated_by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
 
     def _name(self, binary_id: int) -> str:
         b = self.mappings.binary(binary_id)

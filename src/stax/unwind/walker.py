@@ -296,6 +296,7 @@ class Walker:
         self.fp_frames = 0
         self.max_used = 0  # deepest stack extent a complete walk needed (bytes above SP)
         self.stops: dict[tuple[int, str], int] = {}  # (binary id, reason) -> walks
+        self.last_stop: str | None = None  # why the latest walk stopped early (None: it did not)
 
     def forget(self, pid: int) -> None:
         self.procs.pop(pid, None)
@@ -404,6 +405,7 @@ class Walker:
             pc = ra
             exact = row is not None and row.signal
         self.frames += len(frames)
+        self.last_stop = reason
         if reason is None:
             self.complete += 1
             used = (regs[RSP] or sp) - sp

@@ -68,6 +68,14 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         for st in uw["stops"]:
             out(f"    stopped early in {esc(st['binary'])}: {esc(st['reason'])}: "
                 f"{st['samples']} walks")
+        for key, what in (("blocking_stacks", "blocking"), ("waker_stacks", "waker")):
+            side = uw.get(key) or {}
+            if side.get("walks"):
+                why = ", ".join(f"{esc(r)} {n}" for r, n in
+                                (side.get("truncated_by_reason") or {}).items())
+                out(f"  {what} stacks: {side['walks']} walks of {side.get('stack_copy_bytes')}"
+                    f"-byte copies, {side['complete']} complete, {side['cut_short']} marked "
+                    f"[truncated]" + (f" ({why})" if why else ""))
     elif uw.get("method", "frame pointers") != "frame pointers":
         out(f"  unwind: {esc(uw['method'])}")
     else:
@@ -101,8 +109,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                 f"and {off['switch_in']} switch-ins ({off['unmatched_switch_in']} switch-ins "
                 f"without a recorded switch-out, {off['open_intervals']} threads off CPU "
                 f"now, {off.get('seeded', 0)} already blocked at attach, "
-                f"{off.get('closed_at_end', 0)} closed when the recording ended); tracefs "
-                f"{esc(off['tracefs'])}")
+                f"{off.get('closed_at_end', 0)} closed when the recording ended); "
+                + (f"tracefs {esc(off['tracefs'])}" if off.get("tracefs") else
+                   f"from {esc(off.get('source') or 'context-switch records')}"))
             if off["wakeups_recorded"]:
                 out(f"  wakeups: {off['wakeups']} recorded, {off['linked_wakeups']} ended an "
                     "interval (wakers inside the target, and interrupts on its CPUs)")
