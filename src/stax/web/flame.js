@@ -2,7 +2,8 @@
 // frame to zoom into it and select its function, hover for its times, search to highlight.
 
 import { $, S } from "./state.js";
-import { esc, hue, keyOf, ms, pct } from "./format.js";
+import { esc, keyOf, ms, pct } from "./format.js";
+import { frameColor, legendHtml } from "./colors.js";
 
 const FRAME_H = 18;
 const weightOf = (n) => n.time_ns || n.samples || 0;
@@ -12,14 +13,14 @@ export function renderFlame() {
   info.textContent = "";
   for (const b of document.querySelectorAll(".modes button")) b.classList.toggle("on", b.dataset.mode === S.mode);
   if (!f || f.error) {
-    el.innerHTML = ""; el.style.height = "0px";
+    el.innerHTML = ""; el.style.height = "0px"; $("#flame-legend").innerHTML = "";
     note.textContent = f?.error ? `flamegraph unavailable: ${f.error.message}` : "";
     return;
   }
   const roots = f.roots || [];
   const total = roots.reduce((a, n) => a + weightOf(n), 0);
   if (!roots.length || !total) {
-    el.innerHTML = ""; el.style.height = "0px";
+    el.innerHTML = ""; el.style.height = "0px"; $("#flame-legend").innerHTML = "";
     if (S.mode !== "cpu") note.textContent = f.note ? `no off-CPU data in this run (${f.note})` : "no off-CPU data in this run";
     else note.textContent = f.note || "no samples in this scope";
     return;
@@ -46,7 +47,7 @@ export function renderFlame() {
     if (isRoot) cls.push("root");
     if (m) cls.push("match");
     if (sel && keyOf(n) === sel) cls.push("selected");
-    out.push(`<div class="${cls.join(" ")}" data-path="${pathIdx}" data-name="${esc(n.func)}" style="left:${x.toFixed(2)}px;width:${Math.max(w, 1).toFixed(2)}px;top:${depth * FRAME_H}px;${isRoot ? "" : `background:${hue(n.func, n.binary)}`}">${w > 24 ? esc(n.func) : ""}</div>`);
+    out.push(`<div class="${cls.join(" ")}" data-path="${pathIdx}" data-name="${esc(n.func)}" style="left:${x.toFixed(2)}px;width:${Math.max(w, 1).toFixed(2)}px;top:${depth * FRAME_H}px;${isRoot ? "" : `background:${frameColor(n.func, n.binary)}`}">${w > 24 ? esc(n.func) : ""}</div>`);
     return m;
   };
   // row 0: "all"; then the zoom path, each full width
@@ -69,6 +70,7 @@ export function renderFlame() {
   let cx = 0;
   (node.children || []).forEach((c, i) => { walk(c, cx, base, nodes.some((z) => q && z.func.toLowerCase().includes(q)), `c${i}`); cx += weightOf(c) * scale; });
   el.innerHTML = out.join("");
+  $("#flame-legend").innerHTML = legendHtml(node === allNode ? roots : [node], weightOf);
   el.style.height = `${maxDepth * FRAME_H + 2}px`;
   el.classList.toggle("searching", !!q);
   el.dataset.zoom = S.zoom.length ? S.zoom[S.zoom.length - 1].split("\u0000")[0] : "";
