@@ -237,3 +237,36 @@ def test_annotate_is_virtual_and_clicks_make_no_long_task(
     assert ui.page.evaluate("document.activeElement.dataset.i") == "1" or n == 0
     assert ui.errors == []
     shots(ui, tmp_path / "screenshots", "annotate")
+
+
+def test_offcpu_reasons_colour_the_flamegraph_with_a_legend_and_tooltip(
+        ui: Page, stax: Stax, tmp_path: Path, workloads: dict[str, Path]) -> None:
+    stax("record", "--", str(workloads["threads"]), check=True, timeout=120)
+    rows = {t["name"]: t for t in cli_json(stax, "threads")["rows"]}
+    if not rows["sleeper"]["offcpu_ns"]:
+        pytest.skip("no off-CPU intervals recorded (tracefs unavailable)")
+    ui.open()
+    ui.page.locator(".modes button[data-mode='offcpu']").click()
+    ui.wait("document.querySelector(\".frame[data-name*='nanosleep'][data-reason='sleep']\")")
+    legend = ui.page.eval_on_selector_all("#flame-legend [data-reason]",
+                                          "els => els.map(e => e.dataset.reason)")
+    assert "sleep" in legend and "lock" in legend, legend
+    ui.page.hover(".frame[data-name='sleeper']")
+    tip = ui.page.inner_text("#tooltip")
+    assert "blocked:" in tip and "sleep" in tip, tip
+    # the sleeper's blocked time in the tooltip is the CLI's (to the 0.1 ms shown)
+    want = rows["sleeper"]["offcpu_by_reason"]["sleep"] / 1e6
+    shown = tip.split("sleep ")[1].split(")")[0].split(",")[0]
+    got = float(shown.split()[0]) * (1000 if shown.endswith(" s") else 1)
+    assert abs(got - want) <= max(0.15, want * 0.01), (tip, want)
+    # wall mode: blocked frames striped in their reason's colour, the rest in their binary's;
+    # the tooltip splits running from blocked time
+    ui.page.locator(".modes button[data-mode='wall']").click()
+    ui.wait("document.querySelector('#flame-info').textContent.startsWith('wall:')")
+    ui.wait("document.querySelector(\".frame.blocked[data-name='sleeper'][data-reason='sleep']\")")
+    # (a loaded machine can keep the cruncher mostly runnable-but-waiting: "ready", blocked)
+    ui.page.hover(".frame[data-name^='burn_cpu']")
+    tip = ui.page.inner_text("#tooltip")
+    assert "running: " in tip, tip
+    assert ui.page.locator("#flame-legend [data-reason='running']").count() == 1
+    shots(ui, tmp_path / "screenshots", "offcpu")

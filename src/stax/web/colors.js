@@ -35,3 +35,23 @@ export function legendHtml(roots, weightOf, limit = 12) {
   if (list.length > limit) shown.push(`<span class="muted">+${list.length - limit} more</span>`);
   return shown.join("");
 }
+
+// off-CPU reasons (stax.profile.offcpu.REASONS): one fixed colour each, for frames and legend
+export const REASON_COLORS = {
+  sleep: "#7aa6e0", lock: "#e0787a", sem: "#d98fd0", ipc: "#9a8fe0", ioR: "#6cc6a4",
+  ioW: "#4fae8a", conn: "#e0b25a", ready: "#c9c9c9", idle: "#b0b8c0", other: "#a8a08a",
+};
+export const reasonColor = (r) => REASON_COLORS[r] || REASON_COLORS.other;
+// a node's largest reason, if most of its time was blocked (wall mode: else it ran)
+export function blockedReason(n) {
+  if (!n.reasons || !n.offcpu_ns || n.offcpu_ns * 2 < (n.time_ns || 0)) return null;
+  return Object.keys(n.reasons)[0] || null;
+}
+export function reasonLegendHtml(roots, wall) {
+  const by = {};
+  for (const r of roots) for (const [k, v] of Object.entries(r.reasons || {})) by[k] = (by[k] || 0) + v;
+  const items = Object.entries(by).sort((a, b) => b[1] - a[1]).map(([k]) =>
+    `<span class="legend-item" data-reason="${esc(k)}"><span class="swatch" style="background:${reasonColor(k)}"></span>${esc(k)}</span>`);
+  if (wall) items.push(`<span class="legend-item" data-reason="running"><span class="swatch running"></span>running (colour of its binary)</span>`);
+  return items.length ? `<span class="muted">blocked:</span>${items.join("")}` : "";
+}
