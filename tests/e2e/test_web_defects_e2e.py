@@ -86,6 +86,19 @@ def test_deep_stack_flamegraph_is_capped_and_scrolls(ui: Page, stax: Stax, tmp_p
           h[d.dataset.name] = m.slice(1).map(Number); }
         return h; }""")
     assert hues["recurse"] and hues["main"], hues
+    # keyboard: into the flamegraph, down the stack, Enter zooms into the focused frame
+    ui.page.focus("#flame")
+    ui.page.keyboard.press("ArrowDown")
+    assert ui.page.evaluate("document.activeElement.dataset.name") == "all"
+    names = []
+    for _ in range(4):
+        ui.page.keyboard.press("ArrowDown")
+        names.append(ui.page.evaluate("document.activeElement.dataset.name"))
+    ui.page.keyboard.press("ArrowUp")
+    assert ui.page.evaluate("document.activeElement.dataset.name") == names[-2]
+    ui.page.keyboard.press("Enter")
+    ui.wait("n => document.querySelector('#flame').dataset.zoom === n", names[-2])
+    assert ui.page.inner_text("#scope [data-scope='zoom']").startswith(f"zoom: {names[-2]}")
     shots(ui, tmp_path / "screenshots", "deep-flame")
 
 

@@ -13,6 +13,7 @@ import { fetchIntervals, fetchWakers, renderIntervals, renderThreads, renderWake
 import { renderTop, setupTop } from "./toptable.js";
 import { refreshAnnotate, setupAnnotate } from "./annotate.js";
 import { setupHelp } from "./help.js";
+import { setupFlameKeys } from "./flamekeys.js";
 
 // --- refresh: coalesced, one at a time ---------------------------------------------------------
 
@@ -190,5 +191,6 @@ setupTop({ selected: () => { renderFlame(); refreshAnnotate(true); } });
 setupThreads(refresh);
 setupAnnotate();
 setupHelp();
+setupFlameKeys();
 setupKeys();
 rpc.connect();

@@ -6,8 +6,10 @@ const KEYS = [
   ["/", "search the flamegraph"],
   ["Esc", "clear the search, then unzoom, then clear the range (and close this help)"],
   ["↑ ↓", "move between rows of the top table"],
-  ["Enter", "select the focused function (the flamegraph highlights it, annotate shows it)"],
-  ["Tab", "focus the next control, table row or frame"],
+  ["Enter", "in the top table: select the focused function (annotate shows it)"],
+  ["← → ↑ ↓", "in the flamegraph: the frame beside, the caller, the first callee"],
+  ["Enter", "in the flamegraph: zoom into the focused frame"],
+  ["Tab", "focus the next control, table or the flamegraph"],
   ["?", "show this help"],
 ];
 

@@ -54,7 +54,7 @@ export function renderTop() {
     more.hidden = false;
     more.textContent = `showing ${shown.length} of ${rows.length} functions — show all`;
   }
-  body.innerHTML = shown.map((r, i) => `<tr data-i="${i}" tabindex="-1" class="${sel === keyOf(r) ? "selected" : ""}">` +
+  body.innerHTML = shown.map((r, i) => `<tr data-i="${i}" tabindex="${i === 0 ? 0 : -1}" class="${sel === keyOf(r) ? "selected" : ""}">` +
     `<td class="num">${ms(r.self_ns)}</td><td class="num">${pct(r.self_pct)}</td>` +
     `<td class="num">${ms(r.total_ns)}</td><td class="num">${pct(r.total_pct)}</td>` +
     `<td class="num">${r.total_samples}</td>` +
