@@ -7,6 +7,9 @@ render (``window.__stax.firstRenderMs``: every panel filled from the server's an
 (b) Records ``spin 4 2`` at -F 1999 twice, once with no page open and once with a page open
 that re-queries every panel on each pushed update; reports the page's renders per second while
 recording and the lost records (and samples) of both runs.
+(c) On the run of (a), the longest main-thread task (PerformanceObserver "longtask") while a
+page annotates the hottest function and toggles a thread twice with it selected.
+(d) With that page open, the time from SIGTERM to stax-server's exit.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ FIRST_RENDER_TARGET_S = 1.0
 UPDATE_TARGET_PER_S = 1.0
 LIVE_FREQ = 1999
 LIVE_SECONDS = 4.0
+LONG_TASK_TARGET_MS = 100
+EXIT_TARGET_S = 2.0
+OBSERVE = """() => { window.__long = [];
+  new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) window.__long.push(e.duration);
+  }).observe({type: 'longtask'}); }"""
 
 
 def web_url(env: Env) -> str:
@@ -96,6 +105,42 @@ def live_run(env: Env, browser: Any | None, url: str) -> dict[str, Any]:
             if len(renders) >= 2 else 0.0}
 
 
+def clicks(browser: Any, url: str, run_id: int) -> tuple[Any, float]:
+    """Open a page, annotate the hottest function, toggle a thread twice: (page, longest task
+    in ms). The page stays open for sigterm_exit."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = ctx.new_page()
+    page.goto(url)
+    page.wait_for_function("window.__stax && window.__stax.renders > 0", timeout=60_000)
+    page.select_option("#run-picker", str(run_id))
+    page.wait_for_function("document.querySelector('#status').textContent"
+                           f".startsWith('run {run_id} ')", timeout=60_000)
+    page.evaluate(OBSERVE)
+    page.click("#top tbody tr[data-i='0'] td.fn")
+    page.wait_for_selector("#annotate table.ann, #annotate .note", timeout=60_000)
+    for _ in range(2):
+        page.click("#threads tbody tr >> nth=0")
+        page.wait_for_timeout(1000)
+    return page, float(max(page.evaluate("window.__long"), default=0.0))
+
+
+def sigterm_exit(pid: int) -> float:
+    """SIGTERM the server (a tab is open) and time its exit."""
+    import signal
+
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    while time.monotonic() - t0 < 60:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                break
+        except ChildProcessError:
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+        time.sleep(0.01)
+    return time.monotonic() - t0
+
+
 def main() -> int:
     args = parse_args(__doc__ or "")
     if not os.path.exists(CHROMIUM):
@@ -116,6 +161,12 @@ def main() -> int:
             log("web (b): live run without a page, then with one")
             bare = live_run(env, None, url)
             watched = live_run(env, browser, url)
+            log("web (c): annotate and thread toggles on the big run; (d) SIGTERM with it open")
+            _page, longest = clicks(browser, url, run["id"])
+            pid = env.server_pid
+            assert pid is not None
+            exit_s = sigterm_exit(pid)
+            env.server_pid = None
         finally:
             browser.close()
     fr = median(times)
@@ -128,6 +179,8 @@ def main() -> int:
                  "without_page": bare, "with_page": watched,
                  "target_renders_per_s": UPDATE_TARGET_PER_S,
                  "samples_with_over_without": ratio(watched["samples"], bare["samples"])},
+        "clicks": {"longest_task_ms": longest, "target_ms": LONG_TASK_TARGET_MS},
+        "sigterm": {"exit_s": exit_s, "target_s": EXIT_TARGET_S},
     }
     rate = watched["renders_per_s"]
     lines = [
@@ -143,6 +196,10 @@ def main() -> int:
         f"{'' if watched['lost_records'] <= bare['lost_records'] else ', MISSED'})",
         f"  samples: {bare['samples']} without a page, {watched['samples']} with one "
         f"(ratio {ratio(watched['samples'], bare['samples']):.3f})",
+        f"  longest main-thread task, annotate + thread toggles: {longest:.0f} ms (target "
+        f"{LONG_TASK_TARGET_MS} ms{'' if longest <= LONG_TASK_TARGET_MS else ', MISSED'})",
+        f"  stax-server exit after SIGTERM with a tab open: {exit_s:.2f} s (target "
+        f"{EXIT_TARGET_S:g} s{'' if exit_s <= EXIT_TARGET_S else ', MISSED'})",
     ]
     emit(args, doc, lines)
     return 0
