@@ -37,6 +37,16 @@ OBSERVE = """() => { window.__long = [];
   }).observe({type: 'longtask'}); }"""
 
 
+def wait_js(page: Any, expr: str, timeout: float = 60.0) -> None:
+    """Poll ``expr`` until truthy. Not ``wait_for_function``: it evaluates strings with ``eval``,
+    which the page's Content-Security-Policy forbids."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => !!({expr})"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {expr}")
+        time.sleep(0.05)
+
+
 def web_url(env: Env) -> str:
     st = env.stax_json("status")
     url = st["web"]["url"]
@@ -64,8 +74,7 @@ def first_render(browser: Any, url: str, reps: int) -> list[float]:
         ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
         page = ctx.new_page()
         page.goto(url)
-        page.wait_for_function("window.__stax && window.__stax.firstRenderMs !== null",
-                               timeout=60_000)
+        wait_js(page, "window.__stax && window.__stax.firstRenderMs !== null")
         out.append(page.evaluate("window.__stax.firstRenderMs") / 1000.0)
         ctx.close()
     return out
@@ -78,14 +87,13 @@ def live_run(env: Env, browser: Any | None, url: str) -> dict[str, Any]:
         ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
         page = ctx.new_page()
         page.goto(url)
-        page.wait_for_function("window.__stax && window.__stax.renders > 0", timeout=60_000)
+        wait_js(page, "window.__stax && window.__stax.renders > 0")
     proc = subprocess.Popen([env.stax_exe, "record", "--json", "-F", str(LIVE_FREQ), "--",
                              str(env.bin["spin"]), f"{LIVE_SECONDS:g}", "2"], env=env.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     renders: list[tuple[float, int]] = []
     if page is not None:
-        page.wait_for_function("document.querySelector('#status').dataset.state === "
-                               "'recording'", timeout=60_000)
+        wait_js(page, "document.querySelector('#status').dataset.state === 'recording'")
         t_end = time.monotonic() + LIVE_SECONDS - 1.0
         while time.monotonic() < t_end and proc.poll() is None:
             renders.append((time.monotonic(), page.evaluate("window.__stax.renders")))
@@ -111,10 +119,9 @@ def clicks(browser: Any, url: str, run_id: int) -> tuple[Any, float]:
     ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = ctx.new_page()
     page.goto(url)
-    page.wait_for_function("window.__stax && window.__stax.renders > 0", timeout=60_000)
+    wait_js(page, "window.__stax && window.__stax.renders > 0")
     page.select_option("#run-picker", str(run_id))
-    page.wait_for_function("document.querySelector('#status').textContent"
-                           f".startsWith('run {run_id} ')", timeout=60_000)
+    wait_js(page, f"document.querySelector('#status').textContent.startsWith('run {run_id} ')")
     page.evaluate(OBSERVE)
     page.click("#top tbody tr[data-i='0'] td.fn")
     page.wait_for_selector("#annotate table.ann, #annotate .note", timeout=60_000)
