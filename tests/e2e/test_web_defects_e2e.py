@@ -4,20 +4,22 @@ cap, the sortable and uncapped top table, colours by binary with a legend, the r
 threads panel, the off-CPU hint, hidden launcher wakeups, keyboard use, the header's height,
 and no long main-thread task when annotating.
 
-Screenshots (light and dark, 900 and 1400 px wide) are kept under each test's temporary
-directory, in ``screenshots/``.
+Screenshots (light and dark, 900 and 1400 px wide) are kept as artifacts in
+``build/screenshots/`` of the source tree (ignored by git; STAX_SCREENSHOTS names another
+directory): pytest's temporary directories are rotated away by later sessions.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import test_web_browser_e2e as web
-from harness import Stax
+from harness import ROOT, Stax
 from test_web_browser_e2e import CHROMIUM, Page
 
 browser = web.browser  # the fixtures of the browser tests, shared
@@ -26,9 +28,13 @@ ui = web.ui
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent")
 
 
-def shots(ui: Page, dest: Path, name: str) -> None:
+SHOTS = Path(os.environ.get("STAX_SCREENSHOTS") or ROOT / "build" / "screenshots")
+
+
+def shots(ui: Page, _tmp: Path, name: str) -> None:
     """Screenshots of the page as it is, light and dark, at 900 and 1400 px wide."""
-    dest.mkdir(exist_ok=True)
+    dest = SHOTS
+    dest.mkdir(parents=True, exist_ok=True)
     for width in (900, 1400):
         ui.page.set_viewport_size({"width": width, "height": 700})
         for scheme in ("light", "dark"):
@@ -161,10 +167,14 @@ def test_range_scopes_threads_and_a_sleeping_thread_gets_a_hint(
     threads = cli_json(stax, "threads")["rows"]
     main = next(t for t in threads if t["name"] not in ("early", "late"))
     ui.page.click(f"#threads tbody tr[data-tid='{main['tid']}']")
-    ui.wait("document.querySelector('#timeline-note').textContent.length > 0")
-    note = ui.page.inner_text("#timeline-note")
+    ui.wait(f"document.querySelector('#scope [data-scope=\"tid\"]') && "
+            f"document.querySelector('#threads tr.selected').dataset.tid === '{main['tid']}'")
     if main["samples"] == 0 and main["offcpu_ns"] > 0:
-        assert f"thread {main['tid']}" in note and "was off-CPU" in note, note
+        ui.wait("document.querySelector('#timeline-note').textContent.includes('was off-CPU')")
+        note = ui.page.inner_text("#timeline-note")
+        assert note.startswith(f"thread {main['tid']} ({main['name']}) was off-CPU: "), note
+    else:  # it ran a little (a loaded machine): no hint
+        assert ui.page.inner_text("#timeline-note") == ""
     shots(ui, tmp_path / "screenshots", "threads")
 
 
@@ -178,7 +188,12 @@ def test_header_fits_at_900_and_launcher_wakeups_are_folded(
     h = ui.page.evaluate("document.querySelector('header').getBoundingClientRect().height")
     assert h <= 80, h
     ui.page.set_viewport_size({"width": 1400, "height": 900})
-    ui.page.wait_for_timeout(200)
+    # the flamegraph is redrawn to the new width
+    ui.wait("Math.abs(parseFloat(document.querySelector('.frame.root').style.width) - "
+            "document.querySelector('#flame').clientWidth) < 2")
+    legend = ui.page.eval_on_selector_all("#flame-legend .legend-item",
+                                          "els => els.map(e => e.textContent)")
+    assert "phases" in legend and any(b.startswith("libc") for b in legend), legend
     clip = ui.page.evaluate("""() => { const s = document.querySelector('#top-panel .scroll');
         return [s.scrollWidth, s.clientWidth]; }""")
     assert clip[0] <= clip[1] + 1, clip  # nothing clipped sideways: the binary column shows

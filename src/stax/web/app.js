@@ -191,6 +191,6 @@ setupTop({ selected: () => { renderFlame(); refreshAnnotate(true); } });
 setupThreads(refresh);
 setupAnnotate();
 setupHelp();
-setupFlameKeys();
+setupFlameKeys(renderFlame);
 setupKeys();
 rpc.connect();

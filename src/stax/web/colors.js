@@ -21,12 +21,12 @@ export function frameColor(func, binary) {
 export const binaryChip = (binary) =>
   `<span class="swatch" style="background:hsl(${binaryHue(binary)}, 62%, 66%)"></span>${esc(baseName(binary))}`;
 
-// the legend: binaries by the time they weigh in the tree, largest first
+// the legend: every binary with a frame in the tree, by the self time it weighs, largest first
 export function legendHtml(roots, weightOf, limit = 12) {
   const by = new Map();
   const walk = (n) => {
     const kids = (n.children || []).reduce((a, c) => a + weightOf(c), 0);
-    by.set(n.binary, (by.get(n.binary) || 0) + Math.max(0, weightOf(n) - kids));
+    by.set(n.binary, (by.get(n.binary) || 0) + Math.max(0, weightOf(n) - kids) + 1e-9);
     for (const c of n.children || []) walk(c);
   };
   for (const r of roots) walk(r);

@@ -1,4 +1,4 @@
-// Keyboard use of the flamegraph: Tab into it, ← → move between frames of one level, ↑ to the
+// Keyboard use of the flamegraph, and its redraw on resize: Tab into it, ← → move between frames of one level, ↑ to the
 // caller, ↓ to the first callee, Enter zooms into the focused frame (as a click does).
 
 import { $ } from "./state.js";
@@ -20,8 +20,15 @@ function neighbour(cur, key) {
     .sort((a, b) => geom(a).left - geom(b).left)[0] || null;
 }
 
-export function setupFlameKeys() {
+// redraw: flame.js's renderFlame, re-run when the width changes (frames are laid out in px)
+export function setupFlameKeys(redraw) {
   const el = $("#flame");
+  let width = el.clientWidth, timer = null;
+  new ResizeObserver(() => {
+    if (el.clientWidth === width) return;
+    width = el.clientWidth;
+    clearTimeout(timer); timer = setTimeout(redraw, 100);
+  }).observe(el);
   el.tabIndex = 0;
   el.setAttribute("aria-label", "flamegraph: arrow keys move between frames, Enter zooms");
   el.addEventListener("keydown", (ev) => {
