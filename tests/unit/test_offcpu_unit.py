@@ -230,6 +230,11 @@ def test_profile_builds_intervals_views_from_tracepoint_samples() -> None:
     fl = views.flame(p, flt, mode="wall")
     assert fl["total_ns"] == 1_005_000 and fl["intervals"] == 1 and fl["samples"] == 1
     assert views.flame(p, flt, mode="offcpu")["total_ns"] == 5000
+    # wall-mode nodes say how much of their time was blocked and why; cpu mode says nothing
+    root = fl["roots"][0]
+    assert root["offcpu_ns"] == 5000 and root["reasons"] == {"other": 5000}
+    assert offviews.offcpu_reasons(p, flt) == {p.intervals.stack[0]: {"other": 5000}}
+    assert "reasons" not in views.flame(p, flt)["roots"][0]
     # an interrupt on a target thread's CPU waking a thread outside the target is dropped
     irq = bytearray(wake)
     irq[2] = sched.TRACE_FLAG_HARDIRQ

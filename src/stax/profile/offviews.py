@@ -52,6 +52,24 @@ def offcpu_weights(p: Profile, flt: Filter) -> tuple[dict[int, list[int]], int, 
     return group_by_stack(c["stack"][keep], c["dur"][keep])
 
 
+def offcpu_reasons(p: Profile, flt: Filter) -> dict[int, dict[str, int]]:
+    """Blocked ns per reason of each blocking stack, over the intervals ``flt`` keeps (what
+    the flamegraph colours its off-CPU frames by)."""
+    import numpy as np
+
+    c = columns(p)
+    keep = _keep(c, flt)
+    if not c["n"] or not keep.any():
+        return {}
+    key = (c["stack"][keep].astype(np.int64) + 1) * len(REASONS) + c["reason"][keep]
+    uniq, inverse = np.unique(key, return_inverse=True)
+    sums = np.bincount(inverse, weights=c["dur"][keep])
+    out: dict[int, dict[str, int]] = defaultdict(dict)
+    for k, ns in zip(uniq.tolist(), sums.tolist(), strict=True):
+        out[k // len(REASONS) - 1][REASONS[k % len(REASONS)]] = int(round(ns))
+    return out
+
+
 def per_thread(p: Profile, flt: Filter | None = None,
                ) -> dict[int, tuple[int, int, str | None, dict[str, int]]]:
     """tid -> (off-CPU ns, intervals, largest reason bucket, ns per reason); of the intervals

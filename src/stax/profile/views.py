@@ -95,19 +95,24 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
     else:
         groups, total_n, total_w = oncpu_groups, oncpu_n, oncpu_w
     by_time = mode != "cpu"
+    reasons = offviews.offcpu_reasons(p, flt) if by_time else {}
     paths = FuncPaths(p, flt.exclude, flt.inline)
-    # node: [samples, weight, children dict]
-    root: list = [0, 0, {}]
+    # node: [samples, weight, children dict, blocked ns per off-CPU reason]
+    root: list = [0, 0, {}, {}]
     for sid, (n, w) in groups.items():
         node = root
         node[0] += n
         node[1] += w
+        why = reasons.get(sid)
         for func in paths.get(sid):
             child = node[2].get(func)
             if child is None:
-                child = node[2][func] = [0, 0, {}]
+                child = node[2][func] = [0, 0, {}, {}]
             child[0] += n
             child[1] += w
+            if why:
+                for r, ns in why.items():
+                    child[3][r] = child[3].get(r, 0) + ns
             node = child
     min_n = (total_w if by_time else total_n) * threshold_pct / 100.0
     ki = 1 if by_time else 0  # which node field the threshold and percentages use
@@ -128,6 +133,9 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
         out = func_row(p, func, lines)
         out.update({"samples": node[0], "time_ns": node[1],
                     "pct": 100.0 * node[ki] / total_k if total_k else 0.0})
+        if by_time:  # how much of the node's time was blocked, and why
+            out["offcpu_ns"] = sum(node[3].values())
+            out["reasons"] = dict(sorted(node[3].items(), key=lambda kv: -kv[1]))
         kids = sorted(node[2].items(), key=lambda kv: (-kv[1][1], -kv[1][0]))
         if max_depth and depth >= max_depth:
             if kids:

@@ -31,6 +31,10 @@ log = logging.getLogger("stax.server")
 
 DEFAULT_BIND = "127.0.0.1:8080"
 MAX_MESSAGE = 16 << 20
+# at shutdown: how long open WebSockets get to answer the going-away close, and how long
+# in-flight HTTP handlers get before they are cancelled (SIGTERM exits within 2 s)
+CLOSE_TIMEOUT_S = 0.5
+SHUTDOWN_TIMEOUT_S = 0.5
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css",
                 ".svg": "image/svg+xml", ".ico": "image/x-icon"}
 
@@ -92,6 +96,7 @@ class WebUI:
         self.token_file: str | None = None
         self.uid = os.geteuid()
         self._runner: web.AppRunner | None = None
+        self._sockets: set[web.WebSocketResponse] = set()  # open WebSockets, closed at shutdown
 
     @property
     def url(self) -> str | None:
@@ -149,13 +154,26 @@ class WebUI:
         app.router.add_get("/", self._index)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/static/{name}", self._static)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await self._runner.setup()
         site = web.SockSite(self._runner, sock)
         await site.start()
         log.info("web UI at %s", self.url)
 
     async def close(self) -> None:
+        """Close every open WebSocket with "going away" (the page shows it is disconnected and
+        retries), then stop the HTTP server without waiting long for in-flight handlers."""
+        from aiohttp import WSCloseCode
+
+        async def bye(ws: web.WebSocketResponse) -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY,
+                                                message=b"stax-server shutting down"),
+                                       CLOSE_TIMEOUT_S)
+
+        if self._sockets:
+            await asyncio.gather(*(bye(ws) for ws in list(self._sockets)))
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 await self._runner.cleanup()
@@ -280,6 +298,7 @@ class WebUI:
                                     headers=_HEADERS)
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
         await ws.prepare(request)
+        self._sockets.add(ws)
         self.connections += 1
         send_lock = asyncio.Lock()
 
@@ -307,6 +326,7 @@ class WebUI:
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
+            self._sockets.discard(ws)
             self.connections -= 1
             self.drop_connection(send)
             for task in pending:

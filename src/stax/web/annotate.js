@@ -1,9 +1,16 @@
 // The annotate panel: the selected function's instructions with their samples, under the source
-// lines they come from (docs/protocol.md describes the annotate result).
+// lines they come from (docs/protocol.md describes the annotate result). The table is virtual:
+// only the rows in view (and OVERSCAN either side) are in the DOM, every row ROW_H tall, so a
+// 10,000-instruction function costs no more to show or scroll than a small one.
 
 import { rpc } from "./api.js";
 import { $, S, scopeParams } from "./state.js";
 import { esc, ms, pct } from "./format.js";
+
+const ROW_H = 18, OVERSCAN = 40;
+let rowsHtml = [];   // every row of the shown annotation: [instruction] or [instruction, source]
+let rowHtml = () => "";  // a row's HTML, made only when it is drawn
+let lastSig = null;  // what the shown annotation was made from: an identical answer is not redrawn
 
 // force: annotate now, even if the selection has not changed
 export async function refreshAnnotate(force) {
@@ -11,7 +18,7 @@ export async function refreshAnnotate(force) {
   if (!S.selFunc || !S.run) {
     title.textContent = "";
     el.innerHTML = `<span class="muted">click a function in the top table or the flamegraph to annotate it</span>`;
-    S.annotateKey = null;
+    S.annotateKey = null; lastSig = null; rowsHtml = [];
     return;
   }
   const key = JSON.stringify([S.run.id, S.selFunc.func, S.tid, S.range]);
@@ -31,7 +38,37 @@ export async function refreshAnnotate(force) {
       : `<div class="note">annotate: ${esc(e.message)}</div>`;
     return;
   }
+  const sig = JSON.stringify([key, res?.self_samples, res?.total_samples, res?.placed_samples,
+    res?.instructions?.length, res?.total_samples_in_function]);
+  if (sig === lastSig) return;  // a live refresh that changed nothing here: keep the DOM
+  lastSig = sig;
+  const top = el.scrollTop;
   el.innerHTML = renderAnnotation(res);
+  el.scrollTop = force ? 0 : top;
+  drawRows();
+}
+
+// put the rows in view into the table's body, with spacers standing for the others
+function drawRows() {
+  const el = $("#annotate"), body = el.querySelector("table.ann tbody");
+  if (!body) return;
+  // how far the scroll box's top is below the body's first row
+  const into = el.getBoundingClientRect().top - body.getBoundingClientRect().top;
+  const from = Math.max(0, Math.floor(into / ROW_H) - OVERSCAN);
+  const to = Math.min(rowsHtml.length, from + Math.ceil(el.clientHeight / ROW_H) + 2 * OVERSCAN);
+  if (body.dataset.from === String(from) && body.dataset.to === String(to)) return;
+  body.dataset.from = from; body.dataset.to = to;
+  const pad = (n) => (n > 0 ? `<tr class="pad" aria-hidden="true" style="height:${n * ROW_H}px"><td colspan="5"></td></tr>` : "");
+  body.innerHTML = pad(from) + rowsHtml.slice(from, to).map(rowHtml).join("") + pad(rowsHtml.length - to);
+}
+
+let queued = false;
+export function setupAnnotate() {
+  $("#annotate").addEventListener("scroll", () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; drawRows(); });
+  }, { passive: true });
 }
 
 const hex = (n) => (typeof n === "number" || typeof n === "bigint" ? `0x${n.toString(16)}` : esc(n ?? "?"));
@@ -66,28 +103,33 @@ function renderAnnotation(res) {
     `</div>`;
   const note = res.note ? `<div class="note">${esc(res.note)}</div>` : "";
   const ins = res.instructions || [];
+  rowsHtml = [];
   if (!ins.length) return func + counts + (note || `<div class="note">no instructions to show for this function</div>`);
   const src = new Map((res.sources || []).map((x) => [`${x.file}:${x.line}`, x]));
-  const maxS = Math.max(1, ...ins.map((r) => r.samples || 0));
-  const rows = [];
+  const maxS = ins.reduce((a, r) => Math.max(a, r.samples || 0), 1);
+  const rows = rowsHtml;
   let prev = null;
   for (const r of ins) {
     const key = r.file ? `${r.file}:${r.line}` : null;
-    if (key && key !== prev) {
-      const x = src.get(key);
-      const text = x && x.text != null ? esc(x.text) : `<span class="muted">(${esc((x && x.hidden) || "source not readable")})</span>`;
-      rows.push(`<tr class="src${x && x.samples ? " hot-src" : ""}"><td class="loc" colspan="3" title="${esc(r.file)}:${r.line}">${esc(baseName(r.file))}:${r.line}</td>` +
-        `<td class="code">${text}</td><td class="num muted">${x && x.samples ? `${x.samples} samples` : ""}</td></tr>`);
-    }
+    if (key && key !== prev) rows.push([r, src.get(key) || {}]);
     prev = key;
+    rows.push([r]);
+  }
+  rowHtml = ([r, x]) => {
+    if (x) {
+      const text = x.text != null ? esc(x.text) : `<span class="muted">(${esc(x.hidden || "source not readable")})</span>`;
+      return `<tr class="src${x.samples ? " hot-src" : ""}"><td class="loc" colspan="3" title="${esc(r.file)}:${r.line}">${esc(baseName(r.file))}:${r.line}</td>` +
+        `<td class="code">${text}</td><td class="num muted">${x.samples ? `${x.samples} samples` : ""}</td></tr>`;
+    }
     const heat = (r.samples || 0) / maxS;
     const style = r.samples ? ` style="--heat:${Math.round(15 + 55 * heat)}%"` : "";
-    rows.push(`<tr class="ins${r.samples ? " hot" : ""}"${style} data-samples="${r.samples || 0}">` +
+    return `<tr class="ins${r.samples ? " hot" : ""}"${style} data-samples="${r.samples || 0}">` +
       `<td class="addr">${hex(r.addr)}</td><td class="num">${r.samples || ""}</td>` +
       `<td class="num">${r.samples ? pct(r.pct) : ""}</td><td class="text">${esc(r.text)}</td>` +
-      `<td class="barcell">${r.samples ? `<span class="hbar" style="width:${(100 * heat).toFixed(1)}%"></span>` : ""}</td></tr>`);
-  }
+      `<td class="barcell">${r.samples ? `<span class="hbar" style="width:${(100 * heat).toFixed(1)}%"></span>` : ""}</td></tr>`;
+  };
   return func + counts + note +
-    `<table class="ann"><thead><tr><th>address</th><th class="num">samples</th><th class="num">%</th>` +
-    `<th>instruction</th><th></th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+    `<table class="ann" data-rows="${rows.length}" data-instructions="${ins.length}"><colgroup><col class="c-addr"><col class="c-n"><col class="c-n">` +
+    `<col><col class="c-bar"></colgroup><thead><tr><th>address</th><th class="num">samples</th><th class="num">%</th>` +
+    `<th>instruction</th><th></th></tr></thead><tbody></tbody></table>`;
 }

@@ -8,9 +8,12 @@ import { $, S, scopeParams, stats } from "./state.js";
 import { esc, ms, secs } from "./format.js";
 import { renderTimeline, setupBrush } from "./timeline.js";
 import { renderFlame, setupFlame } from "./flame.js";
-import { fetchIntervals, fetchWakers, renderIntervals, renderThreads, renderTop, renderWakers,
-  setupThreads, setupTop } from "./tables.js";
-import { refreshAnnotate } from "./annotate.js";
+import { fetchIntervals, fetchWakers, renderIntervals, renderThreads, renderWakers,
+  setupThreads } from "./tables.js";
+import { renderTop, setupTop } from "./toptable.js";
+import { refreshAnnotate, setupAnnotate } from "./annotate.js";
+import { setupHelp } from "./help.js";
+import { setupFlameKeys } from "./flamekeys.js";
 
 // --- refresh: coalesced, one at a time ---------------------------------------------------------
 
@@ -39,8 +42,8 @@ async function refreshOnce() {
   if (S.tid !== null) tl.tid = S.tid;
   const [flame, top, threads, timeline, wakers, intervals] = await Promise.all([
     rpc.call("flamegraph", { ...p, mode: S.mode, threshold_pct: 0.05 }).catch((e) => ({ error: e })),
-    rpc.call("top", { ...p, sort: S.sort, limit: 100 }),
-    rpc.call("threads", { run: S.run.id, limit: 0 }),
+    rpc.call("top", { ...p, sort: "total", limit: 0 }),  // every function: sorted on the page
+    rpc.call("threads", { ...p, tid: undefined, limit: 0 }),  // the range scopes it, not the thread
     rpc.call("timeline", tl),
     fetchWakers(p),
     fetchIntervals(p),
@@ -172,16 +175,22 @@ function setupKeys() {
 // --- start -------------------------------------------------------------------------------------
 
 rpc.onEvent = (msg) => { if (msg.event === "update") { stats.updates++; refresh(); } };
-rpc.onState = async (up) => {
+rpc.onState = async (up, retryMs) => {
   $("#conn").className = `conn ${up ? "up" : "down"}`;
-  $("#conn").title = up ? "connected to stax-server" : "disconnected; retrying";
-  if (!up) { $("#status").textContent = "disconnected from stax-server; retrying…"; return; }
+  $("#conn").dataset.state = up ? "connected" : "disconnected";
+  const again = up ? "" : `retrying in ${(retryMs / 1000).toFixed(1)} s`;
+  $("#conn").title = up ? "connected to stax-server" : `disconnected; ${again}`;
+  $("#conn").textContent = up ? "" : "disconnected";
+  if (!up) { $("#status").textContent = `disconnected from stax-server; ${again}`; $("#status").dataset.state = "disconnected"; return; }
   try { await rpc.call("subscribe", { interval_ms: 500 }); } catch (e) { stats.errors.push(String(e)); }
   refresh();
 };
 setupBrush(refresh);
 setupFlame({ refresh, selected: () => { renderScope(); renderTop(); refreshAnnotate(true); } });
-setupTop({ refresh, selected: () => { renderFlame(); refreshAnnotate(true); } });
+setupTop({ selected: () => { renderFlame(); refreshAnnotate(true); } });
 setupThreads(refresh);
+setupAnnotate();
+setupHelp();
+setupFlameKeys(renderFlame);
 setupKeys();
 rpc.connect();

@@ -2,7 +2,15 @@
 // frame to zoom into it and select its function, hover for its times, search to highlight.
 
 import { $, S } from "./state.js";
-import { esc, hue, keyOf, ms, pct } from "./format.js";
+import { esc, keyOf, ms, pct } from "./format.js";
+import { blockedReason, frameColor, legendHtml, reasonColor, reasonLegendHtml } from "./colors.js";
+
+// a frame's colour: its binary's hue; outside on-CPU mode a mostly-blocked frame takes the colour
+// of its main off-CPU reason (class "blocked", striped)
+function colorOf(n) {
+  const why = S.flame?.mode && S.flame.mode !== "cpu" ? blockedReason(n) : null;
+  return why ? [reasonColor(why), " blocked", why] : [frameColor(n.func, n.binary), "", ""];
+}
 
 const FRAME_H = 18;
 const weightOf = (n) => n.time_ns || n.samples || 0;
@@ -12,14 +20,14 @@ export function renderFlame() {
   info.textContent = "";
   for (const b of document.querySelectorAll(".modes button")) b.classList.toggle("on", b.dataset.mode === S.mode);
   if (!f || f.error) {
-    el.innerHTML = ""; el.style.height = "0px";
+    el.innerHTML = ""; el.style.height = "0px"; $("#flame-legend").innerHTML = "";
     note.textContent = f?.error ? `flamegraph unavailable: ${f.error.message}` : "";
     return;
   }
   const roots = f.roots || [];
   const total = roots.reduce((a, n) => a + weightOf(n), 0);
   if (!roots.length || !total) {
-    el.innerHTML = ""; el.style.height = "0px";
+    el.innerHTML = ""; el.style.height = "0px"; $("#flame-legend").innerHTML = "";
     if (S.mode !== "cpu") note.textContent = f.note ? `no off-CPU data in this run (${f.note})` : "no off-CPU data in this run";
     else note.textContent = f.note || "no samples in this scope";
     return;
@@ -47,7 +55,8 @@ export function renderFlame() {
     if (m) cls.push("match");
     if (n.inlined) cls.push("inlined");
     if (sel && keyOf(n) === sel) cls.push("selected");
-    out.push(`<div class="${cls.join(" ")}" data-path="${pathIdx}" data-name="${esc(n.func)}" style="left:${x.toFixed(2)}px;width:${Math.max(w, 1).toFixed(2)}px;top:${depth * FRAME_H}px;${isRoot ? "" : `background:${hue(n.func, n.binary)}`}">${w > 24 ? esc(n.func) + (n.inlined ? " (inlined)" : "") : ""}</div>`);
+    const [bg, blocked, why] = isRoot ? ["", "", ""] : colorOf(n);
+    out.push(`<div class="${cls.join(" ")}${blocked}" data-path="${pathIdx}" data-name="${esc(n.func)}"${why ? ` data-reason="${why}"` : ""} tabindex="-1" style="left:${x.toFixed(2)}px;width:${Math.max(w, 1).toFixed(2)}px;top:${depth * FRAME_H}px;${bg ? `background:${bg}` : ""}">${w > 24 ? esc(n.func) + (n.inlined ? " (inlined)" : "") : ""}</div>`);
     return m;
   };
   // row 0: "all"; then the zoom path, each full width
@@ -70,6 +79,9 @@ export function renderFlame() {
   let cx = 0;
   (node.children || []).forEach((c, i) => { walk(c, cx, base, nodes.some((z) => q && z.func.toLowerCase().includes(q)), `c${i}`); cx += weightOf(c) * scale; });
   el.innerHTML = out.join("");
+  const inView = node === allNode ? roots : [node];
+  $("#flame-legend").innerHTML = S.flame.mode === "cpu" || !S.flame.mode ? legendHtml(inView, weightOf)
+    : reasonLegendHtml(inView, S.flame.mode === "wall") + (S.flame.mode === "wall" ? legendHtml(inView, weightOf, 6) : "");
   el.style.height = `${maxDepth * FRAME_H + 2}px`;
   el.classList.toggle("searching", !!q);
   el.dataset.zoom = S.zoom.length ? S.zoom[S.zoom.length - 1].split("\u0000")[0] : "";
@@ -131,7 +143,9 @@ export function setupFlame(on) {
     tip.innerHTML = `<b>${esc(n.func)}</b>${n.inlined ? " (inlined)" : ""}<br>${n.binary ? `binary: ${esc(n.binary)}<br>` : ""}` +
       `total: ${ms(weightOf(n))} (${pct((100 * weightOf(n)) / total)})<br>` +
       `self: ${ms(self)} (${pct((100 * self) / total)})<br>` +
-      `${S.flame.mode === "cpu" || !S.flame.mode ? "samples" : "samples + intervals"}: ${n.samples ?? "-"}`;
+      `${S.flame.mode === "cpu" || !S.flame.mode ? "samples" : "samples + intervals"}: ${n.samples ?? "-"}` +
+      (n.reasons && n.offcpu_ns ? `<br>blocked: ${ms(n.offcpu_ns)} (${Object.entries(n.reasons).map(([k, v]) => `${esc(k)} ${ms(v)}`).join(", ")})` +
+        (S.flame.mode === "wall" ? `<br>running: ${ms(Math.max(0, weightOf(n) - n.offcpu_ns))}` : "") : "");
     tip.hidden = false;
     const x = Math.min(ev.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
     const y = ev.clientY + 16 + tip.offsetHeight > window.innerHeight ? ev.clientY - tip.offsetHeight - 8 : ev.clientY + 16;

@@ -8,7 +8,8 @@ export const S = {
   tid: null,          // thread scope
   range: null,        // [start_ns, end_ns] relative to the run's first sample
   mode: "cpu",        // flamegraph mode
-  sort: "self",
+  sort: "self",       // top-table column, and its direction (1 up, -1 down, null: the column's default)
+  sortDir: null,
   zoom: [],           // path of frame keys from the root to the zoomed node
   search: "",
   selFunc: null,      // {func, binary} for the annotate pane

@@ -1,45 +1,9 @@
-// The tables: top functions, threads, and for the scope the wakeups (who woke whom) and the
+// The tables (the top functions are in toptable.js): threads, and for the scope the wakeups (who woke whom) and the
 // selected thread's longest off-CPU intervals.
 
 import { rpc } from "./api.js";
 import { $, S } from "./state.js";
-import { esc, keyOf, ms, pct, secs, stackBrief, stackTitle } from "./format.js";
-
-// --- top table ---------------------------------------------------------------------------------
-
-export function renderTop() {
-  const t = S.top, body = $("#top tbody");
-  for (const th of document.querySelectorAll("#top th[data-sort]")) th.classList.toggle("sorted", th.dataset.sort === S.sort);
-  $("#top-info").textContent = t ? `${t.total_samples} samples, ${ms(t.total_ns)} on-CPU, ${t.functions} functions` : "";
-  if (!t) { body.innerHTML = ""; return; }
-  const sel = S.selFunc ? `${S.selFunc.func}\u0000${S.selFunc.binary}` : null;
-  if (!t.rows.length) {
-    const off = S.run && S.run.intervals > 0 ? "; its blocked time is in the off-CPU flamegraph" : "";
-    body.innerHTML = `<tr class="empty"><td colspan="7" class="muted">no on-CPU samples in this scope${off}</td></tr>`;
-    return;
-  }
-  body.innerHTML = t.rows.map((r, i) => `<tr data-i="${i}" class="${sel === keyOf(r) ? "selected" : ""}">` +
-    `<td class="num">${ms(r.self_ns)}</td><td class="num">${pct(r.self_pct)}</td>` +
-    `<td class="num">${ms(r.total_ns)}</td><td class="num">${pct(r.total_pct)}</td>` +
-    `<td class="num">${S.sort === "self" ? r.self_samples : r.total_samples}</td>` +
-    `<td class="fn" title="${esc(r.func)}">${esc(r.func)}</td><td>${esc(r.binary)}</td></tr>`).join("");
-}
-
-// on.refresh: re-query after a sort change; on.selected: after renderTop, when a click has
-// selected a function
-export function setupTop(on) {
-  for (const th of document.querySelectorAll("#top th[data-sort]")) {
-    th.addEventListener("click", () => { S.sort = th.dataset.sort; on.refresh(); });
-  }
-  $("#top tbody").addEventListener("click", (ev) => {
-    const tr = ev.target.closest("tr");
-    if (!tr || !S.top) return;
-    const r = S.top.rows[Number(tr.dataset.i)];
-    if (!r) return;
-    S.selFunc = { func: r.func, binary: r.binary };
-    renderTop(); on.selected();
-  });
-}
+import { esc, ms, secs, stackBrief, stackTitle } from "./format.js";
 
 // --- threads -----------------------------------------------------------------------------------
 
@@ -108,13 +72,19 @@ export function renderWakers(res) {
   if (!res) { el.innerHTML = ""; return; }
   const who = S.tid !== null ? `thread ${S.tid}` : "the run";
   if (res.error) { el.innerHTML = `<h3>Wakeups</h3><div class="note">wakers: ${esc(res.error.message)}</div>`; return; }
-  const rows = res.rows || [];
+  // wakeups of threads outside the target (the launcher waiting for it to exit, say) end no
+  // blocked time the run knows of: folded into one line instead of a "0.0 ms" row each
+  const outside = (res.rows || []).filter((r) => r.wakee === "[not traced]" && !r.blocked_ns);
+  const rows = (res.rows || []).filter((r) => !outside.includes(r));
   const shown = rows.reduce((a, r) => a + (r.wakeups || 0), 0);
+  const nOut = outside.reduce((a, r) => a + (r.wakeups || 0), 0);
+  const outNote = nOut ? `<div class="muted" id="wakers-outside">${nOut} wakeups of threads outside the target hidden ` +
+    `(e.g. the launcher waiting for it to exit: no blocked time in this run)</div>` : "";
   const head = `<h3>Wakeups <small class="muted">who woke whom in ${who}: ${res.edges ?? 0} edges` +
     `${rows.length < (res.edges ?? 0) ? ` (top ${rows.length}: ${shown} wakeups)` : `, ${shown} wakeups`}` +
     ` · ${res.wakeups ?? 0} wakeups recorded in the run</small></h3>`;
   if (!rows.length) {
-    el.innerHTML = `${head}<div class="muted">${esc(res.note || `no wakeups recorded for ${who}`)}</div>`;
+    el.innerHTML = `${head}<div class="muted">${esc(res.note || `no wakeups recorded for ${who}`)}</div>${outNote}`;
     return;
   }
   el.innerHTML = `${head}${res.note ? `<div class="note">${esc(res.note)}</div>` : ""}` +
@@ -125,7 +95,7 @@ export function renderWakers(res) {
       `<td>→ ${esc(r.wakee)} <span class="muted">${r.wakee_tid}</span></td>` +
       `<td class="num">${r.wakeups}</td><td class="num">${ms(r.blocked_ns)}</td>` +
       `<td class="fn" title="${esc(stackTitle(r.stack))}">${esc(stackBrief(r.stack))}</td></tr>`).join("") +
-    `</tbody></table>`;
+    `</tbody></table>${outNote}`;
 }
 
 // the longest off-CPU intervals of the selected thread

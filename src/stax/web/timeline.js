@@ -3,7 +3,19 @@
 // clears it.
 
 import { $, S } from "./state.js";
-import { esc, secs } from "./format.js";
+import { esc, ms, secs } from "./format.js";
+
+// the selected thread ran not at all in the scope: say where its time went instead of empty bars
+function renderNote() {
+  const note = $("#timeline-note");
+  const th = S.tid !== null ? S.threads?.rows?.find((r) => r.tid === S.tid) : null;
+  if (S.tid === null || (th && th.samples > 0)) { note.textContent = ""; return; }
+  const who = `thread ${S.tid}${th ? ` (${th.name})` : ""}`;
+  const by = th ? Object.entries(th.offcpu_by_reason || {}).map(([k, v]) => `${ms(v)} ${k}`).join(", ") : "";
+  note.textContent = th && th.offcpu_ns > 0
+    ? `${who} was off-CPU: ${ms(th.offcpu_ns)} blocked (${by || th.blocked}), no on-CPU samples; see the off-CPU flamegraph`
+    : `${who} has no samples in this scope`;
+}
 
 // a vertical line and its label for each mark inside the drawn span
 function markLines(marks, span, W, H) {
@@ -18,6 +30,7 @@ function markLines(marks, span, W, H) {
 let brushing = false;
 export function renderTimeline() {
   const t = S.timeline, el = $("#timeline");
+  renderNote();
   if (brushing) return;  // keep the range being dragged on screen
   if (!t || !t.counts.length) { el.innerHTML = ""; return; }
   const n = t.counts.length, max = Math.max(1, ...t.counts);
