@@ -1,0 +1,104 @@
+"""Struct layouts of the CPython interpreter per version, as tables of byte offsets (x86-64 and
+other LP64 targets). Only what the frame walk reads is listed. A version without a table is not
+read (3.13+ publish ``_Py_DebugOffsets`` at the start of ``_PyRuntime``: a table can be filled
+from there when those versions are supported)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "FRAME_OWNED_BY_FRAME_OBJECT",
+    "FRAME_OWNED_BY_GENERATOR",
+    "FRAME_OWNED_BY_THREAD",
+    "Layout",
+    "layout_for",
+    "supported_versions",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    version: tuple[int, int]
+    # _PyRuntimeState
+    runtime_interpreters_head: int
+    # PyInterpreterState
+    interp_next: int
+    interp_threads_head: int
+    # PyThreadState
+    tstate_next: int
+    tstate_interp: int
+    tstate_cframe: int
+    tstate_thread_id: int
+    tstate_native_thread_id: int
+    # _PyCFrame
+    cframe_current_frame: int
+    # _PyInterpreterFrame
+    frame_code: int
+    frame_previous: int
+    frame_prev_instr: int
+    frame_is_entry: int
+    frame_owner: int
+    # PyObject header (without Py_TRACE_REFS) and PyCodeObject
+    ob_type: int
+    code_firstlineno: int
+    code_filename: int
+    code_qualname: int
+    code_linetable: int
+    code_adaptive: int
+    # PyASCIIObject / PyCompactUnicodeObject / PyBytesObject
+    unicode_length: int
+    unicode_state: int
+    unicode_ascii_data: int
+    unicode_compact_data: int
+    bytes_size: int
+    bytes_data: int
+
+
+# CPython 3.11: Include/internal/pycore_runtime.h, pycore_interp.h, cpython/pystate.h,
+# internal/pycore_frame.h, cpython/code.h, cpython/unicodeobject.h, cpython/bytesobject.h.
+# The same for every 3.11 release build (checked against Debian's 3.11.2 and a pyenv 3.11.7).
+_PY311 = Layout(
+    version=(3, 11),
+    runtime_interpreters_head=40,
+    interp_next=0,
+    interp_threads_head=16,
+    tstate_next=8,
+    tstate_interp=16,
+    tstate_cframe=56,
+    tstate_thread_id=152,
+    tstate_native_thread_id=160,
+    cframe_current_frame=8,
+    frame_code=32,
+    frame_previous=48,
+    frame_prev_instr=56,
+    frame_is_entry=68,
+    frame_owner=69,
+    ob_type=8,
+    code_firstlineno=72,
+    code_filename=112,
+    code_qualname=128,
+    code_linetable=136,
+    code_adaptive=184,
+    unicode_length=16,
+    unicode_state=32,
+    unicode_ascii_data=48,
+    unicode_compact_data=72,
+    bytes_size=16,
+    bytes_data=32,
+)
+
+_LAYOUTS = {(3, 11): _PY311}
+
+# _PyInterpreterFrame.owner values (3.11)
+FRAME_OWNED_BY_THREAD = 0
+FRAME_OWNED_BY_GENERATOR = 1
+FRAME_OWNED_BY_FRAME_OBJECT = 2
+
+
+def layout_for(version: tuple[int, int]) -> Layout | None:
+    return _LAYOUTS.get(version)
+
+
+def supported_versions() -> list[str]:
+    return [f"{a}.{b}" for a, b in sorted(_LAYOUTS)]
