@@ -1,0 +1,64 @@
+"""End-to-end: the Python stacks of real CPython 3.11 processes (Debian's /usr/bin/python3.11,
+statically linked with libpython and not position-independent, and a pyenv 3.11 build with a
+shared libpython) read from their memory: recursion, a lambda called back from a C function
+(sorted), a generator, three threads matched by native thread id, lines from co_linetable."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stax.pystacks.reader import PyStackReader
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = ROOT / "tests" / "workloads" / "python" / "stacks_known.py"
+PYTHONS = [
+    p
+    for p in ["/usr/bin/python3.11", "/root/.pyenv/versions/3.11.7/bin/python3.11"]
+    if shutil.which(p)
+]
+
+
+def _line(text: str) -> int:
+    return next(i for i, s in enumerate(TARGET.read_text().splitlines(), 1) if text in s)
+
+
+@pytest.mark.skipif(not PYTHONS, reason="no CPython 3.11 here")
+@pytest.mark.parametrize("python", PYTHONS)
+def test_reads_known_stacks_of_a_real_interpreter(python):
+    p = subprocess.Popen([python, str(TARGET)], stdout=subprocess.PIPE, text=True)
+    try:
+        main, worker, gen = (int(x) for x in p.stdout.readline().split())
+        with PyStackReader(p.pid) as r:
+            assert r.version.startswith("3.11.")
+            threads = r.stacks_by_tid()
+    finally:
+        p.kill()
+        p.wait()
+    assert {main, worker, gen} <= set(threads)
+    sleep_line = _line("time.sleep(600)")
+
+    m = threads[main].frames
+    assert [f.qualname for f in m] == ["park"] + ["recurse"] * 6 + ["<module>"]
+    assert m[0].line == sleep_line and m[0].filename == str(TARGET)
+    assert m[1].line == _line("        park()") and m[2].line == _line("return recurse(n - 1) + 1")
+    assert [f.is_entry for f in m] == [False] * 7 + [True]
+    assert threads[main].activations() == 1
+
+    w = [f.qualname for f in threads[worker].frames]
+    assert w[:4] == ["park", "Worker.key", "Worker.run.<locals>.<lambda>", "Worker.run"]
+    assert w[-1] == "Thread._bootstrap"
+    # sorted() (C) calls the lambda, Thread.run calls its target through f(*args, **kw)
+    # (CALL_FUNCTION_EX): each starts an interpreter activation of its own
+    entries = [f.qualname for f in threads[worker].frames if f.is_entry]
+    assert entries == ["Worker.run.<locals>.<lambda>", "Worker.run", "Thread._bootstrap"]
+
+    g = threads[gen].frames
+    assert [f.qualname for f in g[:3]] == ["park", "gen", "consume"]
+    assert g[1].owner == 1  # FRAME_OWNED_BY_GENERATOR
+    # the generator runs in an activation of its own (FOR_ITER resumes it from C)
+    assert [f.qualname for f in g if f.is_entry] == ["gen", "consume", "Thread._bootstrap"]
+    assert g[-1].filename.endswith("threading.py")
