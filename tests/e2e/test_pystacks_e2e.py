@@ -5,13 +5,17 @@ shared libpython) read from their memory: recursion, a lambda called back from a
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from stax.elfread import read_build_id
 from stax.pystacks.reader import PyStackReader
+from stax.symbols.elf import ElfImage
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / "tests" / "workloads" / "python" / "stacks_known.py"
@@ -35,10 +39,18 @@ def test_reads_known_stacks_of_a_real_interpreter(python):
         with PyStackReader(p.pid) as r:
             assert r.version.startswith("3.11.")
             threads = r.stacks_by_tid()
+            interp = r.interpreter
     finally:
         p.kill()
         p.wait()
     assert {main, worker, gen} <= set(threads)
+    # the interpreter's eval function, as file offsets stax's own symbolizer agrees on
+    assert interp.eval_offsets is not None
+    image = ElfImage.open(interp.path, read_build_id(interp.path))
+    lo, hi = interp.eval_offsets
+    for off in (lo, hi - 1):
+        hit = image.lookup(image.offset_to_vaddr(off))
+        assert hit is not None and hit[0] == "_PyEval_EvalFrameDefault", (off, hit)
     sleep_line = _line("time.sleep(600)")
 
     m = threads[main].frames
@@ -62,3 +74,37 @@ def test_reads_known_stacks_of_a_real_interpreter(python):
     # the generator runs in an activation of its own (FOR_ITER resumes it from C)
     assert [f.qualname for f in g if f.is_entry] == ["gen", "consume", "Thread._bootstrap"]
     assert g[-1].filename.endswith("threading.py")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None or "/usr/bin/python3.11" not in PYTHONS,
+    reason="needs root (to switch users), setpriv and /usr/bin/python3.11",
+)
+def test_a_same_uid_unprivileged_reader():
+    """As user nobody, read the stacks of a target that user started (no root, no staxd)."""
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        _read_as_nobody(Path(d) / "reader.py")
+
+
+def _read_as_nobody(script: Path) -> None:
+    script.write_text(
+        "import subprocess, sys, os\n"
+        "from stax.pystacks.reader import PyStackReader\n"
+        "p = subprocess.Popen([sys.executable, sys.argv[1]], stdout=subprocess.PIPE, text=True)\n"
+        "main = int(p.stdout.readline().split()[0])\n"
+        "with PyStackReader(p.pid) as r:\n"
+        "    print(os.getuid(), *[f.qualname for f in r.stacks_by_tid()[main].frames])\n"
+        "p.kill()\n"
+    )
+    script.chmod(0o644)
+    import elftools
+
+    path = f"{ROOT / 'src'}:{Path(elftools.__file__).parents[1]}"
+    out = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env",
+         f"PYTHONPATH={path}", "/usr/bin/python3.11", str(script), str(TARGET)],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["65534", "park"] + ["recurse"] * 6 + ["<module>"]

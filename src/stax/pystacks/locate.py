@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 __all__ = ["Interpreter", "MapEntry", "find_interpreter", "parse_maps"]
 
+_SYMBOLS = ("_PyRuntime", "Py_Version", "PyCode_Type", "_PyEval_EvalFrameDefault")
 _CANDIDATE = re.compile(r"(?:^|/)(?:lib)?python(\d)\.(\d+)[a-z]*(?:\.so[.\d]*|-[\w.-]+)?$")
 
 
@@ -29,6 +30,9 @@ class Interpreter:
     runtime_addr: int  # run-time address of _PyRuntime
     version: tuple[int, int, int]
     code_type_addr: int | None  # run-time address of PyCode_Type, for checking code objects
+    # [start, end) file offsets of _PyEval_EvalFrameDefault in ``path``: a native frame at
+    # (path, offset) in that range is one interpreter activation
+    eval_offsets: tuple[int, int] | None = None
 
 
 def parse_maps(text: str) -> list[MapEntry]:
@@ -47,12 +51,13 @@ def parse_maps(text: str) -> list[MapEntry]:
     return out
 
 
-def _elf_symbols(path: str, names: tuple[str, ...]) -> tuple[dict[str, int], int, int, list]:
-    """The file virtual addresses of ``names`` found in .dynsym or .symtab, the ELF type's
-    ET_EXEC-ness (1 if fixed addresses), and the PT_LOAD segments (vaddr, offset)."""
+def _elf_symbols(path: str, names: tuple[str, ...]) -> tuple[dict[str, tuple[int, int]], int, list]:
+    """The (file virtual address, size) of ``names`` found in .dynsym or .symtab, the ELF
+    type's ET_EXEC-ness (1 if fixed addresses), and the PT_LOAD segments (vaddr, offset,
+    file size)."""
     from elftools.elf.elffile import ELFFile
 
-    found: dict[str, int] = {}
+    found: dict[str, tuple[int, int]] = {}
     with open(path, "rb") as f:
         elf = ELFFile(f)
         fixed = 1 if elf.header["e_type"] == "ET_EXEC" else 0
@@ -71,7 +76,7 @@ def _elf_symbols(path: str, names: tuple[str, ...]) -> tuple[dict[str, int], int
                 syms = sec.get_symbol_by_name(name)
                 for sym in syms or ():
                     if sym["st_shndx"] != "SHN_UNDEF" and sym["st_value"]:
-                        found[name] = sym["st_value"]
+                        found[name] = (sym["st_value"], sym["st_size"])
                         break
     return found, fixed, loads
 
@@ -84,6 +89,14 @@ def _bias(entries: list[MapEntry], fixed: int, loads: list) -> int | None:
             page_off = off & ~0xFFF
             if e.offset == page_off:
                 return e.start - (vaddr & ~0xFFF)
+    return None
+
+
+def _file_range(loads: list, vaddr: int, size: int) -> tuple[int, int] | None:
+    for seg_vaddr, seg_off, filesz in loads:
+        if seg_vaddr <= vaddr < seg_vaddr + filesz:
+            start = vaddr - seg_vaddr + seg_off
+            return (start, start + max(size, 1))
     return None
 
 
@@ -106,7 +119,7 @@ def find_interpreter(pid: int, mem=None, maps_text: str | None = None) -> Interp
     for path in sorted(by_path, key=lambda p: "libpython" not in p):
         real = f"/proc/{pid}/root{path}" if os.path.exists(f"/proc/{pid}/root{path}") else path
         try:
-            syms, fixed, loads = _elf_symbols(real, ("_PyRuntime", "Py_Version", "PyCode_Type"))
+            syms, fixed, loads = _elf_symbols(real, _SYMBOLS)
         except Exception:  # not an ELF file, unreadable, truncated: not this one
             continue
         if "_PyRuntime" not in syms:
@@ -117,7 +130,7 @@ def find_interpreter(pid: int, mem=None, maps_text: str | None = None) -> Interp
         version = None
         if mem is not None and "Py_Version" in syms:
             try:
-                hexv = mem.u64(syms["Py_Version"] + bias) & 0xFFFFFFFF
+                hexv = mem.u64(syms["Py_Version"][0] + bias) & 0xFFFFFFFF
                 version = (hexv >> 24, (hexv >> 16) & 0xFF, (hexv >> 8) & 0xFF)
             except OSError:
                 version = None
@@ -127,11 +140,13 @@ def find_interpreter(pid: int, mem=None, maps_text: str | None = None) -> Interp
                 continue
             version = (nv[0], nv[1], 0)
         code_type = syms.get("PyCode_Type")
+        ev = syms.get("_PyEval_EvalFrameDefault")
         return Interpreter(
             path=path,
             bias=bias,
-            runtime_addr=syms["_PyRuntime"] + bias,
+            runtime_addr=syms["_PyRuntime"][0] + bias,
             version=version,
-            code_type_addr=code_type + bias if code_type is not None else None,
+            code_type_addr=code_type[0] + bias if code_type is not None else None,
+            eval_offsets=_file_range(loads, *ev) if ev is not None else None,
         )
     return None
