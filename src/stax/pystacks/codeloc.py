@@ -4,7 +4,12 @@ bits 3-6, length-1 in code units in bits 0-2) and varint payloads."""
 
 from __future__ import annotations
 
-__all__ = ["line_for_offset"]
+from bisect import bisect_right
+
+__all__ = ["LineRanges", "decode_lines", "line_at", "line_for_offset"]
+
+# (ends, lines): code units [ends[i-1], ends[i]) have line lines[i] (None: no line)
+LineRanges = tuple[list[int], list[int | None]]
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -25,11 +30,11 @@ def _svarint(buf: bytes, pos: int) -> tuple[int, int]:
     return (-(v >> 1) if v & 1 else v >> 1), pos
 
 
-def line_for_offset(table: bytes, firstlineno: int, index: int) -> int | None:
-    """The source line of the code unit at ``index`` (in 2-byte code units), or None when the
-    instruction has no line or lies past the table."""
-    if index < 0:
-        return None
+def decode_lines(table: bytes, firstlineno: int) -> LineRanges:
+    """The whole table decoded once into sorted ranges of code units and their lines (a table
+    that loses sync ends there)."""
+    ends: list[int] = []
+    lines: list[int | None] = []
     line = firstlineno
     addr = 0
     pos = 0
@@ -38,9 +43,8 @@ def line_for_offset(table: bytes, firstlineno: int, index: int) -> int | None:
         head = table[pos]
         pos += 1
         if not head & 0x80:
-            return None  # lost sync: not a location table
+            break  # lost sync: not a location table
         code = (head >> 3) & 0x0F
-        length = (head & 7) + 1
         has_line = True
         if code == 15:  # no location
             has_line = False
@@ -57,7 +61,22 @@ def line_for_offset(table: bytes, firstlineno: int, index: int) -> int | None:
             pos += 2
         else:  # short form: same line, one column byte
             pos += 1
-        if addr <= index < addr + length:
-            return line if has_line else None
-        addr += length
-    return None
+        addr += (head & 7) + 1
+        ends.append(addr)
+        lines.append(line if has_line else None)
+    return ends, lines
+
+
+def line_at(ranges: LineRanges, index: int) -> int | None:
+    """The line of the code unit at ``index`` (in 2-byte code units), or None."""
+    ends, lines = ranges
+    if index < 0:
+        return None
+    i = bisect_right(ends, index)
+    return lines[i] if i < len(lines) else None
+
+
+def line_for_offset(table: bytes, firstlineno: int, index: int) -> int | None:
+    """The source line of the code unit at ``index`` (in 2-byte code units), or None when the
+    instruction has no line or lies past the table."""
+    return line_at(decode_lines(table, firstlineno), index)

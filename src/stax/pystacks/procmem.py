@@ -51,6 +51,11 @@ class ProcessMemory:
         self.pid = pid
         self._fd: int | None = None
         self._use_vm = _VM_READV is not None
+        self._buf = ctypes.create_string_buffer(4096)
+        self._local = _IoVec(ctypes.addressof(self._buf), 0)
+        self._remote = _IoVec(0, 0)
+        self._local_p = ctypes.byref(self._local)
+        self._remote_p = ctypes.byref(self._remote)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -63,12 +68,15 @@ class ProcessMemory:
         if size == 0:
             return b""
         if self._use_vm:
-            buf = ctypes.create_string_buffer(size)
-            local = _IoVec(ctypes.cast(buf, ctypes.c_void_p), size)
-            remote = _IoVec(addr, size)
-            n = _VM_READV(self.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+            if size > len(self._buf):
+                self._buf = ctypes.create_string_buffer(size)
+                self._local.iov_base = ctypes.addressof(self._buf)
+            self._local.iov_len = size
+            self._remote.iov_base = addr
+            self._remote.iov_len = size
+            n = _VM_READV(self.pid, self._local_p, 1, self._remote_p, 1, 0)
             if n == size:
-                return buf.raw
+                return ctypes.string_at(self._local.iov_base, size)
             err = ctypes.get_errno()
             if n < 0 and err == 38:  # ENOSYS: fall back to /proc/PID/mem
                 self._use_vm = False

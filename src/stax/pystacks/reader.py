@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from stax.pystacks.codeloc import line_for_offset
+from stax.pystacks.codeloc import LineRanges, decode_lines, line_at
 from stax.pystacks.layout import Layout, layout_for, supported_versions
 from stax.pystacks.locate import Interpreter, find_interpreter
 from stax.pystacks.procmem import ProcessMemory, RemoteReadError
@@ -59,7 +59,7 @@ class _Code:
     qualname: str
     filename: str
     firstlineno: int
-    linetable: bytes
+    lines: LineRanges
 
 
 class PyStackReader:
@@ -160,7 +160,7 @@ class PyStackReader:
             if code is None:
                 return
             index = (_u64(raw, L.frame_prev_instr) - (code_addr + L.code_adaptive)) // 2
-            line = line_for_offset(code.linetable, code.firstlineno, index)
+            line = line_at(code.lines, index)
             frames.append(
                 PyFrame(
                     qualname=code.qualname,
@@ -189,7 +189,7 @@ class PyStackReader:
         hit = self._codes.get(key)
         if hit is not None:
             return hit
-        code = _Code(self._str(qn), self._str(fn), first, self._bytes(lt))
+        code = _Code(self._str(qn), self._str(fn), first, decode_lines(self._bytes(lt), first))
         if len(self._codes) >= _CODE_CACHE:
             self._codes.clear()
         self._codes[key] = code
