@@ -108,3 +108,28 @@ def _read_as_nobody(script: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["65534", "park"] + ["recurse"] * 6 + ["<module>"]
+
+
+@pytest.mark.skipif(not PYTHONS, reason="no CPython 3.11 here")
+def test_sampler_pairs_times_with_stacks():
+    import time
+
+    from stax.pystacks.sampler import PyStackSampler
+
+    p = subprocess.Popen([PYTHONS[0], str(TARGET)], stdout=subprocess.PIPE, text=True)
+    try:
+        main = int(p.stdout.readline().split()[0])
+        with PyStackReader(p.pid) as r:
+            s = PyStackSampler(r, hz=200)
+            s.start()
+            time.sleep(0.5)
+            now = time.monotonic_ns()
+            s.stop()
+    finally:
+        p.kill()
+        p.wait()
+    assert s.reads >= 20 and s.failed_reads == 0
+    frames = s.at(main, now, tolerance_ns=50_000_000)
+    assert frames is not None and frames[0].qualname == "park"
+    assert s.at(main, now + 10**10, tolerance_ns=50_000_000) is None
+    assert s.at(main + 10**6, now, tolerance_ns=50_000_000) is None
