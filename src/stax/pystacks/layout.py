@@ -1,13 +1,14 @@
 """Struct layouts of the CPython interpreter per version, as tables of byte offsets (x86-64 and
 other LP64 targets). Only what the frame walk reads is listed. A version without a table is not
-read (3.13+ publish ``_Py_DebugOffsets`` at the start of ``_PyRuntime``: a table can be filled
-from there when those versions are supported)."""
+read (3.13+, not tabled yet, publish ``_Py_DebugOffsets`` at the start of ``_PyRuntime``: their
+table can be filled from there)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 __all__ = [
+    "FRAME_OWNED_BY_CSTACK",
     "FRAME_OWNED_BY_FRAME_OBJECT",
     "FRAME_OWNED_BY_GENERATOR",
     "FRAME_OWNED_BY_THREAD",
@@ -37,7 +38,7 @@ class Layout:
     frame_code: int
     frame_previous: int
     frame_prev_instr: int
-    frame_is_entry: int
+    frame_is_entry: int  # -1: none (3.12+: a shim frame owned by the C stack marks entries)
     frame_owner: int
     # PyObject header (without Py_TRACE_REFS) and PyCodeObject
     ob_type: int
@@ -88,12 +89,46 @@ _PY311 = Layout(
     bytes_data=32,
 )
 
-_LAYOUTS = {(3, 11): _PY311}
+# CPython 3.12 (checked against the DWARF of a pyenv 3.12.1): _PyCFrame lost use_tracing,
+# f_code moved first, entries are marked by a shim frame (owner FRAME_OWNED_BY_CSTACK), and
+# str lost wstr.
+_PY312 = Layout(
+    version=(3, 12),
+    runtime_interpreters_head=40,
+    interp_next=0,
+    interp_threads_head=72,
+    tstate_next=8,
+    tstate_interp=16,
+    tstate_cframe=56,
+    tstate_thread_id=136,
+    tstate_native_thread_id=144,
+    cframe_current_frame=0,
+    frame_code=0,
+    frame_previous=8,
+    frame_prev_instr=56,
+    frame_is_entry=-1,
+    frame_owner=70,
+    ob_type=8,
+    code_firstlineno=68,
+    code_filename=112,
+    code_qualname=128,
+    code_linetable=136,
+    code_adaptive=192,
+    unicode_length=16,
+    unicode_state=32,
+    unicode_ascii_data=40,
+    unicode_compact_data=56,
+    bytes_size=16,
+    bytes_data=32,
+)
 
-# _PyInterpreterFrame.owner values (3.11)
+_LAYOUTS = {(3, 11): _PY311, (3, 12): _PY312}
+
+# _PyInterpreterFrame.owner values (3.11, 3.12)
 FRAME_OWNED_BY_THREAD = 0
 FRAME_OWNED_BY_GENERATOR = 1
 FRAME_OWNED_BY_FRAME_OBJECT = 2
+FRAME_OWNED_BY_CSTACK = 3  # 3.12+: the shim frame each interpreter activation pushes
 
 
 def layout_for(version: tuple[int, int]) -> Layout | None:

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from stax.pystacks.codeloc import LineRanges, decode_lines, line_at
-from stax.pystacks.layout import Layout, layout_for, supported_versions
+from stax.pystacks.layout import FRAME_OWNED_BY_CSTACK, Layout, layout_for, supported_versions
 from stax.pystacks.locate import Interpreter, find_interpreter
 from stax.pystacks.procmem import ProcessMemory, RemoteReadError
 
@@ -155,20 +155,29 @@ class PyStackReader:
         while frame and frame not in seen and len(frames) < _MAX_DEPTH:
             seen.add(frame)
             raw = self.mem.read(frame, self._frame_size)
+            owner = raw[L.frame_owner]
+            if owner == FRAME_OWNED_BY_CSTACK and L.frame_is_entry < 0:
+                # 3.12+: the shim under an activation's first frame; that frame is its entry
+                if frames and not frames[-1].is_entry:
+                    f = frames[-1]
+                    frames[-1] = PyFrame(
+                        f.qualname, f.filename, f.line, f.firstlineno, True, f.owner
+                    )
+                frame = _u64(raw, L.frame_previous)
+                continue
             code_addr = _u64(raw, L.frame_code)
             code = self._code(code_addr)
             if code is None:
                 return
             index = (_u64(raw, L.frame_prev_instr) - (code_addr + L.code_adaptive)) // 2
-            line = line_at(code.lines, index)
             frames.append(
                 PyFrame(
                     qualname=code.qualname,
                     filename=code.filename,
-                    line=line,
+                    line=line_at(code.lines, index),
                     firstlineno=code.firstlineno,
-                    is_entry=bool(raw[L.frame_is_entry]),
-                    owner=raw[L.frame_owner],
+                    is_entry=L.frame_is_entry >= 0 and bool(raw[L.frame_is_entry]),
+                    owner=owner,
                 )
             )
             frame = _u64(raw, L.frame_previous)
