@@ -1,7 +1,8 @@
-"""End-to-end: the Python stacks of real CPython 3.11/3.12 processes (Debian's /usr/bin/python3.11,
-statically linked with libpython and not position-independent, and pyenv 3.11/3.12 builds with a
-shared libpython) read from their memory: recursion, a lambda called back from a C function
-(sorted), a generator, three threads matched by native thread id, lines from co_linetable."""
+"""End-to-end: the Python stacks of real CPython 3.11-3.13 processes (Debian's
+/usr/bin/python3.11, statically linked with libpython and not position-independent, and pyenv
+3.11/3.12/3.13 builds with a shared libpython) read from their memory: recursion, a lambda
+called back from a C function (sorted), a generator, three threads matched by native thread
+id, lines from co_linetable."""
 
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ PYTHONS = [
         "/usr/bin/python3.11",
         "/root/.pyenv/versions/3.11.7/bin/python3.11",
         "/root/.pyenv/versions/3.12.1/bin/python3.12",
+        "/root/.pyenv/versions/3.13.0/bin/python3.13",
     ]
     if shutil.which(p)
 ]
-# the entry frames (first frame of an interpreter activation) per version: 3.12 runs
+# the entry frames (first frame of an interpreter activation) per version: 3.12+ run
 # generators and calls of plain functions through f(*args, **kw) in the same activation
 ENTRIES = {
     "3.11": {
@@ -40,6 +42,7 @@ ENTRIES = {
         "gen": ["Thread._bootstrap"],
     },
 }
+ENTRIES["3.13"] = ENTRIES["3.12"]
 
 
 def _line(text: str) -> int:

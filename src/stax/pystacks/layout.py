@@ -1,7 +1,7 @@
 """Struct layouts of the CPython interpreter per version, as tables of byte offsets (x86-64 and
 other LP64 targets). Only what the frame walk reads is listed. A version without a table is not
-read (3.13+, not tabled yet, publish ``_Py_DebugOffsets`` at the start of ``_PyRuntime``: their
-table can be filled from there)."""
+read (3.14+ are not tabled yet; since 3.13 ``_PyRuntime`` starts with ``_Py_DebugOffsets``, from
+which later tables can be filled)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ class Layout:
     unicode_compact_data: int
     bytes_size: int
     bytes_data: int
+    # 3.13+: the thread state points at its current frame itself (tstate_cframe is -1)
+    tstate_current_frame: int = -1
 
 
 # CPython 3.11: Include/internal/pycore_runtime.h, pycore_interp.h, cpython/pystate.h,
@@ -122,7 +124,41 @@ _PY312 = Layout(
     bytes_data=32,
 )
 
-_LAYOUTS = {(3, 11): _PY311, (3, 12): _PY312}
+# CPython 3.13 (checked against the DWARF of a pyenv 3.13.0; the default build, not the
+# free-threaded one): no _PyCFrame, frames point at their code through f_executable and at the
+# current instruction through instr_ptr.
+_PY313 = Layout(
+    version=(3, 13),
+    runtime_interpreters_head=632,
+    interp_next=7264,
+    interp_threads_head=7344,
+    tstate_next=8,
+    tstate_interp=16,
+    tstate_cframe=-1,
+    tstate_thread_id=152,
+    tstate_native_thread_id=160,
+    cframe_current_frame=0,
+    frame_code=0,
+    frame_previous=8,
+    frame_prev_instr=56,
+    frame_is_entry=-1,
+    frame_owner=70,
+    ob_type=8,
+    code_firstlineno=68,
+    code_filename=112,
+    code_qualname=128,
+    code_linetable=136,
+    code_adaptive=200,
+    unicode_length=16,
+    unicode_state=32,
+    unicode_ascii_data=40,
+    unicode_compact_data=56,
+    bytes_size=16,
+    bytes_data=32,
+    tstate_current_frame=72,
+)
+
+_LAYOUTS = {(3, 11): _PY311, (3, 12): _PY312, (3, 13): _PY313}
 
 # _PyInterpreterFrame.owner values (3.11, 3.12)
 FRAME_OWNED_BY_THREAD = 0

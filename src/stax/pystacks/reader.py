@@ -86,7 +86,9 @@ class PyStackReader:
         self.layout: Layout = lay
         self._codes: dict[tuple[int, int, int, int], _Code] = {}
         L = lay
-        self._tstate_size = max(L.tstate_native_thread_id, L.tstate_thread_id, L.tstate_cframe) + 8
+        self._tstate_size = (
+            max(L.tstate_native_thread_id, L.tstate_thread_id, L.tstate_interp, L.tstate_next) + 8
+        )
         self._frame_size = (
             max(L.frame_code, L.frame_previous, L.frame_prev_instr, L.frame_owner) + 8
         )
@@ -136,8 +138,11 @@ class PyStackReader:
         for ts, native, tid in self.thread_states():
             frames: list[PyFrame] = []
             try:
-                cframe = self.mem.u64(ts + L.tstate_cframe)
-                frame = self.mem.u64(cframe + L.cframe_current_frame) if cframe else 0
+                if L.tstate_cframe < 0:
+                    frame = self.mem.u64(ts + L.tstate_current_frame)
+                else:
+                    cframe = self.mem.u64(ts + L.tstate_cframe)
+                    frame = self.mem.u64(cframe + L.cframe_current_frame) if cframe else 0
                 self._walk(frame, frames)
             except RemoteReadError:
                 pass
