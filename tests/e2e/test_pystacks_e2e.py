@@ -1,0 +1,156 @@
+"""End-to-end: the Python stacks of real CPython 3.11-3.13 processes (Debian's
+/usr/bin/python3.11, statically linked with libpython and not position-independent, and pyenv
+3.11/3.12/3.13 builds with a shared libpython) read from their memory: recursion, a lambda
+called back from a C function (sorted), a generator, three threads matched by native thread
+id, lines from co_linetable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from stax.elfread import read_build_id
+from stax.pystacks.reader import PyStackReader
+from stax.symbols.elf import ElfImage
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = ROOT / "tests" / "workloads" / "python" / "stacks_known.py"
+PYTHONS = [
+    p
+    for p in [
+        "/usr/bin/python3.11",
+        "/root/.pyenv/versions/3.11.7/bin/python3.11",
+        "/root/.pyenv/versions/3.12.1/bin/python3.12",
+        "/root/.pyenv/versions/3.13.0/bin/python3.13",
+    ]
+    if shutil.which(p)
+]
+# the entry frames (first frame of an interpreter activation) per version: 3.12+ run
+# generators and calls of plain functions through f(*args, **kw) in the same activation
+ENTRIES = {
+    "3.11": {
+        "worker": ["Worker.run.<locals>.<lambda>", "Worker.run", "Thread._bootstrap"],
+        "gen": ["gen", "consume", "Thread._bootstrap"],
+    },
+    "3.12": {
+        "worker": ["Worker.run.<locals>.<lambda>", "Worker.run", "Thread._bootstrap"],
+        "gen": ["Thread._bootstrap"],
+    },
+}
+ENTRIES["3.13"] = ENTRIES["3.12"]
+
+
+def _line(text: str) -> int:
+    return next(i for i, s in enumerate(TARGET.read_text().splitlines(), 1) if text in s)
+
+
+@pytest.mark.skipif(not PYTHONS, reason="no CPython 3.11 here")
+@pytest.mark.parametrize("python", PYTHONS)
+def test_reads_known_stacks_of_a_real_interpreter(python):
+    version = ""
+    p = subprocess.Popen([python, str(TARGET)], stdout=subprocess.PIPE, text=True)
+    try:
+        main, worker, gen = (int(x) for x in p.stdout.readline().split())
+        with PyStackReader(p.pid) as r:
+            version = ".".join(r.version.split(".")[:2])
+            assert python.endswith(version)
+            threads = r.stacks_by_tid()
+            interp = r.interpreter
+    finally:
+        p.kill()
+        p.wait()
+    assert {main, worker, gen} <= set(threads)
+    # the interpreter's eval function, as file offsets stax's own symbolizer agrees on
+    assert interp.eval_offsets is not None
+    image = ElfImage.open(interp.path, read_build_id(interp.path))
+    lo, hi = interp.eval_offsets
+    for off in (lo, hi - 1):
+        hit = image.lookup(image.offset_to_vaddr(off))
+        assert hit is not None and hit[0] == "_PyEval_EvalFrameDefault", (off, hit)
+    sleep_line = _line("time.sleep(600)")
+
+    m = threads[main].frames
+    assert [f.qualname for f in m] == ["park"] + ["recurse"] * 6 + ["<module>"]
+    assert m[0].line == sleep_line and m[0].filename == str(TARGET)
+    assert m[1].line == _line("        park()") and m[2].line == _line("return recurse(n - 1) + 1")
+    assert [f.is_entry for f in m] == [False] * 7 + [True]
+    assert threads[main].activations() == 1
+
+    w = [f.qualname for f in threads[worker].frames]
+    assert w[:4] == ["park", "Worker.key", "Worker.run.<locals>.<lambda>", "Worker.run"]
+    assert w[-1] == "Thread._bootstrap"
+    # sorted() (C) calls the lambda, Thread.run calls its target through f(*args, **kw)
+    # (CALL_FUNCTION_EX): each starts an interpreter activation of its own
+    entries = [f.qualname for f in threads[worker].frames if f.is_entry]
+    assert entries == ENTRIES[version]["worker"]
+
+    g = threads[gen].frames
+    assert [f.qualname for f in g[:3]] == ["park", "gen", "consume"]
+    assert g[1].owner == 1  # FRAME_OWNED_BY_GENERATOR
+    # 3.11: the generator runs in an activation of its own (FOR_ITER resumes it from C)
+    assert [f.qualname for f in g if f.is_entry] == ENTRIES[version]["gen"]
+    assert g[-1].filename.endswith("threading.py")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None or "/usr/bin/python3.11" not in PYTHONS,
+    reason="needs root (to switch users), setpriv and /usr/bin/python3.11",
+)
+def test_a_same_uid_unprivileged_reader():
+    """As user nobody, read the stacks of a target that user started (no root, no staxd)."""
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        _read_as_nobody(Path(d) / "reader.py")
+
+
+def _read_as_nobody(script: Path) -> None:
+    script.write_text(
+        "import subprocess, sys, os\n"
+        "from stax.pystacks.reader import PyStackReader\n"
+        "p = subprocess.Popen([sys.executable, sys.argv[1]], stdout=subprocess.PIPE, text=True)\n"
+        "main = int(p.stdout.readline().split()[0])\n"
+        "with PyStackReader(p.pid) as r:\n"
+        "    print(os.getuid(), *[f.qualname for f in r.stacks_by_tid()[main].frames])\n"
+        "p.kill()\n"
+    )
+    script.chmod(0o644)
+    import elftools
+
+    path = f"{ROOT / 'src'}:{Path(elftools.__file__).parents[1]}"
+    out = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env",
+         f"PYTHONPATH={path}", "/usr/bin/python3.11", str(script), str(TARGET)],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["65534", "park"] + ["recurse"] * 6 + ["<module>"]
+
+
+@pytest.mark.skipif(not PYTHONS, reason="no CPython 3.11 here")
+def test_sampler_pairs_times_with_stacks():
+    import time
+
+    from stax.pystacks.sampler import PyStackSampler
+
+    p = subprocess.Popen([PYTHONS[0], str(TARGET)], stdout=subprocess.PIPE, text=True)
+    try:
+        main = int(p.stdout.readline().split()[0])
+        with PyStackReader(p.pid) as r:
+            s = PyStackSampler(r, hz=200)
+            s.start()
+            time.sleep(0.5)
+            now = time.monotonic_ns()
+            s.stop()
+    finally:
+        p.kill()
+        p.wait()
+    assert s.reads >= 20 and s.failed_reads == 0
+    frames = s.at(main, now, tolerance_ns=50_000_000)
+    assert frames is not None and frames[0].qualname == "park"
+    assert s.at(main, now + 10**10, tolerance_ns=50_000_000) is None
+    assert s.at(main + 10**6, now, tolerance_ns=50_000_000) is None
