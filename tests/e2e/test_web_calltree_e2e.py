@@ -79,6 +79,11 @@ def test_inverted_call_tree_matches_top_self_and_expands_to_callers(
     assert 55 < pct_of(inv[0]["cells"][1]) < 65  # work_a ~60%
     assert 25 < pct_of(inv[1]["cells"][1]) < 35
     assert 6 < pct_of(inv[2]["cells"][1]) < 14
+    # the same tree as the CLI's inverted flame: roots, their order and shares
+    cli_inv = cli_json(stax, "flame", "--inverted", "--threshold-pct", "0.05")
+    assert cli_inv["inverted"] is True
+    for r, c in zip(inv, cli_inv["roots"], strict=False):
+        assert fn_of(r) == c["func"] and abs(pct_of(r["cells"][1]) - c["pct"]) < 0.05, (r, c)
     # running time = self time for a root of the inverted tree
     assert inv[0]["cells"][0] == inv[0]["cells"][2]
 
