@@ -12,7 +12,7 @@ import pytest
 import test_web_browser_e2e as web
 from harness import Stax
 from test_web_browser_e2e import CHROMIUM, Page
-from test_web_defects_e2e import cli_json, shots
+from test_web_defects_e2e import SHOTS, cli_json
 
 browser = web.browser
 ui = web.ui
@@ -38,9 +38,23 @@ def expanded(i: int, want: str) -> str:
             f".getAttribute('aria-expanded') === '{want}'")
 
 
-def shots_of(ui: Page, panel: str, tmp_path: Path, name: str) -> None:
-    ui.page.eval_on_selector(panel, "e => e.scrollIntoView()")
-    shots(ui, tmp_path, name)
+# the panel at the top of the view, below the sticky header
+SCROLL_TO = ("e => { e.scrollIntoView();"
+             " window.scrollBy(0, -document.querySelector('header').offsetHeight - 6); }")
+
+
+def shots_of(ui: Page, panel: str, _tmp: Path, name: str) -> None:
+    """shots() of test_web_defects_e2e, with ``panel`` scrolled into view at each width."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width in (900, 1400):
+        ui.page.set_viewport_size({"width": width, "height": 700})
+        for scheme in ("light", "dark"):
+            ui.page.emulate_media(color_scheme=scheme)
+            ui.page.eval_on_selector(panel, SCROLL_TO)
+            ui.page.wait_for_timeout(150)
+            ui.page.screenshot(path=str(SHOTS / f"{name}-{width}-{scheme}.png"))
+    ui.page.set_viewport_size({"width": 1280, "height": 1000})
+    ui.page.emulate_media(color_scheme="light")
 
 
 def pct_of(text: str) -> float:

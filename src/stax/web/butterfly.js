@@ -44,7 +44,7 @@ function row(r, dir, path, depth, total) {
   const out = [`<tr class="bf-${dir}" data-func="${named ? esc(r.func) : ""}" data-binary="${esc(r.binary)}" aria-level="${depth + 1}">` +
     `<td class="num">${pct(share)}</td><td class="num">${ms(r.time_ns)}</td>` +
     `<td class="fn" style="--depth:${depth}" title="${esc(r.func)}">${twisty}${named ? `<a href="#" class="bf-go">${esc(r.func)}</a>` : esc(r.func)}</td>` +
-    `<td class="bin">${binaryChip(r.binary)}</td></tr>`];
+    `<td class="bin">${r.binary ? binaryChip(r.binary) : ""}</td></tr>`];
   if (open && !open.error && open.function) {
     const list = dir === "up" ? open.callers : open.callees;
     const sub = `${path}\u0001${r.func}`;
