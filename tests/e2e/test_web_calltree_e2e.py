@@ -98,6 +98,9 @@ def test_inverted_call_tree_matches_top_self_and_expands_to_callers(
     assert cli_inv["inverted"] is True
     for r, c in zip(inv, cli_inv["roots"], strict=False):
         assert fn_of(r) == c["func"] and abs(pct_of(r["cells"][1]) - c["pct"]) < 0.05, (r, c)
+    text = stax("flame", "--inverted", "-d", "2", check=True).out.splitlines()
+    assert "cpu, inverted" in text[0] and text[1].split()[-2] == "work_a", text[:3]
+    assert text[2].split()[-2] == "main", text[:3]  # work_a's caller, one level in
     # running time = self time for a root of the inverted tree
     assert inv[0]["cells"][0] == inv[0]["cells"][2]
 
