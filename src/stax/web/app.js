@@ -69,6 +69,7 @@ function renderEmpty() {
   $("#top tbody").innerHTML = ""; $("#threads tbody").innerHTML = "";
   $("#timeline").innerHTML = ""; $("#annotate").textContent = "";
   $("#threads-note").textContent = ""; $("#wakers").innerHTML = ""; $("#intervals").innerHTML = "";
+  $("#calltree tbody").innerHTML = ""; $("#butterfly").innerHTML = "";
   renderScope();
   stats.renders++;
   if (stats.firstRenderMs === null) stats.firstRenderMs = performance.now();
