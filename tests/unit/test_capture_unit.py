@@ -205,3 +205,18 @@ def test_a_zero_caller_address_is_not_a_crash() -> None:
     p.ingest(b"".join([comm(10, 10, "prog", 1, exec_=True),
                        sample(10, 10, 2, [rec.CONTEXT_USER, 0x401000, 0])]))
     assert p.counts["samples"] == 1 and len(p.s_stack) == 1
+
+
+def test_inverted_flame_roots_are_the_running_functions_children_their_callers() -> None:
+    p = _build_profile()
+    f = flame(p, Filter(), inverted=True)
+    assert f["inverted"] is True and f["total_samples"] == 4
+    selfs = {r["func"]: r["self_samples"] for r in top(p, Filter(), "self", 0)["rows"]}
+    roots = {r["func"]: r for r in f["roots"]}
+    assert {k: r["samples"] for k, r in roots.items()} == selfs  # a root's weight: self time
+    assert sum(r["pct"] for r in f["roots"]) == 100.0
+    leaf = roots["prog+0x1000"]
+    assert [c["func"] for c in leaf["children"]] == ["prog+0x2004"]
+    assert [c["func"] for c in leaf["children"][0]["children"]] == ["prog+0x3004"]
+    assert [c["func"] for c in roots["prog+0x4000"]["children"]] == ["prog+0x3004"]
+    assert flame(p, Filter())["inverted"] is False

@@ -74,13 +74,17 @@ def top(p: Profile, flt: Filter, sort: str = "self", limit: int = 20) -> dict:
 
 
 def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.0,
-          mode: str = "cpu") -> dict:
+          mode: str = "cpu", inverted: bool = False) -> dict:
     """The merged call tree, roots at the top. ``max_depth``/``threshold_pct`` prune what is
     returned (0 = everything); pruned subtrees are summarised, never silently dropped.
 
     ``mode``: ``cpu`` (on-CPU samples), ``offcpu`` (blocking stacks weighted by blocked time;
     ``samples`` counts intervals) or ``wall`` (both). Outside ``cpu`` mode percentages and the
-    threshold are shares of time, not of samples."""
+    threshold are shares of time, not of samples.
+
+    ``inverted``: the bottom-up tree: each stack is merged leaf first, so the roots are the
+    functions that were running (a root's weight is its self time) and a node's children are
+    its callers."""
     oncpu_groups, oncpu_n, oncpu_w = oncpu_weights(p, flt)
     offcpu_groups, offcpu_n, offcpu_w = offviews.offcpu_weights(p, flt)
     if mode == "offcpu":
@@ -104,7 +108,8 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
         node[0] += n
         node[1] += w
         why = reasons.get(sid)
-        for func in paths.get(sid):
+        path = paths.get(sid)
+        for func in (reversed(path) if inverted else path):
             child = node[2].get(func)
             if child is None:
                 child = node[2][func] = [0, 0, {}, {}]
@@ -170,7 +175,7 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
         roots.append(emit(f, c, 1))
     return {"total_samples": total_n, "oncpu_ns": oncpu_w, "offcpu_ns": offcpu_w, "mode": mode,
             "samples": oncpu_n, "intervals": offcpu_n, "total_ns": total_w, "roots": roots,
-            "hidden": hidden}
+            "hidden": hidden, "inverted": inverted}
 
 
 def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:

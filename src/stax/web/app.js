@@ -14,6 +14,8 @@ import { renderTop, setupTop } from "./toptable.js";
 import { refreshAnnotate, setupAnnotate } from "./annotate.js";
 import { setupHelp } from "./help.js";
 import { setupFlameKeys } from "./flamekeys.js";
+import { refreshCallTree, renderCallTree, setupCallTree } from "./calltree.js";
+import { refreshButterfly, setupButterfly } from "./butterfly.js";
 
 // --- refresh: coalesced, one at a time ---------------------------------------------------------
 
@@ -52,7 +54,7 @@ async function refreshOnce() {
   S.flame = flame; S.top = top; S.threads = threads; S.timeline = timeline;
   renderStatus(); renderScope(); renderTimeline(); renderFlame(); renderTop(); renderThreads();
   renderWakers(wakers); renderIntervals(intervals);
-  await refreshAnnotate(false);
+  await Promise.all([refreshAnnotate(false), refreshCallTree(p), refreshButterfly(false)]);
   stats.renders++;
   if (stats.firstRenderMs === null) stats.firstRenderMs = performance.now();
   document.body.dataset.samples = String(S.run.samples);
@@ -67,6 +69,7 @@ function renderEmpty() {
   $("#top tbody").innerHTML = ""; $("#threads tbody").innerHTML = "";
   $("#timeline").innerHTML = ""; $("#annotate").textContent = "";
   $("#threads-note").textContent = ""; $("#wakers").innerHTML = ""; $("#intervals").innerHTML = "";
+  $("#calltree tbody").innerHTML = ""; $("#butterfly").innerHTML = "";
   renderScope();
   stats.renders++;
   if (stats.firstRenderMs === null) stats.firstRenderMs = performance.now();
@@ -186,8 +189,12 @@ rpc.onState = async (up, retryMs) => {
   refresh();
 };
 setupBrush(refresh);
-setupFlame({ refresh, selected: () => { renderScope(); renderTop(); refreshAnnotate(true); } });
-setupTop({ selected: () => { renderFlame(); refreshAnnotate(true); } });
+// a function selected in one panel: the others show it (annotate, callers/callees)
+const selected = () => { renderScope(); renderTop(); renderFlame(); renderCallTree(); refreshAnnotate(true); refreshButterfly(true); };
+setupFlame({ refresh, selected });
+setupTop({ selected });
+setupCallTree({ refresh, selected });
+setupButterfly({ selected });
 setupThreads(refresh);
 setupAnnotate();
 setupHelp();

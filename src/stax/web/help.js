@@ -9,6 +9,7 @@ const KEYS = [
   ["Enter", "in the top table: select the focused function (annotate shows it)"],
   ["← → ↑ ↓", "in the flamegraph: the frame beside, the caller, the first callee"],
   ["Enter", "in the flamegraph: zoom into the focused frame"],
+  ["← → ↑ ↓ *", "in the call tree: collapse or go to the parent, expand or go to the first child, move, expand all below"],
   ["Tab", "focus the next control, table or the flamegraph"],
   ["?", "show this help"],
 ];

@@ -38,6 +38,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tid", type=tid_arg)
     p.add_argument("--run", type=run_arg, metavar="ID")
     p.add_argument("--mode", choices=("cpu", "offcpu", "wall"), default="cpu")
+    p.add_argument("--inverted", action="store_true",
+                   help="bottom-up: the running functions as roots (by self time), their "
+                        "callers below")
     window_flag(p)
     inline_flag(p)
     json_flag(p)
@@ -64,7 +67,7 @@ def cmd_flame(args: argparse.Namespace) -> int:
         die("--threshold-pct must be between 0 and 100")
     res = query("flamegraph", args.json, run=args.run, tid=args.tid, max_depth=args.depth,
                 threshold_pct=args.threshold_pct, mode=args.mode, window=args.window,
-                no_inline=args.no_inline or None)
+                no_inline=args.no_inline or None, inverted=args.inverted or None)
     if res is None:
         return 0
     if args.json:
@@ -79,7 +82,8 @@ def cmd_flame(args: argparse.Namespace) -> int:
         else:
             out(no_samples_hint(res["run"], args.tid, args.window))
         return 0
-    out(header(res, f"{args.mode}: on-CPU {res['oncpu_ns'] / 1e6:.1f} ms "
+    kind = f"{args.mode}, inverted" if args.inverted else args.mode
+    out(header(res, f"{kind}: on-CPU {res['oncpu_ns'] / 1e6:.1f} ms "
                      f"({res.get('samples', res['total_samples'])} samples), off-CPU "
                      f"{res['offcpu_ns'] / 1e6:.1f} ms ({res.get('intervals', 0)} intervals)"))
     lines: list[str] = []

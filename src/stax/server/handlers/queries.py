@@ -42,7 +42,8 @@ class Queries(Base):
         depth = min(depth or MAX_TREE_DEPTH, MAX_TREE_DEPTH)
         threshold = P.number(params, "threshold_pct", 0.0, hi=100.0)
         mode = P.choice(params, "mode", ("cpu", "offcpu", "wall"), "cpu")
-        res = await self._query(params, views.flame, depth, threshold, mode)
+        inverted = P.boolean(params, "inverted", False)
+        res = await self._query(params, views.flame, depth, threshold, mode, inverted)
         if mode != "cpu":
             note = _offcpu_note(res["run"])
             if note:
