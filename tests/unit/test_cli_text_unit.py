@@ -108,7 +108,7 @@ def test_query_commands_escape_what_the_server_sends(
                 monkeypatch.setattr(module, name, answer)
     args = argparse.Namespace(json=False, run=None, tid=None, n=20, sort="self", depth=12,
                               threshold_pct=1.0, mode="cpu", window=None,
-                              no_inline=False)
+                              no_inline=False, inverted=False)
     handler = {"threads": threads.cmd_threads, "top": top.cmd_top, "wakers": wakers.cmd_wakers,
                "flame": flame.cmd_flame, "list": runs.cmd_list, "status": status.cmd_status}
     assert handler[cmd](args) == 0
