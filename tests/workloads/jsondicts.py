@@ -18,7 +18,7 @@ def main() -> None:
         n += len(back)
         if n % 20000 == 0:
             gc.collect()
-    print(n)
+    print(n, file=sys.stderr)
 
 
 main()
