@@ -91,3 +91,63 @@ def test_dwarf_index_on_compiled_program(tmp_path: Path) -> None:
     stripped = tmp_path / "stripped"
     subprocess.run(["strip", "-g", "-o", str(stripped), str(exe)], check=True)
     assert inline.chain(str(stripped), None, start + 8) == []
+
+
+def _text_range(exe: Path) -> range:
+    out = subprocess.run(["readelf", "-SW", str(exe)], capture_output=True, text=True,
+                         check=True).stdout
+    cols = next(line for line in out.splitlines() if " .text " in line).split()
+    i = cols.index("PROGBITS")
+    lo, size = int(cols[i + 1], 16), int(cols[i + 3], 16)
+    return range(lo, lo + size)
+
+
+def test_lean_die_reader_matches_pyelftools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           ) -> None:
+    """The lean DIE reader gives the chains pyelftools gives, at every address of .text (C++
+    -O2 -g with DWARF 5, and DWARF 4 range lists / forms)."""
+    from stax.profile import dwarfdies
+
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ is not installed")
+    for dwarf in ("-gdwarf-5", "-gdwarf-4"):
+        exe = tmp_path / f"inlined{dwarf}"
+        subprocess.run([gxx, "-O2", dwarf, "-o", str(exe),
+                        str(ROOT / "tests/workloads/inlined.cpp")], check=True)
+        addrs = _text_range(exe)
+        inline.clear_caches()
+        lean = [inline.chain(str(exe), None, a) for a in addrs]
+        assert sum(1 for c in lean if c) > 50
+
+        def unsupported(*_args: object) -> list:
+            raise dwarfdies.Unsupported("forced")
+
+        inline.clear_caches()
+        with monkeypatch.context() as m:
+            m.setattr(inline, "_decode_lean", unsupported)
+            slow = [inline.chain(str(exe), None, a) for a in addrs]
+        assert lean == slow, dwarf
+    inline.clear_caches()
+
+
+def test_complete_aranges_answer_misses_without_scanning(tmp_path: Path) -> None:
+    """An address no unit covers (the PLT, _start of crt1 without DWARF) is answered from
+    .debug_aranges when every unit with code is listed there: no decoding of every unit."""
+    from stax.profile import srclines
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed")
+    exe = tmp_path / "spin"
+    subprocess.run([gcc, "-O2", "-g", "-gdwarf-5", "-o", str(exe),
+                    str(ROOT / "tests/workloads/spin.c")], check=True)
+    nm = subprocess.run(["nm", str(exe)], capture_output=True, text=True, check=True).stdout
+    start = next(int(line.split()[0], 16) for line in nm.splitlines()
+                 if line.endswith(" _start"))
+    df = srclines.dwarf_file(str(exe))
+    assert df is not None
+    with df.lock:
+        assert df.cu_offset_for(start) is None
+        if df.aranges is not None:
+            assert df.aranges_complete and df.cu_ranges is None

@@ -48,30 +48,8 @@ def decode_unit(dwarf: Any, cu_offset: int) -> LineTable | None:
     prog = dwarf.line_program_for_CU(cu)
     if prog is None:
         return None
-    top = cu.get_top_DIE()
-    try:
-        comp_dir = _text(top.attributes["DW_AT_comp_dir"].value)
-    except Exception:  # absent, or a string in a supplementary file
-        comp_dir = ""
-    header = prog.header
-    version = header["version"]
-    dirs = [_text(d) for d in header["include_directory"]]
-    entries = header["file_entry"]
-    names: list[str] = []
-    for fe in entries:
-        name = _text(fe.name)
-        d = fe.dir_index
-        # DWARF 5: directory 0 is the compilation directory, others are relative to it;
-        # before 5, directory 0 means the compilation directory and the list starts at 1
-        if version >= 5:
-            cdir = (dirs[0] if dirs else "") or comp_dir
-            base = cdir if d == 0 else (dirs[d] if d < len(dirs) else "")
-        else:
-            cdir = comp_dir
-            base = dirs[d - 1] if 0 < d <= len(dirs) else comp_dir
-        if base is not cdir and not os.path.isabs(base):
-            base = os.path.join(cdir, base)
-        names.append(os.path.normpath(os.path.join(base, name)))
+    version = prog.header["version"]
+    names = _file_names(prog, cu)
     shift = 0 if version >= 5 else 1  # DWARF < 5 numbers files from 1
     try:
         raw = run_line_program(prog, dwarf.config.little_endian)
@@ -104,6 +82,43 @@ def decode_unit(dwarf: Any, cu_offset: int) -> LineTable | None:
         files.append(fidx)
         lines.append(line)
     return LineTable(addrs, files, lines, names, firsts)
+
+
+def unit_file_names(dwarf: Any, cu_offset: int) -> tuple[list[str], int] | None:
+    """The file names of the line program of the unit at ``cu_offset`` (from its header only,
+    without running the program) and its DWARF version, or None when it has no line program."""
+    cu = dwarf.get_CU_at(cu_offset)
+    prog = dwarf.line_program_for_CU(cu)
+    if prog is None:
+        return None
+    return _file_names(prog, cu), int(prog.header["version"])
+
+
+def _file_names(prog: Any, cu: Any) -> list[str]:
+    top = cu.get_top_DIE()
+    try:
+        comp_dir = _text(top.attributes["DW_AT_comp_dir"].value)
+    except Exception:  # absent, or a string in a supplementary file
+        comp_dir = ""
+    header = prog.header
+    version = header["version"]
+    dirs = [_text(d) for d in header["include_directory"]]
+    names: list[str] = []
+    for fe in header["file_entry"]:
+        name = _text(fe.name)
+        d = fe.dir_index
+        # DWARF 5: directory 0 is the compilation directory, others are relative to it;
+        # before 5, directory 0 means the compilation directory and the list starts at 1
+        if version >= 5:
+            cdir = (dirs[0] if dirs else "") or comp_dir
+            base = cdir if d == 0 else (dirs[d] if d < len(dirs) else "")
+        else:
+            cdir = comp_dir
+            base = dirs[d - 1] if 0 < d <= len(dirs) else comp_dir
+        if base is not cdir and not os.path.isabs(base):
+            base = os.path.join(cdir, base)
+        names.append(os.path.normpath(os.path.join(base, name)))
+    return names
 
 
 def entries_rows(prog: Any) -> list[tuple[int, int, int]]:

@@ -68,6 +68,7 @@ class _DwarfFile:
         self.lock = threading.Lock()
         self.aranges: Any = None
         self.aranges_tried = False
+        self.aranges_complete = False  # every unit with code has its ranges there
         self.cu_ranges: list[tuple[int, int, int]] | None = None  # (lo, hi, cu offset)
 
     def close(self) -> None:
@@ -78,6 +79,9 @@ class _DwarfFile:
             self.aranges_tried = True
             try:
                 self.aranges = read_aranges(self.dwarf)
+                if self.aranges is not None:
+                    self.aranges_complete = _units_without_code(self.dwarf,
+                                                                set(self.aranges[2]))
             except Exception:
                 self.aranges = None
         if self.aranges is not None:
@@ -85,6 +89,8 @@ class _DwarfFile:
             i = bisect_right(starts, addr) - 1
             if i >= 0 and addr < ends[i]:
                 return offs[i]
+            if self.aranges_complete:
+                return None  # no unit covers it (PLT, _start, ...): no need to scan them all
         return self._scan_cus(addr)
 
     def _scan_cus(self, addr: int) -> int | None:
@@ -137,6 +143,19 @@ class _DwarfFile:
             while len(_TABLES) > _MAX_TABLES:
                 _TABLES.popitem(last=False)
         return table
+
+
+def _units_without_code(dwarf: Any, listed: set[int]) -> bool:
+    """Whether every unit missing from ``.debug_aranges`` has no code (no pc range on its top
+    DIE: the early-debug units of an LTO build, type-only units), so that an address it does not
+    cover is in no unit. Cheap next to ``_scan_cus``, which decodes every unit's line table."""
+    for cu in dwarf.iter_CUs():
+        if cu.cu_offset in listed:
+            continue
+        attrs = cu.get_top_DIE().attributes
+        if "DW_AT_low_pc" in attrs or "DW_AT_ranges" in attrs:
+            return False
+    return True
 
 
 def read_aranges(dwarf: Any) -> tuple[list[int], list[int], list[int]] | None:
