@@ -208,13 +208,19 @@ def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
 
 
 def timeline(p: Profile, flt: Filter, buckets: int = 100, per_thread: bool = False) -> dict:
-    """Samples per time bucket over the run, or over the filter's time range when it has one
-    (of one thread if the filter names one); ``per_thread`` adds the buckets of each thread."""
+    """Samples per time bucket over the run (to its last sample, off-CPU interval end or
+    wakeup), or over the filter's time range when it has one (of one thread if the filter
+    names one); ``per_thread`` adds the buckets of each thread."""
     import numpy as np
 
     _n, base, _stacks, _weights, tids, times = sample_columns(p)
     with p.lock:
         t1 = p.last_time
+    c = offviews.columns(p)  # the axis runs to the last event: sample, interval end, wakeup
+    if c["n"]:
+        t1 = max(t1, int((c["start"] + c["dur"]).max()))
+    if c["m"]:
+        t1 = max(t1, int(c["w_time"].max()))
     lo = flt.start_ns or 0
     hi = flt.end_ns if flt.end_ns is not None else max(lo + 1, t1 - base)
     span = max(1, hi - lo)
