@@ -84,7 +84,7 @@ export function setupStackChart() {
     const g = ev.target.closest(".sc-box");
     if (!g || !chart?.boxes) { tip.hidden = true; return; }
     const q = chart.boxes[Number(g.dataset.i)];
-    tip.textContent = `${q.func}\n${q.binary}\n${ms(q.end - q.start)} from ${fmtTime(q.start, 1e5)} · ${q.samples} samples`;
+    tip.innerHTML = [q.func, q.binary, `${ms(q.end - q.start)} from ${ms(q.start)} · ${q.samples} samples`].map(esc).join("<br>");
     tip.dataset.func = q.func; tip.hidden = false;
     tip.style.left = `${Math.min(ev.clientX + 12, innerWidth - 320)}px`; tip.style.top = `${ev.clientY + 14}px`;
   });

@@ -95,8 +95,8 @@ function readout(ev) {
   const k = Math.min(r.counts.length - 1, Math.floor((x / data.W) * r.counts.length));
   const lines = [`${fmtTime(t, (data.b - data.a) / 1000)} · ${r.name} (tid ${r.tid})`];
   if (v) {
-    lines.push(`blocked: ${v.reason} (${v.state}) for ${ms(v.duration_ns)} from ${fmtTime(v.start_ns, 1e5)}`);
-    if (v.wakeup) lines.push(`woken by ${v.wakeup.waker} (${v.wakeup.waker_tid}) at ${fmtTime(v.wakeup.time_ns, 1e5)}`);
+    lines.push(`blocked: ${v.reason} (${v.state}) for ${ms(v.duration_ns)} from ${ms(v.start_ns)}`);
+    if (v.wakeup) lines.push(`woken by ${v.wakeup.waker} (${v.wakeup.waker_tid}) at ${ms(v.wakeup.time_ns)}`);
   } else lines.push(r.counts[k] ? `running: ${r.counts[k]} samples in ${ms(data.tl.bucket_ns)}` : "no samples");
   return { r, t, v, text: lines.join("\n") };
 }
@@ -113,7 +113,7 @@ export function setupTracks(refresh) {
   el.addEventListener("mousemove", (ev) => {
     const h = start === null ? readout(ev) : null;
     if (!h) { tip.hidden = true; return; }
-    tip.textContent = h.text; tip.hidden = false;
+    tip.innerHTML = h.text.split("\n").map(esc).join("<br>"); tip.hidden = false;
     tip.dataset.tid = h.r.tid; tip.dataset.reason = h.v ? h.v.reason : "running";
     tip.style.left = `${Math.min(ev.clientX + 12, innerWidth - 320)}px`; tip.style.top = `${ev.clientY + 14}px`;
   });
