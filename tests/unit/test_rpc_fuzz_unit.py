@@ -25,7 +25,7 @@ from stax.server.subscriptions import PUSH
 PARAMS = ("pid", "argv", "frequency", "time_limit_ms", "dwarf_unwind", "daemon_socket", "run",
           "status", "for_samples", "for_seconds", "until_symbol", "timeout_ms", "path", "sort",
           "limit", "max_depth", "threshold_pct", "mode", "reason", "min_duration_ns", "stacks",
-          "bucket_ns", "inverted",
+          "bucket_ns", "inverted", "per_thread", "max_samples",
           "buckets", "target", "exact", "tid", "start_ns", "end_ns", "exclude", "interval_ms",
           "subscription", "window", "label", "wait_for_run_ms", "stopped_since_ns")
 

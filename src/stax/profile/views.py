@@ -212,20 +212,47 @@ def threads(p: Profile, flt: Filter, limit: int = 20) -> dict:
     return {"threads": total, "rows": rows}
 
 
-def timeline(p: Profile, flt: Filter, buckets: int = 100) -> dict:
-    """Samples per time bucket over the run (of one thread if the filter names one)."""
+def timeline(p: Profile, flt: Filter, buckets: int = 100, per_thread: bool = False) -> dict:
+    """Samples per time bucket over the run (to its last sample, off-CPU interval end or
+    wakeup), or over the filter's time range when it has one (of one thread if the filter
+    names one); ``per_thread`` adds the buckets of each thread."""
     import numpy as np
 
     _n, base, _stacks, _weights, tids, times = sample_columns(p)
     with p.lock:
         t1 = p.last_time
-    span = max(1, t1 - base)
+    c = offviews.columns(p)  # the axis runs to the last event: sample, interval end, wakeup
+    if c["n"]:
+        t1 = max(t1, int((c["start"] + c["dur"]).max()))
+    if c["m"]:
+        t1 = max(t1, int(c["w_time"].max()))
+    lo = flt.start_ns or 0
+    hi = flt.end_ns if flt.end_ns is not None else max(lo + 1, t1 - base)
+    span = max(1, hi - lo)
     width = max(1, -(-span // buckets))
+    keep = times >= base + lo
+    if flt.end_ns is not None:
+        keep &= times < base + hi
     if flt.tid is not None:
-        times = times[tids == flt.tid]
-    idx = np.minimum((times - base) // width, buckets - 1)
+        keep &= tids == flt.tid
+    times, tids = times[keep], tids[keep]
+    idx = np.minimum((times - base - lo) // width, buckets - 1)
     counts = np.bincount(idx, minlength=buckets)
-    return {"start_ns": 0, "bucket_ns": int(width), "counts": [int(c) for c in counts]}
+    res: dict = {"start_ns": int(lo), "bucket_ns": int(width), "counts": [int(c) for c in counts]}
+    if per_thread:
+        with p.lock:  # every thread recorded, sampled or not (a sleeper shows as a track too)
+            names = {tid: th.name for tid, th in p.threads.items()}
+        every = set(names) | set(np.unique(tids).tolist())
+        if flt.tid is not None:
+            every = {flt.tid}
+        rows = []
+        for tid in sorted(every):
+            c = np.bincount(idx[tids == tid], minlength=buckets)
+            rows.append({"tid": int(tid), "name": names.get(int(tid), "?"),
+                         "samples": int(c.sum()), "counts": [int(x) for x in c]})
+        rows.sort(key=lambda r: (-r["samples"], r["tid"]))
+        res["threads"] = rows
+    return res
 
 
 def find_symbol(p: Profile, needle: str, start: int = 0) -> tuple[str | None, int]:

@@ -16,6 +16,8 @@ import { setupHelp } from "./help.js";
 import { setupFlameKeys } from "./flamekeys.js";
 import { refreshCallTree, renderCallTree, setupCallTree } from "./calltree.js";
 import { refreshButterfly, setupButterfly } from "./butterfly.js";
+import { fetchTracks, renderTracks, setupTracks } from "./tracks.js";
+import { fetchStackChart, renderStackChart, setupStackChart } from "./stackchart.js";
 
 // --- refresh: coalesced, one at a time ---------------------------------------------------------
 
@@ -42,18 +44,21 @@ async function refreshOnce() {
   const p = scopeParams();
   const tl = { run: S.run.id, buckets: 200 };
   if (S.tid !== null) tl.tid = S.tid;
-  const [flame, top, threads, timeline, wakers, intervals] = await Promise.all([
+  if (S.view) { tl.start_ns = Math.floor(S.view[0]); tl.end_ns = Math.ceil(S.view[1]); }
+  const [flame, top, threads, timeline, wakers, intervals, tracks] = await Promise.all([
     rpc.call("flamegraph", { ...p, mode: S.mode, threshold_pct: 0.05 }).catch((e) => ({ error: e })),
     rpc.call("top", { ...p, sort: "total", limit: 0 }),  // every function: sorted on the page
     rpc.call("threads", { ...p, tid: undefined, limit: 0 }),  // the range scopes it, not the thread
     rpc.call("timeline", tl),
     fetchWakers(p),
     fetchIntervals(p),
+    fetchTracks(),
   ]);
   S.run = top.run || S.run;
   S.flame = flame; S.top = top; S.threads = threads; S.timeline = timeline;
   renderStatus(); renderScope(); renderTimeline(); renderFlame(); renderTop(); renderThreads();
-  renderWakers(wakers); renderIntervals(intervals);
+  renderWakers(wakers); renderIntervals(intervals); renderTracks(tracks);
+  renderStackChart(await fetchStackChart());  // its default thread: the busiest in `threads`
   await Promise.all([refreshAnnotate(false), refreshCallTree(p), refreshButterfly(false)]);
   stats.renders++;
   if (stats.firstRenderMs === null) stats.firstRenderMs = performance.now();
@@ -160,7 +165,7 @@ function setupKeys() {
     if (secs) params.time_limit_ms = Math.round(secs * 1000);
     try {
       await rpc.call("start_attach", params);
-      S.runId = null; S.tid = null; S.range = null; S.zoom = []; S.selFunc = null;
+      S.runId = null; S.tid = null; S.range = null; S.view = null; S.zoom = []; S.selFunc = null;
       refresh();
     } catch (e) { msg.textContent = e.message; }
   });
@@ -170,7 +175,7 @@ function setupKeys() {
   });
   $("#run-picker").addEventListener("change", (ev) => {
     S.runId = ev.target.value === "" ? null : Number(ev.target.value);
-    S.tid = null; S.range = null; S.zoom = []; S.selFunc = null;
+    S.tid = null; S.range = null; S.view = null; S.zoom = []; S.selFunc = null;
     refresh();
   });
 }
@@ -189,6 +194,8 @@ rpc.onState = async (up, retryMs) => {
   refresh();
 };
 setupBrush(refresh);
+setupTracks(refresh);
+setupStackChart();
 // a function selected in one panel: the others show it (annotate, callers/callees)
 const selected = () => { renderScope(); renderTop(); renderFlame(); renderCallTree(); refreshAnnotate(true); refreshButterfly(true); };
 setupFlame({ refresh, selected });

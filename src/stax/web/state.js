@@ -7,6 +7,7 @@ export const S = {
   run: null,          // run summary being shown
   tid: null,          // thread scope
   range: null,        // [start_ns, end_ns] relative to the run's first sample
+  view: null,         // [start_ns, end_ns] the time axis is zoomed to (null: the whole run)
   mode: "cpu",        // flamegraph mode
   sort: "self",       // top-table column, and its direction (1 up, -1 down, null: the column's default)
   sortDir: null,

@@ -4,6 +4,7 @@
 
 import { $, S } from "./state.js";
 import { esc, ms, secs } from "./format.js";
+import { tickSvg } from "./axis.js";
 
 // the selected thread ran not at all in the scope: say where its time went instead of empty bars
 function renderNote() {
@@ -18,9 +19,9 @@ function renderNote() {
 }
 
 // a vertical line and its label for each mark inside the drawn span
-function markLines(marks, span, W, H) {
-  return (marks || []).filter((m) => m.time_ns >= 0 && m.time_ns <= span).map((m) => {
-    const x = ((m.time_ns / span) * W).toFixed(2), end = x > W * 0.85;
+function markLines(marks, t0, span, W, H) {
+  return (marks || []).filter((m) => m.time_ns >= t0 && m.time_ns <= t0 + span).map((m) => {
+    const x = (((m.time_ns - t0) / span) * W).toFixed(2), end = x > W * 0.85;
     return `<g class="mark" data-label="${esc(m.label)}"><title>${esc(m.label)} at ${secs(m.time_ns)}</title>` +
       `<line x1="${x}" x2="${x}" y1="0" y2="${H - 12}"></line>` +
       `<text x="${end ? x - 3 : Number(x) + 3}" y="10"${end ? ' text-anchor="end"' : ""}>${esc(m.label)}</text></g>`;
@@ -36,15 +37,15 @@ export function renderTimeline() {
   const n = t.counts.length, max = Math.max(1, ...t.counts);
   const W = 1000, H = 90, bw = W / n;
   const bars = t.counts.map((c, i) => c ? `<rect class="bar" x="${(i * bw).toFixed(2)}" y="${(H - 14 - (c / max) * (H - 18)).toFixed(2)}" width="${Math.max(bw - 0.5, 0.5).toFixed(2)}" height="${((c / max) * (H - 18)).toFixed(2)}"></rect>` : "").join("");
-  const span = t.bucket_ns * n;
+  const span = t.bucket_ns * n, t0 = t.start_ns || 0;
   let brush = "";
   if (S.range) {
-    const x0 = (S.range[0] / span) * W, x1 = (S.range[1] / span) * W;
-    brush = `<rect class="brush" x="${x0}" y="0" width="${Math.max(1, x1 - x0)}" height="${H - 12}"></rect>`;
+    const x0 = Math.max(0, ((S.range[0] - t0) / span) * W), x1 = Math.min(W, ((S.range[1] - t0) / span) * W);
+    if (x1 > x0) brush = `<rect class="brush" x="${x0}" y="0" width="${Math.max(1, x1 - x0)}" height="${H - 12}"></rect>`;
   }
   const none = t.counts.some((c) => c) ? "" : `<text class="axis" x="${W / 2}" y="${H / 2}" text-anchor="middle">no on-CPU samples in this scope</text>`;
-  const axis = `${none}<text class="axis" x="2" y="${H - 2}">0 s</text><text class="axis" x="${W - 2}" y="${H - 2}" text-anchor="end">${secs(span)}</text>`;
-  const marks = markLines(t.marks, span, W, H);
+  const axis = `${none}${tickSvg(t0, t0 + span, W, H)}<text class="axis" x="${W - 2}" y="${H - 2}" text-anchor="end">${secs(t0 + span)}</text>`;
+  const marks = markLines(t.marks, t0, span, W, H);
   el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none">${bars}${brush}${marks}${axis}</svg>`;
   el.dataset.span = span;
 }
@@ -76,8 +77,8 @@ export function setupBrush(refresh) {
     const f = frac(ev), a = Math.min(start, f), b = Math.max(start, f);
     start = null; rect = null; brushing = false;
     if (b - a < 0.005) return;  // a click, not a drag
-    const span = S.timeline.bucket_ns * S.timeline.counts.length;
-    S.range = [a * span, b * span];
+    const span = S.timeline.bucket_ns * S.timeline.counts.length, t0 = S.timeline.start_ns || 0;
+    S.range = [t0 + a * span, t0 + b * span];
     refresh();
   });
   el.addEventListener("dblclick", () => { S.range = null; refresh(); });

@@ -43,4 +43,5 @@ class Handlers(Lifecycle, Queries, Archives, Marks):
             "mark": self.h_mark,
             "stalls": self.h_stalls,
             "neighbors": self.h_neighbors,
+            "samples": self.h_samples,
         }

@@ -1,6 +1,6 @@
 """RPC handlers that read a run's tables: top, flamegraph, threads, intervals, wakers,
-timeline, annotate, stalls, neighbors. Each reads its parameters, then runs the view on a worker
-thread."""
+timeline, samples, annotate, stalls, neighbors. Each reads its parameters, then runs the view on
+a worker thread."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from stax.server import params as P
 from stax.server.handlers.base import Base
 
 MAX_BUCKETS = 10_000
+MAX_SAMPLES = 100_000  # samples one `samples` reply carries at most (more are thinned)
 MAX_TREE_DEPTH = 400  # flamegraph levels sent (a reply stays well inside JSON nesting limits)
 
 
@@ -78,9 +79,16 @@ class Queries(Base):
 
     async def h_timeline(self, params: dict[str, Any]) -> Any:
         buckets = P.integer(params, "buckets", 100, lo=1, hi=MAX_BUCKETS)
-        res = await self._query(params, views.timeline, buckets)
+        per_thread = P.boolean(params, "per_thread", False)
+        res = await self._query(params, views.timeline, buckets, per_thread)
         res["marks"] = res["run"].get("marks") or []
         return res
+
+    async def h_samples(self, params: dict[str, Any]) -> Any:
+        from stax.profile import samples
+
+        most = P.integer(params, "max_samples", samples.DEFAULT_MAX, lo=1, hi=MAX_SAMPLES)
+        return await self._query(params, samples.samples, most)
 
     async def h_annotate(self, params: dict[str, Any]) -> Any:
         from stax.profile import annotate
