@@ -106,6 +106,7 @@ def test_query_commands_escape_what_the_server_sends(
         for name in ("query", "call"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, answer)
+    monkeypatch.setattr(common, "query", answer)  # what query_text asks
     args = argparse.Namespace(json=False, run=None, tid=None, n=20, sort="self", depth=12,
                               threshold_pct=1.0, mode="cpu", window=None,
                               no_inline=False, inverted=False)

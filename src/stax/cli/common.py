@@ -85,6 +85,20 @@ def query(method: str, as_json: bool, **params: Any) -> Any:
             die(f"lost the connection to stax-server: {e}")
 
 
+def query_text(method: str, as_json: bool, **params: Any) -> Any:
+    """``query`` for a command that prints text: None when there is nothing more to print (no
+    run at all, or ``--json``, which this prints); otherwise the result, its note printed."""
+    res = query(method, as_json, **params)
+    if res is None:
+        return None
+    if as_json:
+        print_json(res)
+        return None
+    if res.get("note"):
+        out(f"({esc(res['note'])})")
+    return res
+
+
 def print_json(obj: Any) -> None:
     from stax.protocol import dumps
 

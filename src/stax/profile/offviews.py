@@ -95,7 +95,7 @@ def per_thread(p: Profile, flt: Filter | None = None,
     return out
 
 
-def _frames(p: Profile, sid: int, limit: int = 64) -> list[dict[str, str]]:
+def stack_frames(p: Profile, sid: int, limit: int = 64) -> list[dict[str, str]]:
     """The frames of a stack, leaf first."""
     out = []
     while sid >= 0 and len(out) < limit:
@@ -160,7 +160,7 @@ def intervals(p: Profile, flt: Filter, limit: int = 100, reason: str | None = No
                              # from the wakeup to running again: waiting for a CPU
                              "runnable_ns": max(0, end - wt)}
         if stacks:
-            row["stack"] = _frames(p, int(c["stack"][i]))
+            row["stack"] = stack_frames(p, int(c["stack"][i]))
         rows.append(row)
     return {"intervals": int(len(idx)), "offcpu_ns": total_ns,
             "by_reason": dict(sorted(by_reason.items(), key=lambda kv: -kv[1])), "rows": rows}
@@ -212,6 +212,6 @@ def wakers(p: Profile, flt: Filter, limit: int = 20) -> dict:
         rows.append({"waker_tid": a, "waker": waker_name(names, a),
                      "waker_pid": pids.get(a), "wakee_tid": b, "wakee": names.get(b, OUTSIDE),
                      "wakee_pid": pids.get(b), "wakeups": n, "ended_intervals": n_ended,
-                     "blocked_ns": blocked, "stack": _frames(p, hot), "stack_wakeups": st[hot]
+                     "blocked_ns": blocked, "stack": stack_frames(p, hot), "stack_wakeups": st[hot]
                      if st else 0})
     return {"edges": total, "wakeups": m, "rows": rows}

@@ -214,11 +214,4 @@ def _names(p: Profile) -> dict[int, str]:
         return {tid: th.name for tid, th in p.threads.items()}
 
 
-def frames(p: Profile, sid: int, limit: int = 64) -> list[dict[str, str]]:
-    """The frames of a stack, leaf first."""
-    out = []
-    while sid >= 0 and len(out) < limit:
-        f = p.funcs[p.func_of_frame(p.stack_frame[sid])]
-        out.append({"func": f.name, "binary": f.binary})
-        sid = p.stack_parent[sid]
-    return out
+frames = offviews.stack_frames  # the frames of a stack, leaf first

@@ -24,8 +24,7 @@ from stax.cli.common import (
     no_samples_hint,
     none_line,
     out,
-    print_json,
-    query,
+    query_text,
 )
 from stax.limits import MAX_COUNT
 
@@ -65,16 +64,12 @@ def cmd_flame(args: argparse.Namespace) -> int:
         die("-d/--depth must be >= 1")
     if args.threshold_pct < 0 or args.threshold_pct > 100:
         die("--threshold-pct must be between 0 and 100")
-    res = query("flamegraph", args.json, run=args.run, tid=args.tid, max_depth=args.depth,
-                threshold_pct=args.threshold_pct, mode=args.mode, window=args.window,
-                no_inline=args.no_inline or None, inverted=args.inverted or None)
+    res = query_text("flamegraph", args.json, run=args.run, tid=args.tid,
+                     max_depth=args.depth, threshold_pct=args.threshold_pct, mode=args.mode,
+                     window=args.window, no_inline=args.no_inline or None,
+                     inverted=args.inverted or None)
     if res is None:
         return 0
-    if args.json:
-        print_json(res)
-        return 0
-    if res.get("note"):
-        out(f"({esc(res['note'])})")
     if not res["total_samples"]:
         if args.mode == "offcpu":
             if not res.get("note"):

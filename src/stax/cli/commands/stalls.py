@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from stax.cli.command import Command, count_arg, float_in, json_flag, run_arg, tid_arg, window_flag
-from stax.cli.common import esc, header, none_line, out, print_json, query
+from stax.cli.common import esc, header, none_line, out, query_text
 from stax.limits import MAX_SECONDS
 
 REASONS = ("idle", "lock", "sem", "ipc", "ioR", "ioW", "ready", "sleep", "conn", "other", "gap")
@@ -54,16 +54,11 @@ def _histogram(h: dict[str, Any]) -> list[str]:
 
 def cmd_stalls(args: argparse.Namespace) -> int:
     bucket_ns = round(args.bucket_ms * 1e6) if args.bucket_ms is not None else None
-    res = query("stalls", args.json, run=args.run, tid=args.tid, window=args.window, limit=args.n,
-                min_duration_ns=round(args.min_ms * 1e6), bucket_ns=bucket_ns or None,
-                reason=args.reason)
+    res = query_text("stalls", args.json, run=args.run, tid=args.tid, window=args.window,
+                     limit=args.n, min_duration_ns=round(args.min_ms * 1e6),
+                     bucket_ns=bucket_ns or None, reason=args.reason)
     if res is None:
         return 0
-    if args.json:
-        print_json(res)
-        return 0
-    if res.get("note"):
-        out(f"({esc(res['note'])})")
     if not res["stalls"]:
         out(none_line(f"stalls of {args.min_ms:g} ms or more", args.tid))
     else:

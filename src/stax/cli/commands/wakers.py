@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from stax.cli.command import Command, count_arg, json_flag, run_arg, tid_arg, window_flag
-from stax.cli.common import esc, header, none_line, out, print_json, query
+from stax.cli.common import esc, header, none_line, out, query_text
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
@@ -26,15 +26,10 @@ def _stack_line(frames: list[dict[str, Any]], depth: int = 6) -> str:
 
 
 def cmd_wakers(args: argparse.Namespace) -> int:
-    res = query("wakers", args.json, run=args.run, tid=args.tid, limit=args.n,
-                window=args.window)
+    res = query_text("wakers", args.json, run=args.run, tid=args.tid, limit=args.n,
+                     window=args.window)
     if res is None:
         return 0
-    if args.json:
-        print_json(res)
-        return 0
-    if res.get("note"):
-        out(f"({esc(res['note'])})")
     if not res["rows"]:
         if not res.get("note"):
             out(none_line("wakeups recorded", args.tid))
