@@ -154,6 +154,7 @@ class WebUI:
         app.router.add_get("/", self._index)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/static/{name}", self._static)
+        app.router.add_get("/export", self._export)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await self._runner.setup()
@@ -252,6 +253,11 @@ class WebUI:
         res.headers["Cache-Control"] = "no-store"
         self._add_token(res, _STATIC_REF)  # the page's own files need the token too
         return res
+
+    async def _export(self, request: web.Request) -> web.StreamResponse:
+        from stax.server.webexport import export_response
+
+        return await export_response(request, self.handle_line)
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

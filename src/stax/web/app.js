@@ -18,6 +18,9 @@ import { refreshCallTree, renderCallTree, setupCallTree } from "./calltree.js";
 import { refreshButterfly, setupButterfly } from "./butterfly.js";
 import { fetchTracks, renderTracks, setupTracks } from "./tracks.js";
 import { fetchStackChart, renderStackChart, setupStackChart } from "./stackchart.js";
+import { setupSearch } from "./search.js";
+import { setupUrlState } from "./urlstate.js";
+import { setupControls } from "./controls.js";
 
 // --- refresh: coalesced, one at a time ---------------------------------------------------------
 
@@ -141,7 +144,7 @@ function setupKeys() {
     if (ev.key === "/" && !inInput) { ev.preventDefault(); $("#search").focus(); $("#search").select(); return; }
     if (ev.key !== "Escape") return;
     if (ev.target === $("#search") && S.search) {
-      $("#search").value = ""; S.search = ""; $("#search").blur(); renderFlame(); return;
+      $("#search").value = ""; S.search = ""; $("#search").blur(); renderFlame(); renderTop(); renderCallTree(); return;
     }
     if (S.zoom.length) { S.zoom = []; renderFlame(); renderScope(); return; }
     if (S.range) { S.range = null; refresh(); }
@@ -182,7 +185,11 @@ function setupKeys() {
 
 // --- start -------------------------------------------------------------------------------------
 
-rpc.onEvent = (msg) => { if (msg.event === "update") { stats.updates++; refresh(); } };
+rpc.onEvent = (msg) => {
+  if (msg.event !== "update") return;
+  stats.updates++;
+  if (S.paused) stats.skipped = (stats.skipped || 0) + 1; else refresh();
+};
 rpc.onState = async (up, retryMs) => {
   $("#conn").className = `conn ${up ? "up" : "down"}`;
   $("#conn").dataset.state = up ? "connected" : "disconnected";
@@ -207,4 +214,7 @@ setupAnnotate();
 setupHelp();
 setupFlameKeys(renderFlame);
 setupKeys();
+setupSearch(() => { renderFlame(); renderTop(); renderCallTree(); });
+setupControls({ refresh });
+setupUrlState({ refresh });
 rpc.connect();

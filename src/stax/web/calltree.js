@@ -10,6 +10,7 @@ import { rpc } from "./api.js";
 import { $, S } from "./state.js";
 import { esc, keyOf, ms, pct } from "./format.js";
 import { binaryChip } from "./colors.js";
+import { matcher } from "./search.js";
 
 const SEP = "\u0001";          // joins the frame keys of a row's path
 const AUTO_DEPTH = 12;         // how deep the hottest path opens on first show
@@ -56,6 +57,23 @@ function autoExpand(roots) {
   }
 }
 
+// with a search: the rows that match, and (opened) the rows on the way to them
+function pruned(nodes, mt) {
+  const out = [];
+  for (const n of nodes) {
+    if (mt.test(n.func)) { out.push(n); continue; }
+    const kids = pruned(n.children || [], mt);
+    if (kids.length) out.push({ ...n, children: kids, hidden: null, onPath: true });
+  }
+  return out;
+}
+
+export const isInverted = () => T.inverted;
+export function setInverted(v) {
+  if (T.inverted === !!v) return;
+  T.inverted = !!v; T.touched = false; T.focus = null; T.tree = null;
+}
+
 function flatten(roots) {
   const rows = [];
   const walk = (nodes, parent, depth, hidden) => {
@@ -64,7 +82,7 @@ function flatten(roots) {
       const key = pathKey(parent, n);
       const kids = n.children?.length > 0 || !!n.hidden;
       rows.push({ node: n, key, parent, depth, kids });
-      if (kids && T.expanded.has(key)) walk(n.children || [], key, depth + 1, n.hidden);
+      if (kids && (n.onPath || T.expanded.has(key))) walk(n.children || [], key, depth + 1, n.hidden);
     }
     if (hidden?.nodes && rows.length < MAX_ROWS) {
       rows.push({ hidden, key: `${parent}${SEP}[hidden]`, parent, depth, kids: false });
@@ -84,8 +102,9 @@ export function renderCallTree() {
     info.textContent = "";
     return;
   }
-  const roots = t.roots || [];
-  autoExpand(roots);
+  const mt = matcher();
+  const roots = mt ? pruned(t.roots || [], mt) : t.roots || [];
+  if (!mt) autoExpand(roots);
   T.rows = flatten(roots);
   info.textContent = `${T.inverted ? "inverted: roots are the running functions, children their callers" : "roots are the outermost frames"} · ${ms(t.total_ns)}`;
   if (!T.rows.length) {
@@ -154,8 +173,7 @@ function select(i) {
 export function setupCallTree(on) {
   onSel = on.selected;
   $("#calltree-invert").addEventListener("change", (ev) => {
-    T.inverted = ev.target.checked;
-    T.touched = false; T.focus = null; T.tree = null;
+    setInverted(ev.target.checked);
     renderCallTree();
     on.refresh();
   });

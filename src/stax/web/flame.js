@@ -3,6 +3,7 @@
 
 import { $, S } from "./state.js";
 import { esc, keyOf, ms, pct } from "./format.js";
+import { matcher } from "./search.js";
 import { blockedReason, frameColor, legendHtml, reasonColor, reasonLegendHtml } from "./colors.js";
 
 // a frame's colour: its binary's hue; outside on-CPU mode a mostly-blocked frame takes the colour
@@ -45,11 +46,11 @@ export function renderFlame() {
   if (path.length !== S.zoom.length) S.zoom = path.map(keyOf);
   const W = el.clientWidth || 1000;
   const out = [];
-  const q = S.search.toLowerCase();
+  const mt = matcher(), q = !!mt;
   let matchW = 0, matches = 0;
   const sel = S.selFunc ? `${S.selFunc.func}\u0000${S.selFunc.binary}` : null;
   const frame = (n, x, w, depth, isRoot, pathIdx) => {
-    const m = q && n.func.toLowerCase().includes(q);
+    const m = q && mt.test(n.func);
     const cls = ["frame"];
     if (isRoot) cls.push("root");
     if (m) cls.push("match");
@@ -77,7 +78,7 @@ export function renderFlame() {
     (n.children || []).forEach((c, i) => { walk(c, cx, depth + 1, inMatch || m, `${id}.${i}`); cx += weightOf(c) * scale; });
   };
   let cx = 0;
-  (node.children || []).forEach((c, i) => { walk(c, cx, base, nodes.some((z) => q && z.func.toLowerCase().includes(q)), `c${i}`); cx += weightOf(c) * scale; });
+  (node.children || []).forEach((c, i) => { walk(c, cx, base, nodes.some((z) => q && mt.test(z.func)), `c${i}`); cx += weightOf(c) * scale; });
   el.innerHTML = out.join("");
   const inView = node === allNode ? roots : [node];
   $("#flame-legend").innerHTML = S.flame.mode === "cpu" || !S.flame.mode ? legendHtml(inView, weightOf)
@@ -85,7 +86,7 @@ export function renderFlame() {
   el.style.height = `${maxDepth * FRAME_H + 2}px`;
   el.classList.toggle("searching", !!q);
   el.dataset.zoom = S.zoom.length ? S.zoom[S.zoom.length - 1].split("\u0000")[0] : "";
-  $("#search-info").textContent = q ? `${matches} frames, ${pct((100 * matchW) / Math.max(1, total))} of the time` : "";
+  $("#search-info").textContent = mt?.error ? `bad regex: ${mt.error}` : q ? `${matches} frames, ${pct((100 * matchW) / Math.max(1, total))} of the time` : "";
   // the node objects behind each element, for hover and click
   el._nodes = { all: allNode, path, zoomed: node };
 }
@@ -155,5 +156,4 @@ export function setupFlame(on) {
   for (const b of document.querySelectorAll(".modes button")) {
     b.addEventListener("click", () => { S.mode = b.dataset.mode; S.zoom = []; on.refresh(); });
   }
-  $("#search").addEventListener("input", (ev) => { S.search = ev.target.value; renderFlame(); });
 }

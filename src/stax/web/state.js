@@ -13,6 +13,9 @@ export const S = {
   sortDir: null,
   zoom: [],           // path of frame keys from the root to the zoomed node
   search: "",
+  searchRegex: false, // the search is a regular expression
+  searchCase: false,  // the search is case-sensitive
+  paused: false,      // live updates paused (the page does not re-query on "update" events)
   selFunc: null,      // {func, binary} for the annotate pane
   flame: null, top: null, threads: null, timeline: null,
   annotateKey: null, annotateAt: 0,

@@ -5,6 +5,7 @@
 import { $, S } from "./state.js";
 import { esc, keyOf, ms, pct } from "./format.js";
 import { binaryChip } from "./colors.js";
+import { matcher } from "./search.js";
 
 const SHOW_FIRST = 200;
 // column key -> how a row compares; numbers sort descending first, names ascending first
@@ -47,13 +48,16 @@ export function renderTop() {
     body.innerHTML = `<tr class="empty"><td colspan="7" class="muted">no on-CPU samples in this scope${off}</td></tr>`;
     return;
   }
-  const rows = sortedRows();
+  const mt = matcher();
+  const rows = mt ? sortedRows().filter((r) => mt.test(r.func)) : sortedRows();
+  $("#top").dataset.filtered = mt ? String(rows.length) : "";
   const shown = showAll ? rows : rows.slice(0, SHOW_FIRST);
   S.topShown = shown;
   if (shown.length < rows.length) {
     more.hidden = false;
     more.textContent = `showing ${shown.length} of ${rows.length} functions — show all`;
   }
+  if (mt && !rows.length) { body.innerHTML = `<tr class="empty"><td colspan="7" class="muted">no function matches the search</td></tr>`; return; }
   body.innerHTML = shown.map((r, i) => `<tr data-i="${i}" tabindex="${i === 0 ? 0 : -1}" class="${sel === keyOf(r) ? "selected" : ""}">` +
     `<td class="num">${ms(r.self_ns)}</td><td class="num">${pct(r.self_pct)}</td>` +
     `<td class="num">${ms(r.total_ns)}</td><td class="num">${pct(r.total_pct)}</td>` +
