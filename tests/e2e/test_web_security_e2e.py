@@ -161,7 +161,7 @@ def test_loopback_endpoint_refuses_another_user(stax: Stax, user: User) -> None:
     assert probe(url, "/static/app.js") == "200"
     assert probe(url, "/ws", *WS_HEADERS, f"Origin: {origin}") == "101"
     # the second user gets nothing: no page, no static file, no unknown path, no WebSocket
-    for path in ("/", "/static/app.js", "/static/style.css", "/nope"):
+    for path in ("/", "/static/app.js", "/static/style.css", "/nope", "/export?format=folded"):
         assert probe(url, path, user=user) == "403", path
     assert probe(url, "/ws", *WS_HEADERS, f"Origin: {origin}", user=user) == "403"
     log = (stax.tmp / "server.log").read_text()
@@ -216,7 +216,7 @@ def test_wildcard_bind_needs_the_token(stax: Stax, user: User) -> None:
     assert stat.S_IMODE(tf.stat().st_mode) == 0o600
     origin = f"http://127.0.0.1:{port}"
     # no token or a wrong one: 403 for everyone, the owner included, on every route
-    for path in ("/", "/static/app.js", "/static/api.js", "/nope"):
+    for path in ("/", "/static/app.js", "/static/api.js", "/nope", "/export?format=folded"):
         assert probe(url, path) == "403", path
         assert probe(url, path, host=f"127.0.0.1:{port}") == "403", path
     assert probe(url, "/?token=" + "x" * len(token)) == "403"
@@ -229,6 +229,7 @@ def test_wildcard_bind_needs_the_token(stax: Stax, user: User) -> None:
         assert r.headers["Cache-Control"] == "no-store"
     assert f'src="/static/app.js?token={token}"' in page
     assert probe(url, f"/static/app.js?token={token}") == "200"
+    assert probe(url, f"/export?format=folded&token={token}") == "404"  # past the guard: no run
     assert probe(url, "/static/app.js", f"Authorization: Bearer {token}") == "200"
     # the page's script imports its sibling modules by relative URL: each import carries it too
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/app.js?token={token}",
