@@ -1,8 +1,9 @@
 """Python frames in native samples: for a sample of the CPython process a PythonWatch reads,
 the thread's Python stack nearest in time replaces the ``_PyEval_EvalFrameDefault``
 activations of its native stack (stax.pystacks.merge). A Python frame is interned as a frame of
-a pseudo-binary, its ``.py`` file (no build-id), at its line, named by its qualname directly
-(the ELF symbolizer never sees it). Counted in the profile's counts: ``python_running``
+a pseudo-binary, its ``.py`` file (no build-id), at (function id << 32 | line), named by its
+qualname directly (the ELF symbolizer never sees it). Counted in the profile's counts:
+``python_running``
 (samples whose native stack runs the interpreter), ``python_samples`` (merged),
 ``python_mismatches`` (the two views disagree: native frames kept), ``python_misses`` (no
 snapshot close enough: native frames kept)."""
@@ -119,16 +120,18 @@ class PyMerge:
         if fid is not None:
             return fid
         bid = t.binary_id(f.filename, None, self.pid)
-        fid = t.frame_id(bid, max(0, line))
+        fkey = (f.filename, f.qualname, f.firstlineno)
+        with t.sym_lock:
+            func = self._funcs.get(fkey)
+            if func is None:
+                func = self._funcs[fkey] = len(t.funcs)
+                t.funcs.append(Func(f.qualname, os.path.basename(f.filename) or f.filename,
+                                    f.filename, 0, 0, True))
+        # the offset in the .py pseudo-binary: the function's id above the line, so two
+        # functions running on one line (a lambda and its caller) stay two frames
+        fid = t.frame_id(bid, (func << 32) | (max(0, line) & 0xFFFFFFFF))
         if t.frame_func[fid] < 0:
-            fkey = (f.filename, f.qualname, f.firstlineno)
-            with t.sym_lock:
-                func = self._funcs.get(fkey)
-                if func is None:
-                    func = self._funcs[fkey] = len(t.funcs)
-                    t.funcs.append(Func(f.qualname, os.path.basename(f.filename) or f.filename,
-                                        f.filename, 0, 0, True))
-                t.frame_func[fid] = func
+            t.frame_func[fid] = func
         self._frames[key] = fid
         return fid
 
