@@ -70,3 +70,10 @@ def test_no_python_records_native_frames_only(stax: Stax) -> None:
     diag = stax("diagnose", "--json", check=True).json()
     assert "python" not in diag["run"]
     assert "  python: " not in stax("diagnose", check=True).out
+
+
+def test_native_target_gets_no_python_section(stax: Stax, workloads: dict[str, Path]) -> None:
+    stax("record", "--", str(workloads["split"]), "300", check=True)
+    diag = stax("diagnose", "--json", check=True).json()
+    assert "python" not in diag["run"]
+    assert not [k for k in diag["run"]["records"] if k.startswith("python_")]

@@ -134,7 +134,7 @@ def _python_section(p: Profile, counts: dict[str, Any],
     """``python``: the CPython interpreter found and how its stacks merged (stax.profile
     .pymerge); absent for a run that read no Python stacks."""
     py = p.python
-    if py is None:
+    if py is None or not py.watch.relevant():
         old = stored.get("python")
         return {"python": old} if isinstance(old, dict) else {}
     from stax.profile.pymerge import COUNTS

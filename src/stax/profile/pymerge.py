@@ -3,8 +3,7 @@ the thread's Python stack nearest in time replaces the ``_PyEval_EvalFrameDefaul
 activations of its native stack (stax.pystacks.merge). A Python frame is interned as a frame of
 a pseudo-binary, its ``.py`` file (no build-id), at (function id << 32 | line), named by its
 qualname directly (the ELF symbolizer never sees it). Counted in the profile's counts:
-``python_running``
-(samples whose native stack runs the interpreter), ``python_samples`` (merged),
+``python_running`` (samples whose native stack runs the interpreter), ``python_samples`` (merged),
 ``python_mismatches`` (the two views disagree: native frames kept), ``python_misses`` (no
 snapshot close enough: native frames kept)."""
 

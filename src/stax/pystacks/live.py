@@ -11,6 +11,7 @@ import threading
 import time
 
 from stax.pystacks.locate import Interpreter
+from stax.pystacks.reader import NO_INTERPRETER
 from stax.pystacks.sampler import PyStackSampler
 
 __all__ = ["MAX_HZ", "PythonWatch", "looks_like_python"]
@@ -42,6 +43,8 @@ class PythonWatch:
         self.version: str | None = None
         self.problem: str | None = None
         self.started_ns = 0
+        self._wait_for_exec = wait_for_exec
+        self._no_interpreter = False
         self._trigger = threading.Event()
         self._stop = threading.Event()
         if not wait_for_exec:
@@ -73,7 +76,8 @@ class PythonWatch:
         from stax.pystacks.reader import NotPythonError, PyStackReader
 
         reader = None
-        for _ in range(_TRIES):
+        # an attached process has its interpreter mapped already (or has none)
+        for _ in range(_TRIES if self._wait_for_exec else 3):
             if self._stop.is_set():
                 return
             try:
@@ -81,6 +85,7 @@ class PythonWatch:
                 break
             except NotPythonError as e:
                 self.problem = str(e)
+                self._no_interpreter = e.args[0].endswith(NO_INTERPRETER)
             except OSError as e:
                 self.problem = f"cannot read process {self.pid}: {e.strerror or e}"
             self._stop.wait(_RETRY_S)
@@ -100,6 +105,13 @@ class PythonWatch:
         if self.sampler is not None:
             self.sampler.stop()
             self.sampler.reader.close()
+
+    def relevant(self) -> bool:
+        """An interpreter was found, or one was there that could not be read (a version
+        without a layout, memory not readable): worth reporting. A process with no CPython
+        mapped at all is not."""
+        return self.version is not None or (self.problem is not None
+                                            and not self._no_interpreter)
 
     def info(self) -> dict[str, object]:
         s = self.sampler
