@@ -77,3 +77,20 @@ def test_native_target_gets_no_python_section(stax: Stax, workloads: dict[str, P
     diag = stax("diagnose", "--json", check=True).json()
     assert "python" not in diag["run"]
     assert not [k for k in diag["run"]["records"] if k.startswith("python_")]
+
+
+@pytest.mark.skipif(not PYTHONS, reason="no CPython 3.11 here")
+def test_attach_to_a_running_interpreter(stax: Stax) -> None:
+    import subprocess
+
+    target = subprocess.Popen([PYTHONS[0], str(TARGET), "6"], stderr=subprocess.DEVNULL)
+    try:
+        stax("record", "-p", str(target.pid), "-l", "2", check=True, timeout=60)
+    finally:
+        target.kill()
+        target.wait()
+    rows = stax("top", "--json", "-n", "0", "--sort", "total", check=True).json()["rows"]
+    assert {"heavy", "medium", "light"} <= {r["func"] for r in rows
+                                            if r["binary"] == "pysplit.py"}
+    info = stax("diagnose", "--json", check=True).json()["run"]["python"]
+    assert info["python_samples"] > 0.7 * info["python_running"] > 300, info
