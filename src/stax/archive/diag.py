@@ -125,7 +125,21 @@ def run_diagnostics(p: Profile, summary: dict[str, Any], recorder: Any | None,
         "unwind": unwind,
         "offcpu": _offcpu_section(p, summary, recorder, stored),
         "binary_files": _binary_files(p, recorder, stored),
+        **_python_section(p, counts, stored),
     }
+
+
+def _python_section(p: Profile, counts: dict[str, Any],
+                    stored: dict[str, Any]) -> dict[str, Any]:
+    """``python``: the CPython interpreter found and how its stacks merged (stax.profile
+    .pymerge); absent for a run that read no Python stacks."""
+    py = p.python
+    if py is None or not py.watch.relevant():
+        old = stored.get("python")
+        return {"python": old} if isinstance(old, dict) else {}
+    from stax.profile.pymerge import COUNTS
+
+    return {"python": {**py.watch.info(), **{k: counts.get(k, 0) for k in COUNTS}}}
 
 
 def _binary_files(p: Profile, recorder: Any | None,

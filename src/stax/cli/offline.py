@@ -68,7 +68,8 @@ def record(args: argparse.Namespace, command: list[str], exe: str | None, reason
     try:
         profile, recorder, pidfd = open_capture(mode, pid, args.frequency, dwarf,
                                                 getattr(args, "daemon_socket", None),
-                                                Symbolizer())
+                                                Symbolizer(),
+                                                not getattr(args, "no_python", False))
     except CaptureError as e:
         if child is not None:
             os.close(go_w)

@@ -167,7 +167,8 @@ def launch(args: argparse.Namespace, command: list[str]) -> int:
                           frequency=args.frequency,
                           daemon_socket=args.daemon_socket,
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
-                          dwarf_unwind=_dwarf(args))
+                          dwarf_unwind=_dwarf(args),
+                          python=not getattr(args, "no_python", False))
     except (RemoteError, ServerUnavailable) as e:
         os.close(go_w)
         os.waitpid(pid, 0)
@@ -231,7 +232,8 @@ def attach(args: argparse.Namespace) -> int:
         run = client.call("start_attach", patient=True, pid=pid, frequency=args.frequency,
                           daemon_socket=args.daemon_socket,
                           time_limit_ms=(args.time_limit * 1000 if args.time_limit else None),
-                          dwarf_unwind=_dwarf(args))
+                          dwarf_unwind=_dwarf(args),
+                          python=not getattr(args, "no_python", False))
     except RemoteError as e:
         from stax.cli.setid import attach_obstacle
 

@@ -27,6 +27,7 @@ from stax.profile.model import (
 from stax.profile.offclassify import OffcpuReasons
 
 if TYPE_CHECKING:
+    from stax.profile.pymerge import PyMerge
     from stax.symbols import Symbolizer
     from stax.unwind import Unwinder
 
@@ -55,6 +56,7 @@ class RecordSink(OffcpuReasons):
         self._ctxsw: dict[int, int] = {}
         self._probe_tokens = (float(PROBES_PER_S), 0)  # (tokens, at record time)
         self.unwinder: Unwinder | None = None
+        self.python: PyMerge | None = None  # Python frames of a CPython target
         if dwarf_unwind:
             from stax.unwind import STACK_SIZE, Unwinder
 
@@ -96,6 +98,8 @@ class RecordSink(OffcpuReasons):
             return
         tid, time = s.tid, s.time
         sid = self.sample_stack(s)
+        if self.python is not None and s.pid == self.python.pid:
+            sid = self.python.apply(self, tid, time, sid)
         if sid < 0:
             self.counts["empty_stacks"] += 1
         self.s_time.append(time)
@@ -271,6 +275,8 @@ class RecordSink(OffcpuReasons):
         elif filename.startswith("["):
             pgoff = 0 if filename != "[vdso]" else pgoff
         bid = self.binary_id(filename, build_id, pid, addr, addr + length)
+        if self.python is not None:
+            self.python.on_mmap(pid, filename)
         proc.add(Mapping(addr, addr + length, pgoff, bid))
         self._chain_cache.clear()
         if self.unwinder is not None:

@@ -17,8 +17,9 @@ from stax.pystacks.layout import FRAME_OWNED_BY_CSTACK, Layout, layout_for, supp
 from stax.pystacks.locate import Interpreter, find_interpreter
 from stax.pystacks.procmem import ProcessMemory, RemoteReadError
 
-__all__ = ["NotPythonError", "PyFrame", "PyStackReader", "PyThread"]
+__all__ = ["NO_INTERPRETER", "NotPythonError", "PyFrame", "PyStackReader", "PyThread"]
 
+NO_INTERPRETER = "runs no CPython interpreter"  # the end of NotPythonError's message then
 _MAX_DEPTH = 4096
 _MAX_THREADS = 4096
 _MAX_INTERPRETERS = 64
@@ -72,7 +73,7 @@ class PyStackReader:
         try:
             interp = find_interpreter(pid, self.mem)
             if interp is None:
-                raise NotPythonError(f"process {pid} runs no CPython interpreter")
+                raise NotPythonError(f"process {pid} {NO_INTERPRETER}")
             lay = layout_for(interp.version[:2])
             if lay is None:
                 v = ".".join(map(str, interp.version))

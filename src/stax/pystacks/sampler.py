@@ -72,6 +72,18 @@ class PyStackSampler:
                 delay = 0
             self._stop.wait(delay)
 
+    def around(self, tid: int, t_ns: int) -> tuple[
+            tuple[int, tuple[PyFrame, ...] | None] | None,
+            tuple[int, tuple[PyFrame, ...] | None] | None]:
+        """The snapshots just before and just after ``t_ns`` as (time, ``tid``'s stack or
+        None), each None where there is none (yet)."""
+        with self._lock:
+            times = self._times
+            i = bisect_left(times, t_ns)
+            before = (times[i - 1], self._snaps[i - 1].get(tid)) if i > 0 else None
+            after = (times[i], self._snaps[i].get(tid)) if i < len(times) else None
+            return before, after
+
     def at(self, tid: int, t_ns: int, tolerance_ns: int) -> tuple[PyFrame, ...] | None:
         with self._lock:
             times = self._times

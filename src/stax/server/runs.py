@@ -166,7 +166,7 @@ class Registry:
 
     def start(self, mode: str, pid: int, argv: list[str], frequency: int,
               time_limit_s: float | None, dwarf_unwind: bool = False,
-              daemon_socket: str | None = None) -> Run:
+              daemon_socket: str | None = None, python: bool = True) -> Run:
         with self.lock:
             act = self.active
             if act is not None:
@@ -174,7 +174,7 @@ class Registry:
                                        f"{act.pid}); stax wait or stax stop")
             try:
                 profile, recorder, pidfd = open_capture(mode, pid, frequency, dwarf_unwind,
-                                                        daemon_socket, self.symbolizer)
+                                                        daemon_socket, self.symbolizer, python)
             except CaptureError as e:
                 raise RPCError(E_CAPTURE, str(e)) from None
             run = Run(id=self.next_id, mode=mode, pid=pid, argv=argv, frequency=frequency,

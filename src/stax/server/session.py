@@ -127,6 +127,8 @@ class Session:
             self.error = f"capture failed: {e}"
             self.end_reason = "error"
         finally:
+            if self.profile.python is not None:  # its snapshots stay for lookups
+                self.profile.python.watch.stop()
             if self.stopped_mono is None:
                 self.stopped_mono = time.monotonic()
             self.state = "stopped"  # waiters get the summary now; closing 1000s of fds is slow
@@ -146,11 +148,14 @@ class Session:
 
 
 def open_capture(mode: str, pid: int, frequency: int, dwarf_unwind: bool,
-                 daemon_socket: str | None, symbolizer: Any) -> tuple[Profile, Recorder, int]:
+                 daemon_socket: str | None, symbolizer: Any,
+                 python: bool = True) -> tuple[Profile, Recorder, int]:
     """A Profile and a Recorder whose events are open on ``pid`` (``launch``: a child paused
     before exec; ``attach``: a running process, its threads and blocked states read from
     /proc), and a pidfd of the target. Descriptors come from staxd when ``daemon_socket``
-    answers. CaptureError (everything opened closed again) when the events cannot be opened."""
+    answers. CaptureError (everything opened closed again) when the events cannot be opened.
+    ``python``: a CPython target's Python stacks are read beside it (stax.pystacks.live) and
+    merged into its samples."""
     profile = Profile(symbolizer, dwarf_unwind=dwarf_unwind)
     opener, note = opener_for(daemon_socket)
     recorder = Recorder(profile, profile.lock, frequency, dwarf_unwind=dwarf_unwind,
@@ -175,4 +180,10 @@ def open_capture(mode: str, pid: int, frequency: int, dwarf_unwind: bool,
         profile.seed_from_proc(pid, time.monotonic_ns())
         if recorder.info.offcpu:
             profile.seed_blocked(pid, time.monotonic_ns())
+    if python:
+        from stax.profile.pymerge import PyMerge
+        from stax.pystacks.live import PythonWatch
+
+        # a launched child execs once released: the sink's mmap of a python binary triggers it
+        profile.python = PyMerge(PythonWatch(pid, frequency, wait_for_exec=mode == "launch"))
     return profile, recorder, pidfd

@@ -119,9 +119,26 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                 out(f"  wakeups: unavailable ({esc(off['wakeups_problem'])})")
         else:
             out(f"  off-CPU: unavailable ({esc(off['problem'])})")
+    py = run.get("python")
+    if isinstance(py, dict):
+        _python_line(py)
     for note in run.get("notes") or []:
         out(f"  note: {esc(note)}")
     return 0
+
+
+def _python_line(py: dict) -> None:
+    if not py.get("version"):
+        out(f"  python: no CPython interpreter read ({esc(py.get('problem') or 'none found')})")
+        return
+    running = py.get("python_running", 0)
+    merged = py.get("python_samples", 0)
+    pct = f"{100 * merged / running:.1f}%" if running else "-"
+    out(f"  python: CPython {esc(py['version'])} ({esc(py.get('interpreter'))}); "
+        f"{merged} of {running} samples running Python code have Python frames ({pct}), "
+        f"{py.get('python_mismatches', 0)} mismatched, {py.get('python_misses', 0)} without "
+        f"a stack read close enough; {py.get('stack_reads', 0)} stack reads at "
+        f"{py.get('stack_reads_hz')} Hz, {py.get('mean_read_us')} us each")
 
 
 def cmd_dump(args: argparse.Namespace) -> int:

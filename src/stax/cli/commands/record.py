@@ -21,6 +21,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--pid", type=pid_arg, help="attach to a running process")
     p.add_argument("--no-dwarf-unwind", action="store_true",
                    help="use only the kernel's frame-pointer call chain")
+    p.add_argument("--no-python", action="store_true",
+                   help="do not read a CPython target's Python stacks (native frames only)")
     p.add_argument("--daemon-socket", metavar="PATH", default=STAXD_CLIENT_SOCKET,
                    help=f"staxd broker socket (default {STAXD_CLIENT_SOCKET})")
     json_flag(p)

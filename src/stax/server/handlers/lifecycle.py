@@ -45,16 +45,18 @@ class Lifecycle(Base):
 
     async def h_start_launch(self, params: dict[str, Any]) -> Any:
         argv = P.text_list(params, "argv")
+        python = P.boolean(params, "python", True)
         pid, freq, limit, dwarf, daemon_socket = P.start_options(params)
         run = await asyncio.to_thread(self.registry.start, "launch", pid, argv, freq, limit,
-                                      dwarf, daemon_socket)
+                                      dwarf, daemon_socket, python)
         await asyncio.to_thread(self.journals.start, run)
         return run.summary()
 
     async def h_start_attach(self, params: dict[str, Any]) -> Any:
+        python = P.boolean(params, "python", True)
         pid, freq, limit, dwarf, daemon_socket = P.start_options(params)
         run = await asyncio.to_thread(self.registry.start, "attach", pid, [], freq, limit,
-                                      dwarf, daemon_socket)
+                                      dwarf, daemon_socket, python)
         await asyncio.to_thread(self.journals.start, run)
         return run.summary()
 

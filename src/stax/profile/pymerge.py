@@ -1,0 +1,139 @@
+"""Python frames in native samples: for a sample of the CPython process a PythonWatch reads,
+the thread's Python stack nearest in time replaces the ``_PyEval_EvalFrameDefault``
+activations of its native stack (stax.pystacks.merge). A Python frame is interned as a frame of
+a pseudo-binary, its ``.py`` file (no build-id), at (function id << 32 | line), named by its
+qualname directly (the ELF symbolizer never sees it). Counted in the profile's counts:
+``python_running`` (samples whose native stack runs the interpreter), ``python_samples`` (merged),
+``python_mismatches`` (the two views disagree: native frames kept), ``python_misses`` (no
+snapshot close enough: native frames kept)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from stax.profile.model import Func
+from stax.pystacks.merge import merge_stack
+
+if TYPE_CHECKING:
+    from stax.profile.model import Tables
+    from stax.pystacks.live import PythonWatch
+    from stax.pystacks.reader import PyFrame
+    from stax.pystacks.sampler import PyStackSampler
+
+__all__ = ["COUNTS", "PyMerge"]
+
+# snapshots further apart than this do not vouch for the stack between them
+MAX_GAP_NS = 50_000_000
+
+COUNTS = ("python_running", "python_samples", "python_mismatches", "python_misses")
+
+
+class PyMerge:
+    """The sink's side of one PythonWatch (its process only)."""
+
+    def __init__(self, watch: PythonWatch) -> None:
+        self.watch = watch
+        self.pid = watch.pid
+        self._eval_bins: dict[int, tuple[int, int] | None] = {}
+        self._frames: dict[tuple[str, str, int, int], int] = {}
+        self._funcs: dict[tuple[str, str, int], int] = {}
+        self._counted = False
+
+    def on_mmap(self, pid: int, filename: str) -> None:
+        if pid == self.pid:
+            from stax.pystacks.live import looks_like_python
+
+            if looks_like_python(filename):
+                self.watch.trigger()
+
+    def _eval_range(self, t: Tables, bid: int) -> tuple[int, int] | None:
+        if bid not in self._eval_bins:
+            interp = self.watch.interpreter
+            assert interp is not None
+            b = t.binaries[bid]
+            same = b.path == interp.path or b.path == interp.path + " (deleted)"
+            self._eval_bins[bid] = interp.eval_offsets if same else None
+        return self._eval_bins[bid]
+
+    def apply(self, t: Tables, tid: int, time: int, sid: int) -> int:
+        """The stack ``sid`` of a sample of this process with its Python frames, or ``sid``."""
+        sampler = self.watch.sampler
+        if sampler is None or sid < 0 or self.watch.interpreter is None:
+            return sid
+        counts = t.counts
+        if not self._counted:
+            self._counted = True
+            for k in COUNTS:
+                counts.setdefault(k, 0)
+        native: list[int] = []
+        s = sid
+        while s >= 0:
+            native.append(t.stack_frame[s])
+            s = t.stack_parent[s]
+        fb, fo = t.frame_binary, t.frame_offset
+
+        def is_eval(fid: int) -> bool:
+            r = self._eval_range(t, fb[fid])
+            return r is not None and r[0] <= fo[fid] < r[1]
+
+        if not any(is_eval(f) for f in native):
+            return sid
+        counts["python_running"] += 1
+        py = self._stack_at(sampler, tid, time)
+        if py is None:
+            counts["python_misses"] += 1
+            return sid
+        merged = merge_stack(native, is_eval, py, lambda f: self._frame(t, f))
+        if merged is None:
+            counts["python_mismatches"] += 1
+            return sid
+        counts["python_samples"] += 1
+        out = -1
+        for fid in reversed(merged):
+            out = t.stack_id(out, fid)
+        return out
+
+    def _stack_at(self, sampler: PyStackSampler, tid: int,
+                  time: int) -> tuple[PyFrame, ...] | None:
+        """The thread's Python stack at ``time``: the snapshots either side when they show the
+        same functions (the nearest one's lines), else the nearest one within a read period.
+        Reads take longer than their period under load, so the bracket is what counts."""
+        before, after = sampler.around(tid, time)
+        tol = self.watch.tolerance_ns(time)
+        if before is not None and after is not None and after[0] - before[0] <= MAX_GAP_NS:
+            b, a = before[1], after[1]
+            if b is not None and a is not None and _functions(b) == _functions(a):
+                return b if time - before[0] <= after[0] - time else a
+        best = None
+        for snap in (before, after):
+            if snap is not None and abs(snap[0] - time) <= tol:
+                if best is None or abs(snap[0] - time) < abs(best[0] - time):
+                    best = snap
+        return best[1] if best is not None else None
+
+    def _frame(self, t: Tables, f: PyFrame) -> int:
+        line = f.line if f.line is not None else f.firstlineno
+        key = (f.filename, f.qualname, f.firstlineno, line)
+        fid = self._frames.get(key)
+        if fid is not None:
+            return fid
+        bid = t.binary_id(f.filename, None, self.pid)
+        fkey = (f.filename, f.qualname, f.firstlineno)
+        with t.sym_lock:
+            func = self._funcs.get(fkey)
+            if func is None:
+                func = self._funcs[fkey] = len(t.funcs)
+                t.funcs.append(Func(f.qualname, os.path.basename(f.filename) or f.filename,
+                                    f.filename, 0, 0, True))
+        # the offset in the .py pseudo-binary: the function's id above the line, so two
+        # functions running on one line (a lambda and its caller) stay two frames
+        fid = t.frame_id(bid, (func << 32) | (max(0, line) & 0xFFFFFFFF))
+        if t.frame_func[fid] < 0:
+            t.frame_func[fid] = func
+        self._frames[key] = fid
+        return fid
+
+
+def _functions(frames: tuple[PyFrame, ...]) -> list[tuple[str, str, int, bool]]:
+    return [(f.qualname, f.filename, f.firstlineno, f.is_entry) for f in frames]

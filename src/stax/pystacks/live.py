@@ -1,0 +1,124 @@
+"""Python stacks beside a recording: the interpreter of the recorded process located (at once
+for an attached process; for a launched one, once its exec mapped a ``python`` binary), then a
+PyStackSampler reading its stacks until the recording stops. The record sink pairs each
+native sample with the snapshot its thread had closest in time (stax.profile.pymerge)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+
+from stax.pystacks.locate import Interpreter
+from stax.pystacks.reader import NO_INTERPRETER
+from stax.pystacks.sampler import PyStackSampler
+
+__all__ = ["MAX_HZ", "PythonWatch", "looks_like_python"]
+
+log = logging.getLogger("stax.server")
+
+# one read of every stack costs ~0.4 ms of the server's time: at most this many a second
+MAX_HZ = 500
+_TRIES = 80  # locating after the trigger: libpython and _PyRuntime may come a little later
+_RETRY_S = 0.025
+_PYTHON_FILE = re.compile(r"(?:^|/)(?:lib)?python\d\.\d+[a-z]*(?:\.so[.\d]*)?(?: \(deleted\))?$")
+
+
+def looks_like_python(path: str) -> bool:
+    """A mapped file that may hold a CPython interpreter (``python3.11``, ``libpython3.12.so``)."""
+    return _PYTHON_FILE.search(path) is not None
+
+
+class PythonWatch:
+    """Locates the interpreter of ``pid`` on a thread of its own and samples its Python stacks
+    at ``hz`` (capped at MAX_HZ); ``sampler`` and ``interpreter`` are None until then, and stay
+    None for a process that runs no CPython stax can read (``problem`` says why)."""
+
+    def __init__(self, pid: int, hz: int, wait_for_exec: bool) -> None:
+        self.pid = pid
+        self.hz = max(1, min(int(hz), MAX_HZ))
+        self.sampler: PyStackSampler | None = None
+        self.interpreter: Interpreter | None = None
+        self.version: str | None = None
+        self.problem: str | None = None
+        self.started_ns = 0
+        self._wait_for_exec = wait_for_exec
+        self._no_interpreter = False
+        self._trigger = threading.Event()
+        self._stop = threading.Event()
+        if not wait_for_exec:
+            self._trigger.set()
+        self._thread = threading.Thread(target=self._run, name="stax-pystacks-locate",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def period_ns(self) -> int:
+        return 1_000_000_000 // self.hz
+
+    def tolerance_ns(self, t_ns: int) -> int:
+        """How far from a sample a lone snapshot may be: a period, or twice the mean spacing
+        of the reads so far when they fall behind it (a loaded machine)."""
+        s = self.sampler
+        if s is None or s.reads < 2:
+            return self.period_ns
+        return max(self.period_ns, 2 * max(0, t_ns - self.started_ns) // s.reads)
+
+    def trigger(self) -> None:
+        """The target mapped a python binary: locate its interpreter now."""
+        self._trigger.set()
+
+    def _run(self) -> None:
+        while not self._trigger.wait(0.05):
+            if self._stop.is_set():
+                return
+        from stax.pystacks.reader import NotPythonError, PyStackReader
+
+        reader = None
+        # an attached process has its interpreter mapped already (or has none)
+        for _ in range(_TRIES if self._wait_for_exec else 3):
+            if self._stop.is_set():
+                return
+            try:
+                reader = PyStackReader(self.pid)
+                break
+            except NotPythonError as e:
+                self.problem = str(e)
+                self._no_interpreter = e.args[0].endswith(NO_INTERPRETER)
+            except OSError as e:
+                self.problem = f"cannot read process {self.pid}: {e.strerror or e}"
+            self._stop.wait(_RETRY_S)
+        if reader is None:
+            return
+        self.problem = None
+        sampler = PyStackSampler(reader, self.hz)
+        self.started_ns = time.monotonic_ns()
+        sampler.start()
+        self.interpreter = reader.interpreter
+        self.version = reader.version
+        self.sampler = sampler
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)  # (it ends within one locating attempt)
+        if self.sampler is not None:
+            self.sampler.stop()
+            self.sampler.reader.close()
+
+    def relevant(self) -> bool:
+        """An interpreter was found, or one was there that could not be read (a version
+        without a layout, memory not readable): worth reporting. A process with no CPython
+        mapped at all is not."""
+        return self.version is not None or (self.problem is not None
+                                            and not self._no_interpreter)
+
+    def info(self) -> dict[str, object]:
+        s = self.sampler
+        return {"version": self.version, "interpreter": (self.interpreter.path
+                                                         if self.interpreter else None),
+                "problem": self.problem, "stack_reads_hz": self.hz,
+                "stack_reads": s.reads if s else 0,
+                "failed_stack_reads": s.failed_reads if s else 0,
+                "mean_read_us": (round(s.read_ns / s.reads / 1000, 1)
+                                 if s is not None and s.reads else None)}

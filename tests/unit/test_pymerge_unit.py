@@ -1,0 +1,96 @@
+"""PyMerge on hand-built tables: a CPython sample's interpreter activations replaced by the
+Python frames of the nearest snapshot, named by qualname with the .py file as the binary; the
+counts of merged samples, mismatches and misses; native samples untouched."""
+
+from __future__ import annotations
+
+from stax.profile.model import Tables
+from stax.profile.pymerge import PyMerge
+from stax.pystacks.locate import Interpreter
+from stax.pystacks.reader import PyFrame
+
+PY = "/usr/bin/python3.11"
+
+
+class FakeSampler:
+    def __init__(self, snaps: list[tuple[int, dict[int, tuple[PyFrame, ...]]]]) -> None:
+        self.snaps = snaps
+
+    def around(self, tid, t):
+        before = [(ts, s.get(tid)) for ts, s in self.snaps if ts < t]
+        after = [(ts, s.get(tid)) for ts, s in self.snaps if ts >= t]
+        return (before[-1] if before else None), (after[0] if after else None)
+
+
+class FakeWatch:
+    pid = 10
+    period_ns = 2_000_000
+
+    def __init__(self, sampler) -> None:
+        self.sampler = sampler
+        self.interpreter = Interpreter(PY, 0, 0, (3, 11, 2), None, (0x1000, 0x2000))
+
+    def tolerance_ns(self, t):
+        return self.period_ns
+
+    def trigger(self):
+        self.triggered = True
+
+
+def _frame(q: str, entry: bool, line: int = 5) -> PyFrame:
+    return PyFrame(q, "/src/app.py", line, 1, entry, 0)
+
+
+def _stack(t: Tables, frames: list[int]) -> int:
+    sid = -1
+    for f in reversed(frames):
+        sid = t.stack_id(sid, f)
+    return sid
+
+
+def _names(t: Tables, sid: int) -> list[tuple[str, str]]:
+    out = []
+    while sid >= 0:
+        f = t.funcs[t.frame_func[t.stack_frame[sid]]] if t.frame_func[t.stack_frame[sid]] >= 0 \
+            else None
+        out.append((f.name, f.binary) if f else ("native", ""))
+        sid = t.stack_parent[sid]
+    return out
+
+
+def test_merges_counts_and_leaves_native_samples_alone() -> None:
+    t = Tables()
+    py = t.binary_id(PY, None, 10)
+    libc = t.binary_id("/lib/libc.so.6", None, 10)
+    leaf = t.frame_id(libc, 0x10)
+    ev = t.frame_id(py, 0x1500)
+    main = t.frame_id(py, 0x3000)
+    stack = _stack(t, [leaf, ev, main])
+    frames = (_frame("inner", False), _frame("<module>", True))
+    m = PyMerge(FakeWatch(FakeSampler([(1000, {7: frames}), (5_000_000, {7: frames})])))
+    merged = m.apply(t, 7, 2_000_000, stack)
+    assert _names(t, merged) == [("native", ""), ("inner", "app.py"), ("<module>", "app.py"),
+                                 ("native", "")]
+    assert m.apply(t, 7, 2_000_000, stack) == merged  # interned once
+    # two activations natively, one run of Python frames: keep native frames
+    two = _stack(t, [leaf, ev, ev, main])
+    assert m.apply(t, 7, 2_000_000, two) == two
+    # no snapshot close enough
+    assert m.apply(t, 7, 90_000_000, stack) == stack
+    # not running the interpreter: not counted
+    native = _stack(t, [leaf, main])
+    assert m.apply(t, 7, 2_000_000, native) == native
+    c = t.counts
+    assert (c["python_running"], c["python_samples"], c["python_mismatches"],
+            c["python_misses"]) == (4, 2, 1, 1)
+
+
+def test_mmap_of_a_python_binary_triggers_location() -> None:
+    w = FakeWatch(None)
+    m = PyMerge(w)
+    m.on_mmap(11, "/usr/bin/python3.11")
+    assert not hasattr(w, "triggered")
+    m.on_mmap(10, "/usr/lib/libc.so.6")
+    assert not hasattr(w, "triggered")
+    m.on_mmap(10, "/usr/lib/x86_64-linux-gnu/libpython3.12.so.1.0")
+    assert w.triggered
