@@ -50,8 +50,9 @@ def test_the_documented_examples_succeed_every_time(stax: Stax, workloads: dict[
     option = wait.split()[0]
     spin = workloads["spin"]
     exe = tool("stax")
-    if "-p" in record.split():  # attach: a fresh spinning process each round
-        rec = f'{spin} 0.4 & {exe} record -p $!'
+    if "-p" in record.split():  # attach: a fresh spinning process each round, spinning long
+        # enough to outlive a slow first attach (a fresh server loads its symbolizer then)
+        rec = f'{spin} 1.5 & {exe} record -p $!'
     else:
         rec = f"{exe} record -- {spin} 0.4"
     lines = _loop(stax, rec, f"{exe} wait {SMALL[option]} --timeout-ms 20000")
