@@ -62,6 +62,12 @@ def test_focus_path_keeps_one_subtree() -> None:
     assert _flame(p, focus_path=("run",))["total_samples"] == 0  # not a root
 
 
+def test_focus_path_is_relative_to_the_focused_and_merged_tree() -> None:
+    p = build_profile(NESTED)
+    res = _flame(p, focus="run", merge_recursion=True, focus_path=("run", "work_b"))
+    assert _tree(res["roots"]) == {"work_b": (30, {})}
+
+
 def test_drop_leaves_out_the_samples_of_stacks_holding_the_function() -> None:
     p = build_profile(SPLIT)
     res = _flame(p, drop=("work_a",))

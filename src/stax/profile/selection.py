@@ -162,11 +162,13 @@ class FuncPaths:
 
 class TransformedPaths(FuncPaths):
     """FuncPaths with the Filter's transforms applied, in this order: ``drop`` (the path is
-    None: the stack's samples are left out), ``focus_path`` (None unless the path starts with
-    those names; else the path from its last one), ``focus`` (None unless the function is on
-    the path; else the path from its outermost call), ``collapse_binary`` (consecutive frames of
-    such a binary become one node named after it), ``merge_recursion`` (consecutive calls of one
-    function become one level). Names are matched exactly; a binary by its path or file name."""
+    None: the stack's samples are left out), ``collapse_binary`` (consecutive frames of such a
+    binary become one node named after it), ``merge_recursion`` (consecutive calls of one
+    function become one level), ``focus`` (None unless the function is on the path; else the
+    path from its outermost call), ``focus_path`` (None unless the path so far starts with those
+    names; else the path from its last one). Each works on the tree the ones before it leave,
+    so a path picked in a view shown with the others applied keeps its meaning. Names are
+    matched exactly; a binary by its path or file name."""
 
     def __init__(self, p: Profile, flt: Filter) -> None:
         super().__init__(p, flt.exclude, flt.inline)
@@ -203,16 +205,6 @@ class TransformedPaths(FuncPaths):
         flt = self.flt
         if flt.drop and any(self.name(f) in flt.drop for f in path):
             return None
-        if flt.focus_path:
-            k = len(flt.focus_path)
-            if len(path) < k or tuple(self.name(f) for f in path[:k]) != flt.focus_path:
-                return None
-            path = path[k - 1:]
-        if flt.focus:
-            at = next((i for i, f in enumerate(path) if self.name(f) == flt.focus), None)
-            if at is None:
-                return None
-            path = path[at:]
         if flt.collapse_binary:
             out: list[int] = []
             for f in path:
@@ -223,6 +215,16 @@ class TransformedPaths(FuncPaths):
             path = tuple(out)
         if flt.merge_recursion:
             path = tuple(f for i, f in enumerate(path) if i == 0 or path[i - 1] != f)
+        if flt.focus:
+            at = next((i for i, f in enumerate(path) if self.name(f) == flt.focus), None)
+            if at is None:
+                return None
+            path = path[at:]
+        if flt.focus_path:
+            k = len(flt.focus_path)
+            if len(path) < k or tuple(self.name(f) for f in path[:k]) != flt.focus_path:
+                return None
+            path = path[k - 1:]
         return path
 
 
