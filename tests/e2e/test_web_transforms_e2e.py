@@ -150,3 +150,33 @@ def test_focus_on_a_subtree_roots_the_views_at_it(ui: Page, stax: Stax,
     ui.wait("document.querySelectorAll('#transforms .chip').length === 1")
     assert ui.page.evaluate("window.__staxTransforms.list.length") == 1
     assert not ui.errors, ui.errors
+
+
+def test_collapse_a_library_makes_its_frames_one_node(ui: Page, stax: Stax,
+                                                      split_top: dict[str, Any]) -> None:
+    cli = {r["func"]: r for r in split_top["rows"]}
+    libc = [f for f, r in cli.items() if r["binary"].split("/")[-1].startswith("libc.so")]
+    if "__libc_start_call_main" not in libc:
+        pytest.skip("no libc frames in the stacks (the unwinder stopped in main)")
+    ui.open()
+    ui.wait("document.querySelector(\"#flame .frame[data-name='__libc_start_call_main']\")")
+    n = ui.page.evaluate("window.__stax.renders")
+    menu(ui, "#flame .frame[data-name='__libc_start_call_main']", "collapse")
+    wait_renders(ui, n)
+    binary = cli["__libc_start_call_main"]["binary"]
+    name = binary.split("/")[-1]
+    ui.wait_top(f"f.includes('{name}') && !f.includes('__libc_start_call_main')")
+    assert ui.page.evaluate(CRUMBS_JS) == [f"collapse {name}"]
+    names = ui.page.eval_on_selector_all("#flame .frame:not(.root)",
+                                         "es => es.map(e => e.dataset.name)")
+    assert name in names and "__libc_start_main" not in names, names
+    top = top_rows(ui)
+    # one node for both libc frames: as many samples as the outer one had
+    assert int(top[name][4]) == cli["__libc_start_main"]["total_samples"], top[name]
+    # merge recursion: split has none, the numbers stay
+    n = ui.page.evaluate("window.__stax.renders")
+    menu(ui, "#flame .frame[data-name='main']", "recursion")
+    wait_renders(ui, n)
+    assert ui.page.evaluate(CRUMBS_JS) == [f"collapse {name}", "merge recursion"]
+    assert int(top_rows(ui)["main"][4]) == cli["main"]["total_samples"]
+    assert not ui.errors, ui.errors
