@@ -19,6 +19,7 @@ import { refreshButterfly, setupButterfly } from "./butterfly.js";
 import { fetchTracks, renderTracks, setupTracks } from "./tracks.js";
 import { fetchStackChart, renderStackChart, setupStackChart } from "./stackchart.js";
 import { setupTransforms, transformParams } from "./transforms.js";
+import { renderCompareRuns, setupCompare } from "./compare.js";
 
 // --- refresh: coalesced, one at a time ---------------------------------------------------------
 
@@ -38,7 +39,7 @@ async function refresh() {
 
 async function refreshOnce() {
   const list = await rpc.call("list_runs");
-  renderPicker(list);
+  renderPicker(list); renderCompareRuns(list);
   const id = S.runId ?? list.current ?? (list.runs.length ? list.runs[list.runs.length - 1].id : null);
   S.run = list.runs.find((r) => r.id === id) || null;
   if (!S.run) { renderEmpty(); return; }
@@ -209,5 +210,6 @@ setupHelp();
 setupFlameKeys(renderFlame);
 setupTransforms({ changed: () => { S.zoom = []; refresh(); } },
   [[$("#flame"), ".frame", flameTarget], [$("#calltree tbody"), "tr[data-i]", callTreeTarget]]);
+setupCompare();
 setupKeys();
 rpc.connect();
