@@ -20,7 +20,7 @@ METHODS_LIFECYCLE = ("hello", "status", "list_runs", "start_launch", "start_atta
                      "shutdown", "mark")
 # queries (all take optional "run", "tid", "start_ns", "end_ns", "window", "exclude")
 METHODS_QUERY = ("top", "flamegraph", "threads", "timeline", "annotate", "intervals", "wakers",
-                 "stalls", "neighbors", "samples")
+                 "stalls", "neighbors", "samples", "compare")
 # pushed updates (the connection must be able to receive events: Unix socket or WebSocket)
 METHODS_SUBSCRIPTION = ("subscribe", "unsubscribe")
 # archives: write the current run to disk, load one as the current query state

@@ -40,8 +40,7 @@ def _totals(a: Archive, window: str | None = None,
         for code, ns in zip(iv["reason"].tolist(), iv["duration_ns"].tolist(), strict=True):
             name = REASONS[code] if 0 <= code < len(REASONS) else "other"
             by_reason[name] += ns
-    funcs = {(r["func"], r["binary"]): {"samples": r["self_samples"], "ns": r["self_ns"]}
-             for r in top["rows"]}
+    funcs = self_by_function(top)
     run = a.run or {}
     return {"path": a.path, "command": run.get("command"), "samples": top["total_samples"],
             "oncpu_ns": top["total_ns"], "offcpu_ns": offcpu,
@@ -50,21 +49,24 @@ def _totals(a: Archive, window: str | None = None,
             "window_ns": [flt.start_ns, flt.end_ns] if window is not None else None}, funcs
 
 
-def compare(base_path: str, cand_path: str, limit: int = 20, base_window: str | None = None,
-            cand_window: str | None = None, fail: Thresholds | None = None) -> dict[str, Any]:
-    """Raises ArchiveError on a bad archive, WindowError (stax.profile.window) on a window
-    that does not fit its archive (an unknown mark). Each side is read in its own window
-    (``A..B``: seconds from its run's start or its marks' labels), when given.
-    ``threshold_failures``: what exceeds ``fail`` (every function is checked, not only the
-    ``limit`` rows shown)."""
-    base, bf = _totals(load(base_path), base_window)
-    cand, cf = _totals(load(cand_path), cand_window)
+def self_by_function(top: dict[str, Any]) -> dict[tuple[str, str], dict[str, int]]:
+    """(func, binary) -> its self samples and ns, from the rows of views.top."""
+    return {(r["func"], r["binary"]): {"samples": r["self_samples"], "ns": r["self_ns"]}
+            for r in top["rows"]}
+
+
+def function_deltas(bf: dict[tuple[str, str], dict[str, int]],
+                    cf: dict[tuple[str, str], dict[str, int]], base_samples: int,
+                    cand_samples: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                list[dict[str, Any]]]:
+    """Per-function self-time deltas of two sides (self_by_function): every row (biggest
+    regression first), the regressions and the improvements (biggest first)."""
     rows = []
     for key in set(bf) | set(cf):
         b = bf.get(key, {"samples": 0, "ns": 0})
         c = cf.get(key, {"samples": 0, "ns": 0})
-        b_pct = 100.0 * b["samples"] / base["samples"] if base["samples"] else 0.0
-        c_pct = 100.0 * c["samples"] / cand["samples"] if cand["samples"] else 0.0
+        b_pct = 100.0 * b["samples"] / base_samples if base_samples else 0.0
+        c_pct = 100.0 * c["samples"] / cand_samples if cand_samples else 0.0
         rows.append({"func": key[0], "binary": key[1],
                      "base_self_samples": b["samples"], "cand_self_samples": c["samples"],
                      "base_self_ns": b["ns"], "cand_self_ns": c["ns"],
@@ -77,6 +79,19 @@ def compare(base_path: str, cand_path: str, limit: int = 20, base_window: str | 
     regressions = [r for r in rows if r["delta_self_ns"] > 0]
     improvements = sorted((r for r in rows if r["delta_self_ns"] < 0),
                           key=lambda r: (r["delta_self_ns"], r["func"]))
+    return rows, regressions, improvements
+
+
+def compare(base_path: str, cand_path: str, limit: int = 20, base_window: str | None = None,
+            cand_window: str | None = None, fail: Thresholds | None = None) -> dict[str, Any]:
+    """Raises ArchiveError on a bad archive, WindowError (stax.profile.window) on a window
+    that does not fit its archive (an unknown mark). Each side is read in its own window
+    (``A..B``: seconds from its run's start or its marks' labels), when given.
+    ``threshold_failures``: what exceeds ``fail`` (every function is checked, not only the
+    ``limit`` rows shown)."""
+    base, bf = _totals(load(base_path), base_window)
+    cand, cf = _totals(load(cand_path), cand_window)
+    rows, regressions, improvements = function_deltas(bf, cf, base["samples"], cand["samples"])
     delta = {k: cand[k] - base[k] for k in ("samples", "oncpu_ns", "offcpu_ns", "intervals")}
     delta["oncpu_pct"] = (100.0 * delta["oncpu_ns"] / base["oncpu_ns"]
                           if base["oncpu_ns"] else None)

@@ -204,6 +204,13 @@ class Tables:
             th = self.threads[tid] = Thread(pid, tid, start_ns=time)
         return th
 
+    def collapsed_func(self, binary: str) -> int:
+        """The func standing for all of ``binary``'s frames (the collapse_binary transform),
+        named after its file."""
+        with self.lock:
+            f = Func(binary.rsplit("/", 1)[-1], binary, binary, 0, 0, False)
+            return self._intern(f, (f.name, binary, -1))
+
     # --- symbolisation --------------------------------------------------------------------
 
     def func_of_frame(self, fid: int) -> int:

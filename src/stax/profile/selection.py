@@ -21,6 +21,17 @@ class Filter:
     end_ns: int | None = None
     exclude: tuple[str, ...] = ()  # function names dropped from stacks
     inline: bool = True  # frames expanded into their inline chains (False: --no-inline)
+    # transforms of the stack paths (top, flamegraph): see FuncPaths
+    focus: str | None = None  # only stacks through this function, rooted at it
+    focus_path: tuple[str, ...] = ()  # only stacks starting with this path, rooted at its end
+    drop: tuple[str, ...] = ()  # samples whose stack holds one of these functions are dropped
+    collapse_binary: tuple[str, ...] = ()  # a binary's consecutive frames become one node
+    merge_recursion: bool = False  # a function calling itself directly is one level
+
+    @property
+    def transforms(self) -> bool:
+        return bool(self.focus or self.focus_path or self.drop or self.collapse_binary
+                    or self.merge_recursion)
 
 
 def sample_columns(p: Profile) -> tuple[int, int, Any, Any, Any, Any]:
@@ -143,3 +154,87 @@ class FuncPaths:
 
     def get(self, sid: int) -> tuple[int, ...]:
         return memo_path(self.memo, self.p.stack_parent, sid, self._func)
+
+    def path(self, sid: int) -> tuple[int, ...] | None:
+        """The path of the views: here ``get``; with transforms None drops the stack."""
+        return self.get(sid)
+
+
+class TransformedPaths(FuncPaths):
+    """FuncPaths with the Filter's transforms applied, in this order: ``drop`` (the path is
+    None: the stack's samples are left out), ``collapse_binary`` (consecutive frames of such a
+    binary become one node named after it), ``merge_recursion`` (consecutive calls of one
+    function become one level), ``focus`` (None unless the function is on the path; else the
+    path from its outermost call), ``focus_path`` (None unless the path so far starts with those
+    names; else the path from its last one). Each works on the tree the ones before it leave,
+    so a path picked in a view shown with the others applied keeps its meaning. Names are
+    matched exactly; a binary by its path or file name."""
+
+    def __init__(self, p: Profile, flt: Filter) -> None:
+        super().__init__(p, flt.exclude, flt.inline)
+        self.flt = flt
+        self.names: dict[int, str] = {}
+        self.out: dict[int, tuple[int, ...] | None] = {}
+        self.collapsed: dict[int, int | None] = {}  # func -> its binary's node (None: kept)
+
+    def name(self, func: int) -> str:
+        n = self.names.get(func)
+        if n is None:
+            n = self.names[func] = self.p.funcs[func].name
+        return n
+
+    def _node(self, func: int) -> int | None:
+        if func in self.collapsed:
+            return self.collapsed[func]
+        binary = self.p.funcs[func].binary
+        node = None
+        if binary in self.flt.collapse_binary or \
+                binary.rsplit("/", 1)[-1] in self.flt.collapse_binary:
+            node = self.p.collapsed_func(binary)
+        self.collapsed[func] = node
+        return node
+
+    def path(self, sid: int) -> tuple[int, ...] | None:
+        if sid in self.out:
+            return self.out[sid]
+        res = self._transform(self.get(sid))
+        self.out[sid] = res
+        return res
+
+    def _transform(self, path: tuple[int, ...]) -> tuple[int, ...] | None:
+        flt = self.flt
+        if flt.drop and any(self.name(f) in flt.drop for f in path):
+            return None
+        if flt.collapse_binary:
+            out: list[int] = []
+            for f in path:
+                node = self._node(f)
+                f = f if node is None else node
+                if node is None or not out or out[-1] != node:
+                    out.append(f)
+            path = tuple(out)
+        if flt.merge_recursion:
+            path = tuple(f for i, f in enumerate(path) if i == 0 or path[i - 1] != f)
+        if flt.focus:
+            at = next((i for i, f in enumerate(path) if self.name(f) == flt.focus), None)
+            if at is None:
+                return None
+            path = path[at:]
+        if flt.focus_path:
+            k = len(flt.focus_path)
+            if len(path) < k or tuple(self.name(f) for f in path[:k]) != flt.focus_path:
+                return None
+            path = path[k - 1:]
+        return path
+
+
+def transformed_groups(groups: dict[int, list[int]], paths: FuncPaths
+                       ) -> tuple[dict[int, list[int]], int, int]:
+    """``groups`` (stack -> [rows, weight]) without the stacks the transforms leave out, and
+    the new row count and total weight."""
+    kept = {sid: g for sid, g in groups.items() if paths.path(sid) is not None}
+    return kept, sum(g[0] for g in kept.values()), sum(g[1] for g in kept.values())
+
+
+def query_paths(p: Profile, flt: Filter) -> FuncPaths | TransformedPaths:
+    return TransformedPaths(p, flt) if flt.transforms else FuncPaths(p, flt.exclude, flt.inline)

@@ -16,7 +16,9 @@ from stax.profile.selection import (
     FuncPaths,
     keep_mask,
     oncpu_weights,
+    query_paths,
     sample_columns,
+    transformed_groups,
 )
 from stax.profile.tables import KERNEL_BINARY, Profile
 
@@ -36,13 +38,15 @@ def func_row(p: Profile, func: int, lines: FrameLines | None = None) -> dict:
 
 def top(p: Profile, flt: Filter, sort: str = "self", limit: int = 20) -> dict:
     groups, total_n, total_w = oncpu_weights(p, flt)
-    paths = FuncPaths(p, flt.exclude, flt.inline)
+    paths = query_paths(p, flt)
+    if flt.transforms:
+        groups, total_n, total_w = transformed_groups(groups, paths)
     self_n: dict[int, int] = defaultdict(int)
     self_w: dict[int, int] = defaultdict(int)
     tot_n: dict[int, int] = defaultdict(int)
     tot_w: dict[int, int] = defaultdict(int)
     for sid, (n, w) in groups.items():
-        path = paths.get(sid)
+        path = paths.path(sid)
         if not path:
             continue
         leaf = path[-1]
@@ -87,6 +91,10 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
     its callers."""
     oncpu_groups, oncpu_n, oncpu_w = oncpu_weights(p, flt)
     offcpu_groups, offcpu_n, offcpu_w = offviews.offcpu_weights(p, flt)
+    paths = query_paths(p, flt)
+    if flt.transforms:  # focus and drop leave stacks out: the totals are of what is left
+        oncpu_groups, oncpu_n, oncpu_w = transformed_groups(oncpu_groups, paths)
+        offcpu_groups, offcpu_n, offcpu_w = transformed_groups(offcpu_groups, paths)
     if mode == "offcpu":
         groups, total_n, total_w = offcpu_groups, offcpu_n, offcpu_w
     elif mode == "wall":
@@ -100,7 +108,6 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
         groups, total_n, total_w = oncpu_groups, oncpu_n, oncpu_w
     by_time = mode != "cpu"
     reasons = offviews.offcpu_reasons(p, flt) if by_time else {}
-    paths = FuncPaths(p, flt.exclude, flt.inline)
     # node: [samples, weight, children dict, blocked ns per off-CPU reason]
     root: list = [0, 0, {}, {}]
     for sid, (n, w) in groups.items():
@@ -108,7 +115,7 @@ def flame(p: Profile, flt: Filter, max_depth: int = 0, threshold_pct: float = 0.
         node[0] += n
         node[1] += w
         why = reasons.get(sid)
-        path = paths.get(sid)
+        path = paths.path(sid) or ()
         for func in (reversed(path) if inverted else path):
             child = node[2].get(func)
             if child is None:

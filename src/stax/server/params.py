@@ -184,14 +184,20 @@ def start_options(params: dict[str, Any]) -> tuple[int, int, float | None, bool,
 
 def query_filter(params: dict[str, Any]) -> Filter:
     """The stax.profile.views.Filter of a query: thread, time range, excluded functions, inline
-    frames (``no_inline`` folds them into their functions)."""
+    frames (``no_inline`` folds them into their functions), the path transforms (``focus``,
+    ``focus_path``, ``drop``, ``collapse_binary``, ``merge_recursion``)."""
     from stax.profile import views
 
     return views.Filter(tid=tid(params),
                         start_ns=integer(params, "start_ns", lo=-MAX_NS, hi=MAX_NS),
                         end_ns=integer(params, "end_ns", lo=-MAX_NS, hi=MAX_NS),
                         exclude=tuple(text_list(params, "exclude")),
-                        inline=not boolean(params, "no_inline", False))
+                        inline=not boolean(params, "no_inline", False),
+                        focus=text(params, "focus", empty=False),
+                        focus_path=tuple(text_list(params, "focus_path")),
+                        drop=tuple(text_list(params, "drop")),
+                        collapse_binary=tuple(text_list(params, "collapse_binary")),
+                        merge_recursion=boolean(params, "merge_recursion", False))
 
 
 def window(params: dict[str, Any]) -> Window | None:

@@ -7,20 +7,22 @@ import { rpc, RpcError } from "./api.js";
 import { $, S, scopeParams, stats } from "./state.js";
 import { esc, ms, secs } from "./format.js";
 import { renderTimeline, setupBrush } from "./timeline.js";
-import { renderFlame, setupFlame } from "./flame.js";
+import { flameTarget, renderFlame, setupFlame } from "./flame.js";
 import { fetchIntervals, fetchWakers, renderIntervals, renderThreads, renderWakers,
   setupThreads } from "./tables.js";
 import { renderTop, setupTop } from "./toptable.js";
 import { refreshAnnotate, setupAnnotate } from "./annotate.js";
 import { setupHelp } from "./help.js";
 import { setupFlameKeys } from "./flamekeys.js";
-import { refreshCallTree, renderCallTree, setupCallTree } from "./calltree.js";
+import { callTreeTarget, refreshCallTree, renderCallTree, setupCallTree } from "./calltree.js";
 import { refreshButterfly, setupButterfly } from "./butterfly.js";
 import { fetchTracks, renderTracks, setupTracks } from "./tracks.js";
 import { fetchStackChart, renderStackChart, setupStackChart } from "./stackchart.js";
 import { setupSearch } from "./search.js";
 import { setupUrlState } from "./urlstate.js";
 import { setupControls } from "./controls.js";
+import { setupTransforms, transformParams } from "./transforms.js";
+import { renderCompareRuns, setupCompare } from "./compare.js";
 
 // --- refresh: coalesced, one at a time ---------------------------------------------------------
 
@@ -40,17 +42,17 @@ async function refresh() {
 
 async function refreshOnce() {
   const list = await rpc.call("list_runs");
-  renderPicker(list);
+  renderPicker(list); renderCompareRuns(list);
   const id = S.runId ?? list.current ?? (list.runs.length ? list.runs[list.runs.length - 1].id : null);
   S.run = list.runs.find((r) => r.id === id) || null;
   if (!S.run) { renderEmpty(); return; }
-  const p = scopeParams();
+  const p = scopeParams(), tp = { ...p, ...transformParams() };  // transforms: flame, top, call tree
   const tl = { run: S.run.id, buckets: 200 };
   if (S.tid !== null) tl.tid = S.tid;
   if (S.view) { tl.start_ns = Math.floor(S.view[0]); tl.end_ns = Math.ceil(S.view[1]); }
   const [flame, top, threads, timeline, wakers, intervals, tracks] = await Promise.all([
-    rpc.call("flamegraph", { ...p, mode: S.mode, threshold_pct: 0.05 }).catch((e) => ({ error: e })),
-    rpc.call("top", { ...p, sort: "total", limit: 0 }),  // every function: sorted on the page
+    rpc.call("flamegraph", { ...tp, mode: S.mode, threshold_pct: 0.05 }).catch((e) => ({ error: e })),
+    rpc.call("top", { ...tp, sort: "total", limit: 0 }),  // every function: sorted on the page
     rpc.call("threads", { ...p, tid: undefined, limit: 0 }),  // the range scopes it, not the thread
     rpc.call("timeline", tl),
     fetchWakers(p),
@@ -62,7 +64,7 @@ async function refreshOnce() {
   renderStatus(); renderScope(); renderTimeline(); renderFlame(); renderTop(); renderThreads();
   renderWakers(wakers); renderIntervals(intervals); renderTracks(tracks);
   renderStackChart(await fetchStackChart());  // its default thread: the busiest in `threads`
-  await Promise.all([refreshAnnotate(false), refreshCallTree(p), refreshButterfly(false)]);
+  await Promise.all([refreshAnnotate(false), refreshCallTree(tp), refreshButterfly(false)]);
   stats.renders++;
   if (stats.firstRenderMs === null) stats.firstRenderMs = performance.now();
   document.body.dataset.samples = String(S.run.samples);
@@ -213,6 +215,9 @@ setupThreads(refresh);
 setupAnnotate();
 setupHelp();
 setupFlameKeys(renderFlame);
+setupTransforms({ changed: () => { S.zoom = []; refresh(); } },
+  [[$("#flame"), ".frame", flameTarget], [$("#calltree tbody"), "tr[data-i]", callTreeTarget]]);
+setupCompare();
 setupKeys();
 setupSearch(() => { renderFlame(); renderTop(); renderCallTree(); });
 setupControls({ refresh });

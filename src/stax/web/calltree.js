@@ -169,6 +169,14 @@ function select(i) {
   onSel();
 }
 
+// what a row stands for (the transforms' context menu): its node and path from the root
+export function callTreeTarget(tr) {
+  const r = T.rows[Number(tr.dataset.i)];
+  if (!r || r.hidden) return null;
+  const path = r.key.split(SEP).map((k) => { const [func, binary] = k.split("\u0000"); return { func, binary }; });
+  return { node: r.node, path, inverted: T.inverted };
+}
+
 // on.selected: after a row has selected a function; on.refresh: re-query (the invert toggle)
 export function setupCallTree(on) {
   onSel = on.selected;

@@ -117,6 +117,12 @@ function nodeForElement(div) {
   return { node: n, zoomPath: chain };
 }
 
+// what a frame element stands for (the transforms' context menu): its node and path from the root
+export function flameTarget(div) {
+  const hit = nodeForElement(div);
+  return hit && { node: hit.node, path: hit.zoomPath, inverted: false };
+}
+
 // on.refresh: re-query after a mode change; on.selected: after renderFlame, when a click has
 // selected a function (the other panels show it too)
 export function setupFlame(on) {

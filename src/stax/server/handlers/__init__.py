@@ -7,6 +7,7 @@ Handlers are transport-agnostic (params dict in, JSON-ready result out): the Uni
 from __future__ import annotations
 
 from stax.server.handlers.archives import Archives
+from stax.server.handlers.compare import Compare
 from stax.server.handlers.lifecycle import Lifecycle
 from stax.server.handlers.marks import Marks
 from stax.server.handlers.queries import MAX_BUCKETS, MAX_TREE_DEPTH, Queries
@@ -15,7 +16,7 @@ from stax.server.transport import Handler
 __all__ = ["MAX_BUCKETS", "MAX_TREE_DEPTH", "Handler", "Handlers"]
 
 
-class Handlers(Lifecycle, Queries, Archives, Marks):
+class Handlers(Lifecycle, Queries, Archives, Marks, Compare):
     def table(self) -> dict[str, Handler]:
         """Method name -> handler (subscribe and unsubscribe belong to the subscriptions)."""
         return {
@@ -44,4 +45,5 @@ class Handlers(Lifecycle, Queries, Archives, Marks):
             "stalls": self.h_stalls,
             "neighbors": self.h_neighbors,
             "samples": self.h_samples,
+            "compare": self.h_compare,
         }
