@@ -93,7 +93,7 @@ def _root_names(name: str) -> tuple[str, ...]:
 
 def record(env: Env, *argv: str) -> dict[str, Any]:
     """``stax record --json``; the run summary follows whatever the target printed."""
-    out = env.stax("record", "--json", "--", *argv).out
+    out = env.stax("record", "--json", "--no-python", "--", *argv).out  # native unwinding
     start = 0 if out.startswith("{") else out.rindex("\n{") + 1
     return json.loads(out[start:])  # type: ignore[no-any-return]
 

@@ -48,7 +48,7 @@ def _inlined_names(nodes: list[tuple[tuple, int]]) -> set[str]:
 
 
 def test_cpython_inline_frames(stax: Stax, python_dbg: str) -> None:
-    stax("record", "--", PYTHON, WORKLOAD, "1.5", check=True)
+    stax("record", "--no-python", "--", PYTHON, WORKLOAD, "1.5", check=True)
     top = stax("top", "--json", "-n", "0", check=True).json()
     rows = top["rows"]  # type: ignore[index]
     inlined_rows = [r for r in rows if r.get("inlined")]
@@ -118,7 +118,7 @@ def test_cpython_inline_names_match_perf(stax: Stax, python_dbg: str, tmp_path: 
     perf_names = _perf_inlined(tmp_path)
     if perf_names is None:
         pytest.skip("perf (Debian package linux-perf) is not installed or cannot record here")
-    stax("record", "--", PYTHON, WORKLOAD, "1.5", check=True)
+    stax("record", "--no-python", "--", PYTHON, WORKLOAD, "1.5", check=True)
     flame = stax("flame", "--json", "-d", "1000", "--threshold-pct", "0", check=True).json()
     nodes = [n for r in flame["roots"] for n in _walk(r)]  # type: ignore[index]
     ours = _inlined_names(nodes)

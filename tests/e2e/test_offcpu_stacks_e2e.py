@@ -51,7 +51,7 @@ def test_waker_stacks_reach_the_waker_without_frame_pointers(
 def test_blocking_stacks_cut_short_are_marked_truncated(stax: Stax, tmp_path: Path) -> None:
     script = tmp_path / "deep.py"
     script.write_text(DEEP)
-    run = stax("record", "--json", "--", sys.executable, str(script), check=True,
+    run = stax("record", "--json", "--no-python", "--", sys.executable, str(script), check=True,
                timeout=60).json()
     assert run["offcpu"]["intervals_recorded"], run["notes"]  # type: ignore[index]
     flame = stax("flame", "--mode", "offcpu", "--json", check=True).json()

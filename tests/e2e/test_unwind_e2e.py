@@ -199,7 +199,7 @@ def test_cpython_pure_python_loop_reaches_main(stax: Stax, tmp_path: Path, depth
         pytest.skip("python3.11 is not installed")
     script = tmp_path / "loop.py"
     script.write_text(_PY_LOOP)
-    stax("record", "--", py, str(script), str(depth), check=True)
+    stax("record", "--no-python", "--", py, str(script), str(depth), check=True)  # native
     # CPython's main() tail-calls Py_BytesMain, so that is the frame below _start's callees
     paths = _paths(stax)
     total = sum(n for _p, n in paths)
