@@ -124,6 +124,8 @@ def test_page_loads_without_console_errors(ui: Page, stax: Stax,
     record_phases(stax, workloads, "0.3")
     ui.wait("document.querySelector('#status').dataset.state === 'stopped'")
     ui.wait_top("f.includes('early_work')")
+    # the flamegraph renders in the same refresh, after the top table: wait for it too
+    ui.wait("document.querySelectorAll(\".frame[data-name='late_work']\").length === 1")
     assert ui.page.locator(".frame[data-name='late_work']").count() == 1
     assert ui.errors == []
 
