@@ -16,6 +16,13 @@ const COLS = {
 const TEXT = new Set(["func", "binary"]);
 let showAll = false;
 
+// names in a fixed order, the same in every browser and locale: case-insensitive by code point
+// (localeCompare would order "__udp4" and "__udp_enqueue" by the locale's punctuation rules)
+const byName = (a, b) => {
+  const x = a.toLowerCase(), y = b.toLowerCase();
+  return x < y ? -1 : x > y ? 1 : (a < b ? -1 : a > b ? 1 : 0);
+};
+
 // the rows of S.top in the chosen order (S.sort: column, S.sortDir: 1 ascending, -1 descending)
 export function sortedRows() {
   const rows = S.top?.rows ? [...S.top.rows] : [];
@@ -23,8 +30,8 @@ export function sortedRows() {
   const text = TEXT.has(S.sort);
   rows.sort((a, b) => {
     const x = get(a), y = get(b);
-    const c = text ? String(x).localeCompare(String(y)) : (x - y);
-    return c * dir || (b.total_ns - a.total_ns) || a.func.localeCompare(b.func);
+    const c = text ? byName(String(x), String(y)) : (x - y);
+    return c * dir || (b.total_ns - a.total_ns) || byName(a.func, b.func);
   });
   return rows;
 }
