@@ -14,6 +14,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from stax.leb128 import read_sleb, read_uleb
+
 WANTED = frozenset({"DW_AT_abstract_origin", "DW_AT_call_file", "DW_AT_call_line",
                     "DW_AT_low_pc", "DW_AT_high_pc", "DW_AT_ranges", "DW_AT_sibling"})
 _FIXED = {
@@ -75,25 +77,6 @@ class UnitReader:
             got = self.abbrevs[code] = (decl["tag"], decl.has_children(), specs)
         return got
 
-    def _uleb(self, pos: int) -> tuple[int, int]:
-        data = self.data
-        result = shift = 0
-        while True:
-            b = data[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            if b < 0x80:
-                return result, pos
-            shift += 7
-
-    def _sleb(self, pos: int) -> tuple[int, int]:
-        start = pos
-        value, pos = self._uleb(pos)
-        bits = 7 * (pos - start)
-        if self.data[pos - 1] & 0x40:
-            value -= 1 << bits
-        return value, pos
-
     def _fixed(self, pos: int, size: int) -> int:
         if size == 3:
             b = self.data[pos:pos + 3]
@@ -104,7 +87,7 @@ class UnitReader:
     def die_at(self, offset: int) -> Die | None:
         """The entry at ``offset`` (absolute, in .debug_info); None for a null entry."""
         pos = offset - self.base
-        code, pos = self._uleb(pos)
+        code, pos = read_uleb(self.data, pos)
         if code == 0:
             return None
         tag, has_children, specs = self._abbrev(code)
@@ -112,7 +95,7 @@ class UnitReader:
         forms: dict[str, str] = {}
         for name, form, implicit in specs:
             while form == "DW_FORM_indirect":
-                v, pos = self._uleb(pos)
+                v, pos = read_uleb(self.data, pos)
                 from elftools.dwarf.enums import ENUM_DW_FORM
 
                 form = next((k for k, x in ENUM_DW_FORM.items() if x == v), "")
@@ -130,11 +113,11 @@ class UnitReader:
             elif form in _ULEB:
                 if want:
                     if form == "DW_FORM_sdata":
-                        value, pos = self._sleb(pos)
+                        value, pos = read_sleb(self.data, pos)
                     else:
-                        value, pos = self._uleb(pos)
+                        value, pos = read_uleb(self.data, pos)
                 else:
-                    _, pos = self._uleb(pos)
+                    _, pos = read_uleb(self.data, pos)
             elif form in _OFFSET or (form == "DW_FORM_ref_addr" and self.version >= 3):
                 if want:
                     value = self._fixed(pos, self.off_size)
@@ -154,7 +137,7 @@ class UnitReader:
                 if want:
                     raise Unsupported(form)
             elif form in ("DW_FORM_block", "DW_FORM_exprloc"):
-                length, pos = self._uleb(pos)
+                length, pos = read_uleb(self.data, pos)
                 pos += length
                 if want:
                     raise Unsupported(form)
