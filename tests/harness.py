@@ -11,13 +11,17 @@ It uses only the standard library, so importing it costs nothing and needs no py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,3 +177,22 @@ class Stax:
             time.sleep(0.05)
         self("wait", "--for-samples", str(samples), "--timeout-ms", "15000", check=True)
         return proc
+
+
+@contextlib.contextmanager
+def throwaway_user(prefix: str) -> Iterator[pwd.struct_passwd]:
+    """A real unprivileged user named PREFIX + random hex, with no home or shell (needs root and
+    useradd); on the way out every process still running as it is killed (the tests started
+    them) and the user is deleted."""
+    name = prefix + secrets.token_hex(4)
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True,
+                   capture_output=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        left = subprocess.run(["pgrep", "-u", name], capture_output=True, text=True).stdout
+        for pid in left.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.1)
+        subprocess.run(["userdel", name], capture_output=True)

@@ -7,24 +7,20 @@ unprivileged user.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import pwd
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import sysconfig
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from harness import ROOT, stop_server, tool, wait_for_socket
+from harness import ROOT, stop_server, throwaway_user, tool, wait_for_socket
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None
                                 or shutil.which("setpriv") is None,
@@ -104,32 +100,23 @@ def _user_python(user: User, base: Path) -> tuple[str, str] | None:
 def user() -> Iterator[User]:
     """A real unprivileged user, removed afterwards, with a home it owns under a directory it
     can traverse (pytest's temp root is root-only)."""
-    name = "staxt" + secrets.token_hex(4)
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True,
-                   capture_output=True)
     pub = Path(f"/tmp/stax-staxd-{secrets.token_hex(4)}")
-    try:
-        pw = pwd.getpwnam(name)
-        pub.mkdir(mode=0o755)
-        home = pub / "home"
-        home.mkdir(mode=0o700)
-        os.chown(home, pw.pw_uid, pw.pw_gid)
-        u = User(name, pw.pw_uid, pw.pw_gid, home, "", "")
-        found = _user_python(u, pub)
-        if found is None:
-            pytest.skip("no Python interpreter the unprivileged user can run with stax's "
-                        f"dependencies (needs Python {sys.version_info[0]}.{sys.version_info[1]})")
-        u.python, u.pythonpath = found
-        yield u
-    finally:
-        # anything still running as this user was started by these tests: end it by pid
-        left = subprocess.run(["pgrep", "-u", name], capture_output=True, text=True).stdout
-        for pid in left.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        time.sleep(0.1)
-        subprocess.run(["userdel", name], capture_output=True)
-        shutil.rmtree(pub, ignore_errors=True)
+    with throwaway_user("staxt") as pw:
+        try:
+            pub.mkdir(mode=0o755)
+            home = pub / "home"
+            home.mkdir(mode=0o700)
+            os.chown(home, pw.pw_uid, pw.pw_gid)
+            u = User(pw.pw_name, pw.pw_uid, pw.pw_gid, home, "", "")
+            found = _user_python(u, pub)
+            if found is None:
+                pytest.skip("no Python interpreter the unprivileged user can run with stax's "
+                            "dependencies (needs Python "
+                            f"{sys.version_info[0]}.{sys.version_info[1]})")
+            u.python, u.pythonpath = found
+            yield u
+        finally:
+            shutil.rmtree(pub, ignore_errors=True)
 
 
 @dataclass

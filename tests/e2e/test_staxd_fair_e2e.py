@@ -4,13 +4,9 @@ real user's recording through staxd is still served meanwhile."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import pwd
-import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import test_staxd_e2e as base
+from harness import throwaway_user
 from test_staxd_e2e import Staxd, User, _dd
 
 from stax.staxd.daemon import MAX_PER_UID
@@ -79,19 +76,8 @@ print(buf.decode().strip())
 @pytest.fixture(scope="module")
 def hog_user() -> Iterator[tuple[str, int, int]]:
     """A second real unprivileged user (name, uid, gid), removed afterwards."""
-    name = "staxh" + secrets.token_hex(4)
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True,
-                   capture_output=True)
-    try:
-        pw = pwd.getpwnam(name)
-        yield name, pw.pw_uid, pw.pw_gid
-    finally:
-        left = subprocess.run(["pgrep", "-u", name], capture_output=True, text=True).stdout
-        for pid in left.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        time.sleep(0.1)
-        subprocess.run(["userdel", name], capture_output=True)
+    with throwaway_user("staxh") as pw:
+        yield pw.pw_name, pw.pw_uid, pw.pw_gid
 
 
 def _as(uid: int, gid: int, *cmd: str) -> list[str]:

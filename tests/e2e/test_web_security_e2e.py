@@ -10,14 +10,11 @@ user runs whose line table names a root-only file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import pwd
 import re
 import secrets
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -30,7 +27,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from harness import Stax, stop_server
+from harness import Stax, stop_server, throwaway_user
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("setpriv") is None
@@ -86,24 +83,15 @@ class User:
 
 @pytest.fixture(scope="module")
 def user() -> Iterator[User]:
-    name = "staxweb" + secrets.token_hex(3)
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True,
-                   capture_output=True)
     d = Path(f"/tmp/stax-webtest-{secrets.token_hex(4)}")
-    try:
-        pw = pwd.getpwnam(name)
-        d.mkdir(mode=0o755)
-        (d / "probe.py").write_text(PROBE)
-        (d / "probe.py").chmod(0o644)
-        yield User(name, pw.pw_uid, pw.pw_gid, d)
-    finally:
-        left = subprocess.run(["pgrep", "-u", name], capture_output=True, text=True).stdout
-        for pid in left.split():  # started by these tests as this user
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        time.sleep(0.1)
-        subprocess.run(["userdel", name], capture_output=True)
-        shutil.rmtree(d, ignore_errors=True)
+    with throwaway_user("staxweb") as pw:
+        try:
+            d.mkdir(mode=0o755)
+            (d / "probe.py").write_text(PROBE)
+            (d / "probe.py").chmod(0o644)
+            yield User(pw.pw_name, pw.pw_uid, pw.pw_gid, d)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
