@@ -228,6 +228,15 @@ def _alive(pid: int) -> bool:
     return pid > 0 and os.path.exists(f"/proc/{pid}")
 
 
+def _shares_our_root(proc: bytes) -> bool:
+    """Whether the process sees the file system from our root (no container, no chroot)."""
+    try:
+        theirs, ours = os.stat(proc + b"/root"), os.stat("/")
+    except OSError:
+        return False
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+
+
 def _link_names(link: bytes, raw: bytes) -> bool:
     """Whether a /proc magic link still names the recorded file (deleted or not since). The
     link is read from our root, the name was recorded from the process's: a process in a
@@ -246,10 +255,17 @@ def _candidates(b: Binary) -> Iterator[tuple[str, bytes]]:
     raw = b.fs_name
     deleted = raw.endswith(DELETED)
     name = raw.removesuffix(DELETED)
+    path_tried = False
     if _alive(b.pid):
         proc = b"/proc/%d" % b.pid
         if not deleted:
-            yield "root", proc + b"/root" + name
+            if _shares_our_root(proc):
+                # the same file by its own name, a name that outlives the process (a
+                # /proc/PID/root name read after the exit fails)
+                path_tried = True
+                yield "path", name
+            else:
+                yield "root", proc + b"/root" + name
         if b.end > b.start:
             mf = proc + b"/map_files/%x-%x" % (b.start, b.end)
             if _link_names(mf, raw):
@@ -258,7 +274,8 @@ def _candidates(b: Binary) -> Iterator[tuple[str, bytes]]:
             yield "exe", proc + b"/exe"
         if deleted:  # the old name last: it may be another file by now
             yield "root", proc + b"/root" + name
-    yield "path", name
+    if not path_tried:
+        yield "path", name
 
 
 def locate(b: Binary) -> Located:

@@ -102,9 +102,21 @@ def test_special_names() -> None:
     assert not loc.ok and loc.problem == "mismatch"
 
 
-def test_live_process_reads_through_its_root(running: tuple[subprocess.Popen[bytes],
-                                                             bytes]) -> None:
+def test_live_process_in_our_root_reads_the_name_itself(
+        running: tuple[subprocess.Popen[bytes], bytes]) -> None:
+    # the same file as /proc/PID/root/NAME, by a name that still opens once the process exited
     proc, exe = running
+    lo, hi = _exec_range(proc.pid, exe)
+    loc = locate(_bin(exe, None, proc.pid, lo, hi))
+    assert loc.ok and loc.how == "path" and loc.path == os.fsdecode(exe)
+
+
+def test_live_process_in_another_root_reads_through_its_root(
+        running: tuple[subprocess.Popen[bytes], bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    import stax.binaries as binaries
+
+    proc, exe = running
+    monkeypatch.setattr(binaries, "_shares_our_root", lambda proc: False)  # a container
     lo, hi = _exec_range(proc.pid, exe)
     loc = locate(_bin(exe, None, proc.pid, lo, hi))
     assert loc.ok and loc.how == "root"
