@@ -49,6 +49,20 @@ def _line(text: str) -> int:
     return next(i for i, s in enumerate(TARGET.read_text().splitlines(), 1) if text in s)
 
 
+def _settled(r: PyStackReader, main: int) -> dict:
+    """The stacks once the main thread, which prints the ids just before it sleeps, sleeps."""
+    import time
+
+    sleep_line = _line("time.sleep(600)")
+    deadline = time.monotonic() + 10
+    while True:
+        threads = r.stacks_by_tid()
+        frames = threads[main].frames if main in threads else []
+        if (frames and frames[0].line == sleep_line) or time.monotonic() > deadline:
+            return threads
+        time.sleep(0.01)
+
+
 @pytest.mark.skipif(not PYTHONS, reason="no CPython 3.11 here")
 @pytest.mark.parametrize("python", PYTHONS)
 def test_reads_known_stacks_of_a_real_interpreter(python):
@@ -59,7 +73,7 @@ def test_reads_known_stacks_of_a_real_interpreter(python):
         with PyStackReader(p.pid) as r:
             version = ".".join(r.version.split(".")[:2])
             assert python.endswith(version)
-            threads = r.stacks_by_tid()
+            threads = _settled(r, main)
             interp = r.interpreter
     finally:
         p.kill()
@@ -149,8 +163,77 @@ def test_sampler_pairs_times_with_stacks():
     finally:
         p.kill()
         p.wait()
-    assert s.reads >= 20 and s.failed_reads == 0
-    frames = s.at(main, now, tolerance_ns=50_000_000)
+    store = s.store
+    assert store.reads >= 20 and store.failed_reads == 0
+    frames = store.at(main, now, tolerance_ns=50_000_000)
     assert frames is not None and frames[0].qualname == "park"
-    assert s.at(main, now + 10**10, tolerance_ns=50_000_000) is None
-    assert s.at(main + 10**6, now, tolerance_ns=50_000_000) is None
+    assert store.at(main, now + 10**10, tolerance_ns=50_000_000) is None
+    assert store.at(main + 10**6, now, tolerance_ns=50_000_000) is None
+
+
+@pytest.mark.skipif(not PYTHONS, reason="no CPython 3.11 here")
+@pytest.mark.parametrize("python", PYTHONS)
+def test_stack_reading_process_streams_the_stacks(python):
+    """The stack-reading process (stax.pystacks.worker), handed the interpreter located here,
+    streams the same stacks the reader sees: names, lines, entry flags, thread ids."""
+    import time
+
+    from stax.pystacks.sampler import SnapshotStore
+    from stax.pystacks.stream import PyStackStream
+
+    p = subprocess.Popen([python, str(TARGET)], stdout=subprocess.PIPE, text=True)
+    try:
+        main, worker, gen = (int(x) for x in p.stdout.readline().split())
+        with PyStackReader(p.pid) as r:
+            direct = _settled(r, main)
+            interp = r.interpreter
+        store = SnapshotStore()
+        first = []
+        stream = PyStackStream(p.pid, interp, 300, store, on_first=lambda: first.append(1))
+        assert stream.start()
+        deadline = time.monotonic() + 10
+        while store.reads < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        now = time.monotonic_ns()
+        stream.stop()
+    finally:
+        p.kill()
+        p.wait()
+    assert stream.running and first == [1] and stream.problem is None
+    assert store.reads >= 30 and store.failed_reads == 0
+    for tid in (main, worker, gen):
+        got = store.at(tid, now, tolerance_ns=10**9)
+        assert got is not None
+        if tid == main:  # parked for good: the very same frames
+            assert got == tuple(direct[tid].frames)
+        else:
+            assert [f.qualname for f in got][-1] == [f.qualname for f in direct[tid].frames][-1]
+
+
+def test_stack_reading_process_says_why_it_cannot_read(tmp_path):
+    import time
+
+    from stax.pystacks.locate import Interpreter
+    from stax.pystacks.sampler import SnapshotStore
+    from stax.pystacks.stream import PyStackStream
+
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        store = SnapshotStore()
+        # a process with nothing at that address: every read fails, and it says so
+        stream = PyStackStream(p.pid, Interpreter("/x/python3.11", 0, 0x1000, (3, 11, 4), None),
+                               100, store)
+        assert stream.start()
+        deadline = time.monotonic() + 10
+        while store.failed_reads < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stream.stop()
+    finally:
+        p.kill()
+        p.wait()
+    assert store.failed_reads >= 3 and store.reads == 0 and not stream.running
+    stream = PyStackStream(2**22 + 12345, Interpreter("/x/python3.11", 0, 0x1000, (3, 11, 4),
+                                                      None), 100, SnapshotStore())
+    assert stream.start()
+    stream.stop()
+    time.sleep(0.1)

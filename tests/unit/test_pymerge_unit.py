@@ -94,3 +94,82 @@ def test_mmap_of_a_python_binary_triggers_location() -> None:
     assert not hasattr(w, "triggered")
     m.on_mmap(10, "/usr/lib/x86_64-linux-gnu/libpython3.12.so.1.0")
     assert w.triggered
+
+
+def test_the_native_stack_picks_between_the_snapshots_either_side() -> None:
+    """Snapshots either side that differ: the nearest first, the other when the nearest's
+    interpreter activations do not match the native stack's."""
+    t = Tables()
+    py = t.binary_id(PY, None, 10)
+    ev, main = t.frame_id(py, 0x1500), t.frame_id(py, 0x3000)
+    one = (_frame("f", False), _frame("<module>", True))
+    two = (_frame("cb", True), _frame("g", False), _frame("<module>", True))
+    m = PyMerge(FakeWatch(FakeSampler([(1_000_000, {7: one}), (3_000_000, {7: two})])))
+    single, double = _stack(t, [ev, main]), _stack(t, [ev, ev, main])
+    # nearer the first snapshot: its stack, for a native stack that agrees with it
+    assert [n for n, _b in _names(t, m.apply(t, 7, 1_500_000, single))] == [
+        "f", "<module>", "native"]
+    # nearer the first, but two activations natively: the second snapshot's stack
+    assert [n for n, _b in _names(t, m.apply(t, 7, 1_500_000, double))] == [
+        "cb", "g", "<module>", "native"]
+    # nearer the second: its stack
+    assert [n for n, _b in _names(t, m.apply(t, 7, 2_500_000, double))] == [
+        "cb", "g", "<module>", "native"]
+    c = t.counts
+    assert (c["python_samples"], c["python_mismatches"], c["python_misses"]) == (3, 0, 0)
+
+
+def test_snapshot_store_orders_two_producers_and_forgets_old_ones() -> None:
+    from stax.pystacks.sampler import SnapshotStore
+
+    s = SnapshotStore(window_s=1.0)
+    a, b = (_frame("a", True),), (_frame("b", True),)
+    s.add(100, {7: a}, 10)
+    s.add(300, {7: a}, 10)
+    s.add(200, {7: b}, 10)  # the other producer, a little behind
+    assert s.around(7, 150) == ((100, a), (200, b))
+    assert s.around(7, 250) == ((200, b), (300, a))
+    assert s.at(7, 190, 20) == b and s.at(7, 150, 20) is None and s.at(8, 200, 20) is None
+    assert (s.reads, s.read_ns, s.first_ns, s.latest()) == (3, 30, 100, 300)
+    s.add(2_000_000_000, {7: b}, 10)
+    assert s.around(7, 150) == (None, (2_000_000_000, b))  # older than the window: gone
+
+
+def test_elf_symbols_read_with_struct_match_pyelftools() -> None:
+    import sys
+
+    import pytest
+
+    from stax.pystacks import elfsyms, locate
+
+    names = ("_PyRuntime", "Py_Version", "PyCode_Type", "_PyEval_EvalFrameDefault", "nope_x")
+    paths = [p for p in ("/usr/bin/python3.11", sys.executable) if __import__("os").path.exists(p)]
+    checked = 0
+    for path in paths:
+        quick = elfsyms.read_symbols(path, names)
+        if quick is None:
+            continue
+        orig = elfsyms.read_symbols
+        try:
+            elfsyms.read_symbols = lambda p, n: None  # type: ignore[assignment]
+            slow = locate._elf_symbols(path, names)
+        finally:
+            elfsyms.read_symbols = orig  # type: ignore[assignment]
+        assert quick == slow and "nope_x" not in quick[0]
+        checked += 1
+    if not checked:
+        pytest.skip("no 64-bit ELF python here")
+
+
+def test_elf_symbols_of_files_that_are_not_elf(tmp_path) -> None:
+    import pytest
+
+    from stax.pystacks.elfsyms import read_symbols
+
+    text = tmp_path / "python3.11"
+    text.write_bytes(b"#!/bin/sh\n")
+    assert read_symbols(str(text), ("_PyRuntime",)) is None
+    cut = tmp_path / "cut"
+    cut.write_bytes(open("/bin/true", "rb").read()[:100])
+    with pytest.raises(ValueError):
+        read_symbols(str(cut), ("_PyRuntime",))

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from stax.profile.model import Tables
     from stax.pystacks.live import PythonWatch
     from stax.pystacks.reader import PyFrame
-    from stax.pystacks.sampler import PyStackSampler
+    from stax.pystacks.sampler import SnapshotStore
 
 __all__ = ["COUNTS", "PyMerge"]
 
@@ -80,12 +80,15 @@ class PyMerge:
         if not any(is_eval(f) for f in native):
             return sid
         counts["python_running"] += 1
-        py = self._stack_at(sampler, tid, time)
-        if py is None:
+        candidates = self._stacks_at(sampler, tid, time)
+        if not candidates:
             counts["python_misses"] += 1
             return sid
-        merged = merge_stack(native, is_eval, py, lambda f: self._frame(t, f))
-        if merged is None:
+        for py in candidates:
+            merged = merge_stack(native, is_eval, py, lambda f: self._frame(t, f))
+            if merged is not None:
+                break
+        else:
             counts["python_mismatches"] += 1
             return sid
         counts["python_samples"] += 1
@@ -94,23 +97,25 @@ class PyMerge:
             out = t.stack_id(out, fid)
         return out
 
-    def _stack_at(self, sampler: PyStackSampler, tid: int,
-                  time: int) -> tuple[PyFrame, ...] | None:
-        """The thread's Python stack at ``time``: the snapshots either side when they show the
-        same functions (the nearest one's lines), else the nearest one within a read period.
-        Reads take longer than their period under load, so the bracket is what counts."""
+    def _stacks_at(self, sampler: SnapshotStore, tid: int,
+                   time: int) -> list[tuple[PyFrame, ...]]:
+        """The thread's Python stacks that may have been running at ``time``, the likeliest
+        first: the snapshots either side when they are close enough together (the nearest
+        first; when both show the same functions, they vouch for the stack between them and
+        the nearest alone is the answer), else the one within a read period or two. The
+        sample's native stack picks between them (its interpreter activations must match)."""
         before, after = sampler.around(tid, time)
-        tol = self.watch.tolerance_ns(time)
         if before is not None and after is not None and after[0] - before[0] <= MAX_GAP_NS:
             b, a = before[1], after[1]
-            if b is not None and a is not None and _functions(b) == _functions(a):
-                return b if time - before[0] <= after[0] - time else a
-        best = None
-        for snap in (before, after):
-            if snap is not None and abs(snap[0] - time) <= tol:
-                if best is None or abs(snap[0] - time) < abs(best[0] - time):
-                    best = snap
-        return best[1] if best is not None else None
+            if b is not None and a is not None:
+                if _functions(b) == _functions(a):
+                    return [b if time - before[0] <= after[0] - time else a]
+                return [b, a] if time - before[0] <= after[0] - time else [a, b]
+        tol = self.watch.tolerance_ns(time)
+        near = [snap for snap in (before, after)
+                if snap is not None and snap[1] is not None and abs(snap[0] - time) <= tol]
+        near.sort(key=lambda snap: abs(snap[0] - time))
+        return [snap[1] for snap in near if snap[1] is not None]
 
     def _frame(self, t: Tables, f: PyFrame) -> int:
         line = f.line if f.line is not None else f.firstlineno

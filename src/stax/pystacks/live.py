@@ -8,18 +8,19 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 
 from stax.pystacks.locate import Interpreter
 from stax.pystacks.reader import NO_INTERPRETER
-from stax.pystacks.sampler import PyStackSampler
+from stax.pystacks.sampler import PyStackSampler, SnapshotStore
 
 __all__ = ["MAX_HZ", "PythonWatch", "looks_like_python"]
 
 log = logging.getLogger("stax.server")
 
-# one read of every stack costs ~0.4 ms of the server's time: at most this many a second
-MAX_HZ = 500
+# reads a second: a read of every stack costs ~40 us in the stack-reading process
+MAX_HZ = 1000
+# ... and ~0.4-1.2 ms in the server itself, where it waits for the GIL (the fallback)
+MAX_HZ_IN_PROCESS = 500
 _TRIES = 80  # locating after the trigger: libpython and _PyRuntime may come a little later
 _RETRY_S = 0.025
 _PYTHON_FILE = re.compile(r"(?:^|/)(?:lib)?python\d\.\d+[a-z]*(?:\.so[.\d]*)?(?: \(deleted\))?$")
@@ -38,11 +39,12 @@ class PythonWatch:
     def __init__(self, pid: int, hz: int, wait_for_exec: bool) -> None:
         self.pid = pid
         self.hz = max(1, min(int(hz), MAX_HZ))
-        self.sampler: PyStackSampler | None = None
+        self.sampler: SnapshotStore | None = None  # what the reads found, by time
+        self._inproc: PyStackSampler | None = None
+        self._stream = None  # stax.pystacks.stream.PyStackStream once started
         self.interpreter: Interpreter | None = None
         self.version: str | None = None
         self.problem: str | None = None
-        self.started_ns = 0
         self._wait_for_exec = wait_for_exec
         self._no_interpreter = False
         self._trigger = threading.Event()
@@ -63,7 +65,7 @@ class PythonWatch:
         s = self.sampler
         if s is None or s.reads < 2:
             return self.period_ns
-        return max(self.period_ns, 2 * max(0, t_ns - self.started_ns) // s.reads)
+        return max(self.period_ns, 2 * max(0, t_ns - s.first_ns) // s.reads)
 
     def trigger(self) -> None:
         """The target mapped a python binary: locate its interpreter now."""
@@ -92,19 +94,32 @@ class PythonWatch:
         if reader is None:
             return
         self.problem = None
-        sampler = PyStackSampler(reader, self.hz)
-        self.started_ns = time.monotonic_ns()
-        sampler.start()
+        store = SnapshotStore()
+        # the server reads until the stack-reading process is up (or for good if it fails)
+        inproc = PyStackSampler(reader, min(self.hz, MAX_HZ_IN_PROCESS), store)
+        inproc.start()
+        self._inproc = inproc
         self.interpreter = reader.interpreter
         self.version = reader.version
-        self.sampler = sampler
+        self.sampler = store
+        if self._stop.is_set():
+            return
+        from stax.pystacks.stream import PyStackStream
+
+        stream = PyStackStream(self.pid, reader.interpreter, self.hz, store,
+                               on_first=lambda: inproc.stop(wait=False))
+        self._stream = stream
+        if not stream.start():
+            log.warning("python stacks of %d read in the server: %s", self.pid, stream.problem)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)  # (it ends within one locating attempt)
-        if self.sampler is not None:
-            self.sampler.stop()
-            self.sampler.reader.close()
+        if self._stream is not None:
+            self._stream.stop()
+        if self._inproc is not None:
+            self._inproc.stop()
+            self._inproc.reader.close()
 
     def relevant(self) -> bool:
         """An interpreter was found, or one was there that could not be read (a version
@@ -121,4 +136,6 @@ class PythonWatch:
                 "stack_reads": s.reads if s else 0,
                 "failed_stack_reads": s.failed_reads if s else 0,
                 "mean_read_us": (round(s.read_ns / s.reads / 1000, 1)
-                                 if s is not None and s.reads else None)}
+                                 if s is not None and s.reads else None),
+                "stack_reader": ("process" if self._stream is not None and self._stream.running
+                                 else "server" if s is not None else None)}

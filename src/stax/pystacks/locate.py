@@ -55,6 +55,11 @@ def _elf_symbols(path: str, names: tuple[str, ...]) -> tuple[dict[str, tuple[int
     """The (file virtual address, size) of ``names`` found in .dynsym or .symtab, the ELF
     type's ET_EXEC-ness (1 if fixed addresses), and the PT_LOAD segments (vaddr, offset,
     file size)."""
+    from stax.pystacks.elfsyms import read_symbols
+
+    quick = read_symbols(path, names)
+    if quick is not None:
+        return quick
     from elftools.elf.elffile import ELFFile
 
     found: dict[str, tuple[int, int]] = {}

@@ -67,11 +67,13 @@ class PyStackReader:
     """Reads the Python stacks of process ``pid``; raises NotPythonError when it runs no
     supported CPython, OSError when its maps or memory cannot be read."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, interpreter: Interpreter | None = None) -> None:
+        """``interpreter``: one already located in this process (stax.pystacks.worker is
+        handed it), so that it is not looked for again."""
         self.pid = pid
         self.mem = ProcessMemory(pid)
         try:
-            interp = find_interpreter(pid, self.mem)
+            interp = interpreter or find_interpreter(pid, self.mem)
             if interp is None:
                 raise NotPythonError(f"process {pid} {NO_INTERPRETER}")
             lay = layout_for(interp.version[:2])
