@@ -515,3 +515,38 @@ def test_setup_with_systemd_enables_and_starts_the_unit(tmp_path: Path) -> None:
     assert calls.read_text().splitlines() == [
         "daemon-reload", "enable --now staxd.service"] * 2
     assert (root / "etc/systemd/system/staxd.service").exists()
+
+
+PYSPLIT = ROOT / "tests" / "workloads" / "python" / "pysplit.py"
+
+
+def test_unprivileged_python_stacks_read_through_staxd(user: User, staxd: Staxd) -> None:
+    """A server that may not read its target's memory (forced here with
+    STAX_PYTHON_READER=staxd; Yama's ptrace_scope or an LSM on other hosts) has staxd run the
+    stack-reading process: Python functions by name, the reader said in diagnose."""
+    python = shutil.which("python3.11", path="/usr/bin:/bin")
+    if python is None:
+        pytest.skip("no /usr/bin/python3.11")
+    prog = user.home / "pysplit.py"
+    shutil.copy(PYSPLIT, prog)
+    os.chmod(prog, 0o644)
+    sock = user.home / "stax.sock"
+    env = user.env(STAX_PYTHON_READER="staxd")
+    with open(user.home / "server-py.log", "ab") as lf:
+        proc = subprocess.Popen(user.argv(user.python, "-m", "stax.server.main", "--socket",
+                                          str(sock)), env=env, stdout=lf, stderr=lf,
+                                cwd=str(user.home))
+    try:
+        wait_for_socket(sock, proc, user.home / "server-py.log", timeout=20)
+        p = user.stax("record", "--daemon-socket", staxd.socket, "--", python, str(prog), "2")
+        assert p.returncode == 0, p.stderr + staxd.log_text()
+        info = json.loads(user.stax("diagnose", "--json").stdout)["run"]["python"]
+        assert info["stack_reader"] == "staxd" and info["problem"] is None, info
+        assert info["python_samples"] > 0.8 * info["python_running"] > 200, info
+        rows = json.loads(user.stax("top", "--json", "-n", "0").stdout)["rows"]
+        py = {r["func"] for r in rows if r["binary"] == "pysplit.py"}
+        assert {"heavy", "medium", "light"} <= py, sorted(py)
+        log = staxd.log_text()
+        assert f"granted uid {user.uid} pid" in log and "the Python stacks of pid" in log, log
+    finally:
+        stop_server(proc)

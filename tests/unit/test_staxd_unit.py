@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -318,3 +320,72 @@ def test_client_reads_the_answer_of_a_connection_turned_away(tmp_path: Path) -> 
                                            "connections from uid 1000: it holds 8$"):
         op.open(EventSpec("sample"), 1, 1, 0)
     op.close()
+
+
+interpreters = st.fixed_dictionaries({}, optional={
+    "path": st.text(max_size=10) | json_values, "bias": st.integers(-5, 2**65) | json_values,
+    "runtime_addr": st.integers(-5, 2**65) | json_values,
+    "version": st.lists(st.integers(-1, 300), max_size=4) | json_values,
+    "code_type_addr": st.none() | st.integers(-5, 2**65) | json_values,
+    "eval_offsets": json_values, "x": json_values})
+python_requests = st.fixed_dictionaries({"python": st.fixed_dictionaries({}, optional={
+    "pid": st.integers(-5, 2**23) | json_values, "hz": st.integers(-5, 5000) | json_values,
+    "interpreter": interpreters | json_values, "y": json_values}) | json_values},
+    optional={"pid": st.integers(1, 10), "v": st.just(1)})
+
+
+@settings(max_examples=600, deadline=None)
+@given(python_requests)
+def test_python_request_parser_is_total(doc: dict) -> None:
+    try:
+        req = wire.parse_request(json.dumps(doc).encode(), ncpus=4)
+    except wire.BadRequest as e:
+        assert str(e)
+        return
+    assert isinstance(req, wire.PythonRequest)
+    assert 1 <= req.pid <= wire.MAX_ID and 1 <= req.hz <= 1000
+    i = req.interpreter
+    assert set(i) == {"path", "bias", "runtime_addr", "version", "code_type_addr"}
+    assert isinstance(i["path"], str) and 0 < i["runtime_addr"] < 2**64
+
+
+def test_python_request_round_trip() -> None:
+    interp = {"path": "/usr/bin/python3.11", "bias": 0, "runtime_addr": 0x1000,
+              "version": [3, 11, 2], "code_type_addr": None}
+    req = wire.parse_request(wire.encode_python_request(42, 900, interp))
+    assert req == wire.PythonRequest(42, 900, interp)
+    with pytest.raises(wire.BadRequest, match="alone"):
+        wire.parse_request(json.dumps({"python": {}, "pid": 3}).encode())
+
+
+def test_python_readers_are_limited_per_user(tmp_path: Path) -> None:
+    from stax.staxd.pyworkers import Busy, PyWorkers
+
+    w = PyWorkers(per_uid=1, total=2)
+    interp = {"path": "/x/python3.11", "bias": 0, "runtime_addr": 0x1000,
+              "version": [3, 11, 2], "code_type_addr": None}
+    sleeper = subprocess.Popen(["sleep", "30"])
+    pidfd = os.pidfd_open(sleeper.pid)
+    fds = []
+    try:
+        fds.append(w.start(1000, wire.PythonRequest(sleeper.pid, 10, interp), pidfd))
+        with pytest.raises(Busy, match="uid 1000"):
+            w.start(1000, wire.PythonRequest(sleeper.pid, 10, interp), pidfd)
+        fds.append(w.start(0, wire.PythonRequest(sleeper.pid, 10, interp), pidfd))
+        with pytest.raises(Busy, match="already"):
+            w.start(0, wire.PythonRequest(sleeper.pid, 10, interp), pidfd)
+        # nothing readable at that address: it says so, line by line, and ends with its target
+        with os.fdopen(os.dup(fds[0]), "rb") as f:
+            assert f.readline().strip() == b'["f"]'
+        sleeper.kill()
+        sleeper.wait()
+        deadline = time.monotonic() + 10
+        while w.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert w.running() == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        os.close(pidfd)
+        for fd in fds:
+            os.close(fd)

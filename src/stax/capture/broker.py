@@ -178,3 +178,42 @@ def opener_for(daemon_socket: str | None) -> tuple[Opener, str | None]:
         except BrokerUnavailable as e:
             return LocalOpener(), f"{e}; opening events in-process"
     return LocalOpener(), None
+
+
+def python_stream(daemon_socket: str, pid: int, hz: int, interpreter: dict[str, object],
+                  timeout: float = 10.0) -> int:
+    """Ask staxd to read the Python stacks of ``pid`` (stax.staxd.pyworkers): the read end of
+    the stack-reading process's output (stax.pystacks.worker's lines). CaptureError (staxd's
+    reason, or why it could not be asked) otherwise."""
+    from stax.capture import brokerwire as wire
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    fds: list[int] = []
+    buf = b""
+    try:
+        s.connect(daemon_socket)
+        s.sendall(wire.encode_python_request(pid, hz, dict(interpreter)))
+        while b"\n" not in buf:
+            data, got, _flags, _addr = socket.recv_fds(s, 65536, 4, socket.MSG_CMSG_CLOEXEC)
+            fds.extend(got)
+            if not data:
+                break
+            buf += data
+    except OSError as e:
+        for fd in fds:
+            os.close(fd)
+        raise CaptureError(f"staxd ({daemon_socket}): {e.strerror or e}") from None
+    finally:
+        s.close()
+    try:
+        ans = json.loads(buf.split(b"\n", 1)[0])
+        ok = bool(ans.get("ok"))
+    except (ValueError, AttributeError):
+        ans, ok = {}, False
+    if ok and len(fds) == 1:
+        return fds[0]
+    for fd in fds:
+        os.close(fd)
+    msg = str(ans.get("error") or "malformed answer")
+    raise CaptureError(f"staxd {'refused' if ans.get('refused') else 'failed'}: {msg}")

@@ -50,13 +50,50 @@ class FormatsRequest:
     names: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class PythonRequest:
+    """Read the Python stacks of process ``pid`` (the server may not read its memory): staxd
+    runs the stack-reading process (stax.pystacks.worker) on it and hands back the read end
+    of its output. ``interpreter`` is the one the client located (path, load bias, addresses
+    of _PyRuntime and PyCode_Type, version)."""
+
+    pid: int
+    hz: int
+    interpreter: dict[str, Any]
+
+
 def _id(v: Any, name: str, lo: int, hi: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise BadRequest(f"{name} must be an integer in {lo}..{hi}")
     return v
 
 
-def parse_request(line: bytes, ncpus: int | None = None) -> Request | FormatsRequest:
+def _python_request(doc: Any) -> PythonRequest:
+    if not isinstance(doc, dict) or set(doc) != {"pid", "hz", "interpreter"}:
+        raise BadRequest("python must be an object with pid, hz and interpreter")
+    pid = _id(doc["pid"], "pid", 1, MAX_ID)
+    hz = _id(doc["hz"], "hz", 1, 1000)
+    i = doc["interpreter"]
+    keys = {"path", "bias", "runtime_addr", "version", "code_type_addr"}
+    if not isinstance(i, dict) or not keys <= set(i) <= keys | {"eval_offsets"}:
+        raise BadRequest(f"interpreter must be an object with {', '.join(sorted(keys))}")
+    if not isinstance(i["path"], str) or len(i["path"]) > 4096:
+        raise BadRequest("interpreter path must be a string")
+    addr = 1 << 64
+    _id(i["bias"], "bias", 0, addr - 1)
+    _id(i["runtime_addr"], "runtime_addr", 1, addr - 1)
+    if i["code_type_addr"] is not None:
+        _id(i["code_type_addr"], "code_type_addr", 1, addr - 1)
+    v = i["version"]
+    if not isinstance(v, list) or len(v) != 3:
+        raise BadRequest("interpreter version must be [major, minor, micro]")
+    for part in v:
+        _id(part, "version", 0, 255)
+    return PythonRequest(pid, hz, {k: i[k] for k in keys})
+
+
+def parse_request(line: bytes, ncpus: int | None = None
+                  ) -> Request | FormatsRequest | PythonRequest:
     """Decode and validate one request line."""
     if len(line) > MAX_LINE:
         raise BadRequest(f"request longer than {MAX_LINE} bytes")
@@ -66,7 +103,7 @@ def parse_request(line: bytes, ncpus: int | None = None) -> Request | FormatsReq
         raise BadRequest("request is not valid JSON") from None
     if not isinstance(doc, dict):
         raise BadRequest("request must be a JSON object")
-    extra = sorted(str(k) for k in doc if k not in ("v", "pid", "events", "formats"))
+    extra = sorted(str(k) for k in doc if k not in ("v", "pid", "events", "formats", "python"))
     if extra:
         raise BadRequest(f"unknown request field(s): {', '.join(extra)[:200]}")
     if doc.get("v", VERSION) != VERSION:
@@ -79,6 +116,10 @@ def parse_request(line: bytes, ncpus: int | None = None) -> Request | FormatsReq
             raise BadRequest(f"formats must be a list of {', '.join(TRACEPOINT_FORMATS)} "
                              "and come alone")
         return FormatsRequest(tuple(names))
+    if "python" in doc:
+        if "pid" in doc or "events" in doc or "formats" in doc:
+            raise BadRequest("python must come alone")
+        return _python_request(doc["python"])
     pid = _id(doc.get("pid"), "pid", 1, MAX_ID)
     events = doc.get("events")
     if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS:
@@ -102,6 +143,11 @@ def parse_request(line: bytes, ncpus: int | None = None) -> Request | FormatsReq
 def encode_request(pid: int, events: list[tuple[EventSpec, int, int]]) -> bytes:
     doc = {"v": VERSION, "pid": pid,
            "events": [{**spec.to_dict(), "tid": tid, "cpu": cpu} for spec, tid, cpu in events]}
+    return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+
+
+def encode_python_request(pid: int, hz: int, interpreter: dict[str, Any]) -> bytes:
+    doc = {"v": VERSION, "python": {"pid": pid, "hz": hz, "interpreter": interpreter}}
     return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
 
 

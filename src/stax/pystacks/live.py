@@ -5,12 +5,14 @@ native sample with the snapshot its thread had closest in time (stax.profile.pym
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 import threading
 
 from stax.pystacks.locate import Interpreter
-from stax.pystacks.reader import NO_INTERPRETER
+from stax.pystacks.reader import NO_INTERPRETER, PyStackReader
 from stax.pystacks.sampler import PyStackSampler, SnapshotStore
 
 __all__ = ["MAX_HZ", "PythonWatch", "looks_like_python"]
@@ -36,12 +38,15 @@ class PythonWatch:
     at ``hz`` (capped at MAX_HZ); ``sampler`` and ``interpreter`` are None until then, and stay
     None for a process that runs no CPython stax can read (``problem`` says why)."""
 
-    def __init__(self, pid: int, hz: int, wait_for_exec: bool) -> None:
+    def __init__(self, pid: int, hz: int, wait_for_exec: bool,
+                 daemon_socket: str | None = None) -> None:
         self.pid = pid
+        self.daemon_socket = daemon_socket  # staxd reads what the server may not
         self.hz = max(1, min(int(hz), MAX_HZ))
         self.sampler: SnapshotStore | None = None  # what the reads found, by time
         self._inproc: PyStackSampler | None = None
         self._stream = None  # stax.pystacks.stream.PyStackStream once started
+        self._via = "process"  # who runs the stack-reading process: "process" (we), "staxd"
         self.interpreter: Interpreter | None = None
         self.version: str | None = None
         self.problem: str | None = None
@@ -75,7 +80,7 @@ class PythonWatch:
         while not self._trigger.wait(0.05):
             if self._stop.is_set():
                 return
-        from stax.pystacks.reader import NotPythonError, PyStackReader
+        from stax.pystacks.reader import NotPythonError
 
         reader = None
         # an attached process has its interpreter mapped already (or has none)
@@ -94,6 +99,8 @@ class PythonWatch:
         if reader is None:
             return
         self.problem = None
+        if self._through_staxd(reader):
+            return
         store = SnapshotStore()
         # the server reads until the stack-reading process is up (or for good if it fails)
         inproc = PyStackSampler(reader, min(self.hz, MAX_HZ_IN_PROCESS), store)
@@ -111,6 +118,47 @@ class PythonWatch:
         self._stream = stream
         if not stream.start():
             log.warning("python stacks of %d read in the server: %s", self.pid, stream.problem)
+
+    def _through_staxd(self, reader: PyStackReader) -> bool:
+        """When the server may not read the target's memory (Yama's ptrace_scope, an LSM;
+        STAX_PYTHON_READER=staxd asks for it anyway) and staxd answers, staxd runs the
+        stack-reading process: True once its stream is up, or when nothing can read them
+        (``problem`` says why)."""
+        from stax.pystacks.procmem import RemoteReadError
+
+        forced = os.environ.get("STAX_PYTHON_READER") == "staxd"
+        if not forced:
+            try:
+                reader.threads()
+                return False
+            except RemoteReadError as e:
+                if e.errno not in (errno.EPERM, errno.EACCES):
+                    return False
+                why = f"cannot read process {self.pid}'s memory: {e.strerror or e}"
+        else:
+            why = "STAX_PYTHON_READER=staxd"
+        reader.close()
+        if not self.daemon_socket:
+            self.problem = why + " (staxd, which could, is not in use)"
+            return True
+        from stax.capture.broker import python_stream
+        from stax.capture.recorder import CaptureError
+        from stax.pystacks.stream import PyStackStream
+
+        interp = reader.interpreter
+        spec = {"path": interp.path, "bias": interp.bias, "runtime_addr": interp.runtime_addr,
+                "version": list(interp.version), "code_type_addr": interp.code_type_addr}
+        try:
+            fd = python_stream(self.daemon_socket, self.pid, self.hz, spec)
+        except CaptureError as e:
+            self.problem = f"{why}; {e}"
+            return True
+        store = SnapshotStore()
+        stream = PyStackStream(self.pid, interp, self.hz, store)
+        stream.start(fd)
+        self._stream, self._via = stream, "staxd"
+        self.interpreter, self.version, self.sampler = interp, reader.version, store
+        return True
 
     def stop(self) -> None:
         self._stop.set()
@@ -137,5 +185,5 @@ class PythonWatch:
                 "failed_stack_reads": s.failed_reads if s else 0,
                 "mean_read_us": (round(s.read_ns / s.reads / 1000, 1)
                                  if s is not None and s.reads else None),
-                "stack_reader": ("process" if self._stream is not None and self._stream.running
+                "stack_reader": (self._via if self._stream is not None and self._stream.running
                                  else "server" if s is not None else None)}

@@ -5,8 +5,10 @@ in (the in-process sampler that covered the start then stops)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -33,26 +35,35 @@ class PyStackStream:
         self._on_first = on_first
         self._spec = json.dumps({"pid": pid, "hz": hz, "interpreter": asdict(interpreter)})
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pipe: IO[bytes] | None = None
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._codes: dict[int, tuple[str, str, int]] = {}
         self._frames: dict[tuple[int, int, int, int], PyFrame] = {}
 
-    def start(self) -> bool:
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "stax.pystacks.worker", self._spec],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                close_fds=True)
-        except OSError as e:
-            self.problem = f"cannot start the stack-reading process: {e.strerror or e}"
-            return False
-        assert self._proc.stdout is not None
-        self._thread = threading.Thread(target=self._run, args=(self._proc.stdout,),
+    def start(self, fd: int | None = None) -> bool:
+        """Start the stack-reading process, or read the one whose output ``fd`` is (staxd
+        runs it: stax.capture.broker.python_stream; the stream owns ``fd`` then)."""
+        if fd is not None:
+            self._pipe = os.fdopen(fd, "rb")
+        else:
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "stax.pystacks.worker", self._spec],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                    close_fds=True)
+            except OSError as e:
+                self.problem = f"cannot start the stack-reading process: {e.strerror or e}"
+                return False
+            self._pipe = self._proc.stdout
+        assert self._pipe is not None
+        self._thread = threading.Thread(target=self._run, args=(self._pipe,),
                                         name="stax-pystacks-stream", daemon=True)
         self._thread.start()
         return True
 
     def stop(self) -> None:
+        self._stopping = True
         p = self._proc
         if p is not None and p.poll() is None:
             p.terminate()
@@ -61,13 +72,22 @@ class PyStackStream:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        # staxd's reader writes every read period: the thread sees the flag at its next line
+        # and closes the pipe, and that reader ends at its next write
         if self._thread is not None:
             self._thread.join(5)
-        if p is not None and p.stdout is not None:
-            p.stdout.close()
 
     def _run(self, pipe: IO[bytes]) -> None:
+        try:
+            self._read(pipe)
+        finally:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    def _read(self, pipe: IO[bytes]) -> None:
         for raw in pipe:
+            if self._stopping:
+                return
             try:
                 msg = json.loads(raw)
                 kind = msg[0]

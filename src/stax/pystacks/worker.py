@@ -5,7 +5,10 @@ never hold up a read: in the server a read waited for the GIL and took 30 times 
 its time stamp said little about when the stacks were read.
 
 SPEC (JSON): ``{"pid", "hz", "interpreter": {path, bias, runtime_addr, version,
-code_type_addr}}``, the interpreter the server located (so it is not looked for again).
+code_type_addr}}``, the interpreter the server located (so it is not looked for again), and
+``"pidfd"``, a descriptor of the target it inherited, when staxd runs it as root: a read is
+only written out when that process had not exited by the end of it, so a pid reused by
+another process is never read for the requester.
 
 Lines written:
 - ``["c", ID, QUALNAME, FILENAME, FIRSTLINENO]``: a code object seen for the first time;
@@ -35,6 +38,15 @@ def _emit(out: object, lines: list[str]) -> bool:
     return True
 
 
+def _exited(pidfd: int) -> bool:
+    """A pidfd polls readable once its process has exited."""
+    import select
+
+    p = select.poll()
+    p.register(pidfd, select.POLLIN)
+    return bool(p.poll(0))
+
+
 def main(argv: list[str] | None = None) -> int:
     from stax.pystacks.locate import Interpreter
     from stax.pystacks.procmem import RemoteReadError
@@ -44,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout.buffer
     try:
         spec = json.loads(args[0])
-        pid, hz = int(spec["pid"]), max(1.0, float(spec["hz"]))
+        pid, hz = int(spec["pid"]), max(1.0, min(float(spec["hz"]), 1000.0))
+        pidfd = spec.get("pidfd")
+        pidfd = None if pidfd is None else int(pidfd)
         i = spec["interpreter"]
         interp = Interpreter(str(i["path"]), int(i["bias"]), int(i["runtime_addr"]),
                              tuple(int(v) for v in i["version"]),  # type: ignore[arg-type]
@@ -64,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic_ns()
         try:
             threads = reader.threads()
+            if pidfd is not None and _exited(pidfd):
+                return 0  # (what was read may be another process's by now)
         except (RemoteReadError, OSError):
-            if not os.path.exists(f"/proc/{pid}"):
+            if (_exited(pidfd) if pidfd is not None else not os.path.exists(f"/proc/{pid}")):
                 return 0
             lines.append('["f"]')
         else:

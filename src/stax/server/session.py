@@ -185,5 +185,6 @@ def open_capture(mode: str, pid: int, frequency: int, dwarf_unwind: bool,
         from stax.pystacks.live import PythonWatch
 
         # a launched child execs once released: the sink's mmap of a python binary triggers it
-        profile.python = PyMerge(PythonWatch(pid, frequency, wait_for_exec=mode == "launch"))
+        profile.python = PyMerge(PythonWatch(pid, frequency, wait_for_exec=mode == "launch",
+                                             daemon_socket=daemon_socket))
     return profile, recorder, pidfd

@@ -158,6 +158,9 @@ class Broker:
         self.granted = 0
         self.refused = 0
         self.turned_away: dict[int, int] = {}  # connections refused per uid (for the log)
+        from stax.staxd.pyworkers import PyWorkers
+
+        self.pyworkers = PyWorkers()
 
     # --- socket -------------------------------------------------------------------------------
 
@@ -284,6 +287,9 @@ class Broker:
             log.info("refused %s: bad request: %s", peer, e)
             conn.sendall(wire.answer_bad(str(e)))
             return
+        if isinstance(req, wire.PythonRequest):
+            self._python(conn, peer, req)
+            return
         if isinstance(req, wire.FormatsRequest):
             formats = {n: events.tracepoint_format(n) for n in req.names}
             log.info("gave %s the formats of %s", peer, ", ".join(req.names))
@@ -316,6 +322,42 @@ class Broker:
         finally:
             for fd in fds:
                 os.close(fd)
+
+    def _python(self, conn: socket.socket, peer: Peer, req: wire.PythonRequest) -> None:
+        """Run a stack-reading process on ``req.pid`` and hand over its output."""
+        from stax.staxd.pyworkers import Busy
+
+        fd = -1
+        try:
+            try:
+                pidfd = os.pidfd_open(req.pid)
+            except OSError:
+                raise Gone(f"no process with pid {req.pid}") from None
+            try:
+                check_access(peer, req.pid, req.pid)
+                fd = self.pyworkers.start(peer.uid, req, pidfd)
+            finally:
+                os.close(pidfd)
+        except Refused as e:
+            self.refused += 1
+            log.warning("refused %s: %s (asked for the Python stacks of pid %d)", peer, e,
+                        req.pid)
+            conn.sendall(wire.answer_refused(str(e)))
+            return
+        except (Gone, Busy) as e:
+            conn.sendall(wire.answer_failed(errno.ESRCH if isinstance(e, Gone) else
+                                            errno.EAGAIN, str(e)))
+            return
+        except OSError as e:
+            code = e.errno or errno.EIO
+            conn.sendall(wire.answer_failed(code, e.strerror or os.strerror(code)))
+            return
+        try:
+            self.granted += 1
+            log.info("granted %s: the Python stacks of pid %d", peer, req.pid)
+            socket.send_fds(conn, [wire.answer_ok(1)], [fd])
+        finally:
+            os.close(fd)
 
     def _open(self, peer: Peer, req: wire.Request) -> list[int]:
         try:
