@@ -64,6 +64,13 @@ def test_unprivileged_user_records_its_own_python_program(
         print("measured", want, "stax", shares)
         for f, s in shares.items():
             assert abs(s - want[f]) <= 6, (shares, want)
+        # its own source file, read for it: annotate lists heavy's lines with their text
+        ann = json.loads(u.stax("annotate", "heavy", "--json").stdout)
+        src = prog.read_text().splitlines()
+        first = ann["function"]["first_line"]
+        assert src[first - 1] == "def heavy(n):" and ann["note"] is None, ann
+        assert [x["text"] for x in ann["lines"]] == src[first - 1:first + 4], ann["lines"]
+        assert ann["python_self_samples"] > 0.4 * top["total_samples"], ann
         return
     # the kernel keeps the user's server out of the target's memory: diagnose says so, and
     # the native stacks are all there
