@@ -1,6 +1,6 @@
 """Run every stax benchmark in sequence: overhead, ingest, query_latency, inline_latency, unwind,
-offcpu, web, archive, annotate_latency, staxd, journal, soak (for 1 minute; 0.5 with --quick:
-the full 10-minute soak is run alone, bench/soak.py).
+python, offcpu, web, archive, annotate_latency, staxd, journal, soak (for 1 minute; 0.5 with
+--quick: the full 10-minute soak is run alone, bench/soak.py).
 
 ``--quick`` is passed through. With ``--json`` the numbers of all of them are printed as one JSON
 document keyed by benchmark. Missed targets are reported, not failures; the exit status is
@@ -19,8 +19,8 @@ from typing import Any
 from _common import log, parse_args
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("overhead", "ingest", "query_latency", "inline_latency", "unwind", "offcpu", "web",
-              "archive", "annotate_latency", "staxd", "journal", "soak")
+BENCHMARKS = ("overhead", "ingest", "query_latency", "inline_latency", "unwind", "python",
+              "offcpu", "web", "archive", "annotate_latency", "staxd", "journal", "soak")
 # extra arguments per benchmark (the soak's length)
 EXTRA = {"soak": (["--minutes", "1"], ["--minutes", "0.5"])}
 
