@@ -2,8 +2,10 @@
 on a Python function lists the lines of its .py file with their samples (the hot loop line
 holds most; the functions' own samples in the shares the program measures); ``top`` and
 ``flame`` give the file and first line; the pprof export read by the real ``go tool pprof``
-lists the function's source with per-line samples; the gecko and speedscope exports carry the
-file and lines; an archive saved with its code annotates the lines after the file is gone."""
+lists the function's source with per-line samples; the gecko export loaded by the Firefox
+Profiler's CLI annotates the function's lines; the speedscope export (checked against
+speedscope's schema) carries file and line; an archive saved with its code annotates the lines
+after the file is gone."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from consumer_helpers import ProfilerCli, profiler_cli_problem, speedscope_schema
 from harness import Stax
 from python_helpers import PYTHONS, measured, walk, workload
 
@@ -94,10 +97,18 @@ def test_python_lines_in_annotate_views_and_exports(stax: Stax, tmp_path: Path) 
            if fr["func"][i] in heavy}
     assert {(loop, cat), (body, cat)} <= got, got
 
+    _firefox_profiler(tmp_path, prog, first, body)
+
     # speedscope: the Python function's frame names its file and first line
     stax("export", "--format", "speedscope", "-o", str(tmp_path / "s.json"), check=True)
-    frames = json.loads((tmp_path / "s.json").read_text())["shared"]["frames"]
-    assert {"name": "heavy (pysplit.py)", "file": str(prog), "line": first} in frames
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert {"name": "heavy (pysplit.py)", "file": str(prog), "line": first} in doc["shared"][
+        "frames"]
+    schema = speedscope_schema()  # speedscope's own, where `make npmdeps` installed it
+    if schema is not None:
+        import jsonschema
+
+        jsonschema.validate(doc, schema)
 
     # an archive saved with its code annotates the lines once the file is gone
     stax("save", "--with-code", str(tmp_path / "run.stax"), check=True)
@@ -112,6 +123,30 @@ def test_python_lines_in_annotate_views_and_exports(stax: Stax, tmp_path: Path) 
     # pprof, read by the real go tool pprof: the function's source with its lines' samples
     stax("export", "--format", "pprof", "-o", str(tmp_path / "p.pb.gz"), check=True)
     _go_pprof(tmp_path, prog, first, body)
+
+
+def _firefox_profiler(tmp: Path, prog: Path, first: int, body: int) -> None:
+    """The gecko export loaded by the Firefox Profiler's own CLI: the Python category, and its
+    source annotation of heavy (the .py file; the loop's body the hottest of heavy's lines)."""
+    if profiler_cli_problem(tmp) is not None:
+        return
+    cli = ProfilerCli(tmp)
+    try:
+        cli.load(tmp / "g.json")
+        thread = next(t["threadHandle"] for t in cli.json("thread", "list")["threads"]
+                      if t["name"].endswith("(on-CPU)"))
+        got = cli.json("thread", "samples", "--thread", thread)
+        cats = {c["name"]: c["samples"] for c in got["categoryBreakdown"]["categories"]}
+        assert cats.get("Python", 0) > 0, cats
+        fn = next(f["functionHandle"] for f in got["topFunctionsByTotal"]
+                  if f["name"].endswith("!heavy") or f["name"] == "heavy")
+        ann = cli.json("function", "annotate", fn)["srcAnnotation"]
+        assert ann["filename"] == str(prog), ann
+        own = {x["lineNumber"]: x["selfSamples"] for x in ann["lines"]
+               if first <= x["lineNumber"] <= first + 4}
+        assert max(own, key=lambda k: own[k]) == body, own
+    finally:
+        cli.close()
 
 
 def _go_pprof(tmp: Path, prog: Path, first: int, body: int) -> None:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from archive_helpers import RUN, pb_decode
+from consumer_helpers import speedscope_schema
 
 from stax.archive.export import converter
 from stax.archive.format import func_of_row, func_row, load, save
@@ -176,6 +177,11 @@ def test_file_and_line_in_views_and_exports(tmp_path: Path) -> None:
     assert frames["inner (app.py)"] == {"name": "inner (app.py)", "file": str(src),
                                         "line": INNER}
     assert "line" not in frames["memcpy (libc.so.6)"]
+    schema = speedscope_schema()  # speedscope's own schema, where `make npmdeps` installed it
+    if schema is not None:
+        import jsonschema
+
+        jsonschema.validate(doc, schema)
 
     # gecko: the .py file and first line in the funcTable, the lines in the frameTable, the
     # frames in the Python category
