@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from harness import Stax
+from python_helpers import PYTHONS, workload
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -440,6 +441,37 @@ def test_annotate_pane_shows_instructions_samples_and_source(
         for sel in ("#annotate tr.src td.code", "#annotate tr.ins.hot td.text", "#status"):
             ratio = page.eval_on_selector_all(sel, f"els => Math.min(...els.map({_CONTRAST}))")
             assert ratio >= 4.5, (scheme, sel, ratio)
+    assert ui.errors == []
+
+
+@pytest.mark.skipif(not PYTHONS, reason="no CPython 3.11-3.13 here")
+def test_annotate_pane_shows_a_python_functions_lines(ui: Page, stax: Stax) -> None:
+    prog = workload("pysplit.py")
+    src = prog.read_text().splitlines()
+    first = next(i for i, x in enumerate(src, 1) if x.startswith("def heavy("))
+    stax("record", "--", PYTHONS[0].path, str(prog), "1.5", check=True, timeout=120)
+    want = stax("annotate", "heavy", "--json", check=True).json()
+    ui.open()
+    page = ui.page
+    page.locator("#top tbody tr", has_text="heavy").first.click()
+    ui.wait("document.querySelector('#annotate tr.pyline.hot')")
+    head = page.inner_text("#annotate-func")
+    assert "heavy" in head and f"pysplit.py:{first}, Python" in head, head
+    assert f"{want['python_self_samples']} samples as the innermost Python function" in head
+    rows = page.eval_on_selector_all(
+        "#annotate tr.pyline", "els => els.map(e => [Number(e.dataset.line), "
+        "Number(e.dataset.samples), e.querySelector('td.text').textContent])")
+    # the function's lines with their text and samples, as the CLI gives them
+    assert [r[0] for r in rows] == list(range(first, first + 5)), rows
+    assert [r[2] for r in rows] == src[first - 1:first + 4], rows
+    assert [r[1] for r in rows] == [x["samples"] for x in want["lines"]], rows
+    hottest = max(rows, key=lambda r: r[1])
+    assert "x += i * i % 7" in hottest[2], rows
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        ratio = page.eval_on_selector_all("#annotate tr.pyline.hot td.text",
+                                          f"els => Math.min(...els.map({_CONTRAST}))")
+        assert ratio >= 4.5, (scheme, ratio)
     assert ui.errors == []
 
 

@@ -119,3 +119,47 @@ def test_reader_refuses_a_non_python_process(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+class _MovingStack(PyStackReader):
+    """A reader of one thread whose reads are scripted: the thread's current frame pointer
+    read by read, and what each walk of its chain finds (frames, whether every link held)."""
+
+    def __init__(self, currents, walks):
+        self.currents = list(currents)
+        self.walks = list(walks)
+
+    def thread_states(self):
+        return [(0x1000, 42, 1)]
+
+    def _current_frame(self, ts):
+        return self.currents.pop(0)
+
+    def _walk(self, frame, frames):
+        got, whole = self.walks.pop(0)
+        frames.extend(got)
+        return whole
+
+
+def _f(name, entry=False, owner=0):
+    from stax.pystacks.reader import PyFrame
+
+    return PyFrame(name, "/x.py", 1, 1, entry, owner)
+
+
+def test_a_stack_that_moved_under_the_walk_is_read_again_or_left_out():
+    good = [_f("leaf"), _f("<module>", entry=True)]
+    # the current frame changed during the first walk: the second, stable one counts
+    r = _MovingStack([0xA, 0xB, 0xB, 0xB], [([_f("torn")], True), (good, True)])
+    (t,) = r.threads()
+    assert [f.qualname for f in t.frames] == ["leaf", "<module>"]
+    assert not r.walks and not r.currents
+    # a link that led nowhere, then a chain ending at a (suspended) generator's frame
+    r = _MovingStack([0xA] * 5, [([_f("cut")], False),
+                                 ([_f("produce", entry=True, owner=1)], True), (good, True)])
+    (t,) = r.threads()
+    assert [f.qualname for f in t.frames] == ["leaf", "<module>"]
+    assert not r.walks and not r.currents
+    # moving under every try: the thread is left out (not read)
+    r = _MovingStack([0xA, 0xB, 0xB, 0xC, 0xC, 0xD], [(good, True)] * 3)
+    assert r.threads() == [] and not r.walks

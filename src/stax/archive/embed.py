@@ -19,6 +19,8 @@ CODE_BUDGET = 4 << 20  # bytes of code at most
 MAX_FUNC_BYTES = 256 << 10  # a larger function is not embedded
 MAX_ROWS = 1 << 16  # line-table rows per function
 MAX_SOURCE_LINE = 4096  # characters of one source line kept
+MAX_PYTHON_SOURCE = 1 << 20  # characters of Python source lines kept in all
+MAX_PYTHON_FUNC_LINES = 2000  # a longer Python function (a module) keeps its sampled lines only
 
 
 def segments_of(p: Profile, binaries: list[Any]) -> list[list[list[int]] | None]:
@@ -125,6 +127,51 @@ def sources_of(p: Profile, code: list[EmbeddedCode]) -> dict[str, dict[int, str]
                 got[ln] = t[:MAX_SOURCE_LINE]
         if got:
             out[f] = got
+    return out
+
+
+def python_sources(p: Profile) -> dict[str, dict[int, str]]:
+    """The source lines of the run's Python functions (stax.profile.pyannotate's lines: each
+    from its first line to its last, only the sampled ones of a longer one), from files the
+    run's owner could read, up to MAX_PYTHON_SOURCE characters."""
+    from stax.profile import access
+    from stax.profile.model import python_line
+    from stax.profile.pyannotate import function_lines
+
+    with p.lock:
+        n = len(p.frame_func)
+    sampled: dict[int, set[int]] = {}
+    for fid in range(n):
+        fn = p.frame_func[fid]
+        if fn >= 0 and p.funcs[fn].python:
+            sampled.setdefault(fn, set()).add(python_line(p.frame_offset[fid]))
+    out: dict[str, dict[int, str]] = {}
+    used = 0
+    old = store_of(p)  # an archive saved with its code: its lines where the files are gone
+    for fn, lines in sorted(sampled.items()):
+        f = p.funcs[fn]
+        if not f.path.startswith("/"):
+            continue
+        text, why = access.source_lines(f.path, p.owner)
+        if why is not None:
+            continue
+        if text is None:
+            kept = old.sources.get(f.path) if old is not None else None
+            if kept:
+                out.setdefault(f.path, {}).update(kept)
+            continue
+        extent = function_lines(text, f.name, f.addr)
+        want = set(lines)
+        if extent is not None and extent[1] - extent[0] < MAX_PYTHON_FUNC_LINES:
+            want.update(range(extent[0], extent[1] + 1))
+        got = out.setdefault(f.path, {})
+        for ln in sorted(want):
+            if 0 < ln <= len(text) and ln not in got:
+                t = text[ln - 1][:MAX_SOURCE_LINE]
+                used += len(t) + 1
+                if used > MAX_PYTHON_SOURCE:
+                    return out
+                got[ln] = t
     return out
 
 

@@ -22,6 +22,8 @@ from stax.archive.layout import (
     WAKEUPS,
     Archive,
     ArchiveError,
+    func_of_row,
+    func_row,
     locate,
     read_manifest,
 )
@@ -31,6 +33,7 @@ from stax.archive.writer import resolve_all, save, update_run
 __all__ = [
     "ARRAY_CODES", "DATA_FILE", "FORMAT", "INTERVALS", "MAIN_FILE", "PROFILE_ATTRS", "SUFFIX",
     "TABLES", "VERSION", "WAKEUPS",
-    "Archive", "ArchiveError", "intervals_of", "load", "locate", "marks_of", "read_manifest",
+    "Archive", "ArchiveError", "func_of_row", "func_row", "intervals_of", "load", "locate",
+    "marks_of", "read_manifest",
     "resolve_all", "save", "update_run",
 ]

@@ -14,7 +14,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from stax.profile.tables import Profile
+from stax.profile.tables import Func, Profile
 from stax.protocol import JSONError, decode
 
 FORMAT = "stax-archive"
@@ -72,6 +72,25 @@ class Archive:
 
 
 # --- columns ------------------------------------------------------------------------------
+
+def func_row(f: Func) -> list[Any]:
+    """A function as the manifest (and the journal) lists it: name, binary name, binary path,
+    start address (a Python function's first line), size, resolved, then ``inlined`` and
+    ``python`` flags, each written only when it or a later one is set."""
+    row: list[Any] = [f.name, f.binary, f.path, f.addr, f.size, f.resolved]
+    if f.python:
+        row += [f.inlined, True]
+    elif f.inlined:
+        row.append(True)
+    return row
+
+
+def func_of_row(f: list[Any]) -> Func:
+    """The function of a manifest or journal row (``func_row``; rows written before a flag
+    existed lack it: false)."""
+    return Func(str(f[0]), str(f[1]), str(f[2]), int(f[3]), int(f[4]), bool(f[5]),
+                len(f) > 6 and bool(f[6]), len(f) > 7 and bool(f[7]))
+
 
 def encode_column(values: Any, dtype: str, delta: bool, level: int) -> bytes:
     """Delta (optional), byte-shuffle (all first bytes, then all second bytes…), zlib."""

@@ -25,12 +25,13 @@ from stax.archive.layout import (
     Archive,
     ArchiveError,
     decode_column,
+    func_of_row,
     profile_columns,
     read_manifest,
 )
 from stax.profile.access import archive_owner
 from stax.profile.offcpu import REASON_CODE, REASONS
-from stax.profile.tables import Binary, Func, Profile, Thread
+from stax.profile.tables import Binary, Profile, Thread
 
 
 def inline_chains(rows: Any, nfuncs: int) -> dict[int, tuple[int, ...]]:
@@ -124,8 +125,7 @@ def _load(path: str) -> Archive:
     p = Profile(None)
     p.binaries = [Binary(str(b[0]), b[1], int(b[2])) for b in m["binaries"]]
     p.code_store = store_from(m, data, len(p.binaries))  # type: ignore[attr-defined]
-    p.funcs = [Func(str(f[0]), str(f[1]), str(f[2]), int(f[3]), int(f[4]), bool(f[5]),
-                    len(f) > 6 and bool(f[6])) for f in m["funcs"]]
+    p.funcs = [func_of_row(f) for f in m["funcs"]]
     nfuncs, nbins = len(p.funcs), len(p.binaries)
     p.frame_inline = inline_chains(m.get("frame_inline"), nfuncs)
     fr_bin, fr_off, fr_func = tables["frames"]

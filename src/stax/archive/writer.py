@@ -12,7 +12,7 @@ import time
 import zlib
 from typing import Any
 
-from stax.archive.embed import code_manifest, hot_code, segments_of, sources_of
+from stax.archive.embed import code_manifest, hot_code, python_sources, segments_of, sources_of
 from stax.archive.layout import (
     DATA_FILE,
     FORMAT,
@@ -21,6 +21,7 @@ from stax.archive.layout import (
     VERSION,
     ArchiveError,
     encode_column,
+    func_row,
     profile_columns,
     read_manifest,
     table_rows,
@@ -77,8 +78,7 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
         nstacks = len(p.stack_parent)
         nframes = len(p.frame_binary)
         resolve_all(p, nframes)  # frames the capture added since the pass above
-        funcs = [[f.name, f.binary, f.path, f.addr, f.size, f.resolved, *([True] * f.inlined)]
-                 for f in p.funcs]
+        funcs = [func_row(f) for f in p.funcs]
         inline = [[fid, *chain] for fid, chain in sorted(p.frame_inline.items()) if fid < nframes]
         bins = list(p.binaries)
         threads = [{"pid": t.pid, "tid": t.tid, "names": [list(x) for x in t.names],
@@ -125,7 +125,10 @@ def save(p: Profile, path: str, run: dict[str, Any], diagnostics: dict[str, Any]
                     offset += len(blob)
                 manifest["tables"][table] = meta
             if with_code:
-                manifest["code"], blobs = code_manifest(code, sources_of(p, code), offset,
+                sources = sources_of(p, code)
+                for src, lines in python_sources(p).items():
+                    sources.setdefault(src, {}).update(lines)
+                manifest["code"], blobs = code_manifest(code, sources, offset,
                                                         level)
                 for blob in blobs:
                     f.write(blob)

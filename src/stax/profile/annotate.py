@@ -1,5 +1,6 @@
 """The annotate view: one sampled function disassembled from the binary on disk, with the self
-samples placed on its instructions and DWARF source lines as headers.
+samples placed on its instructions and DWARF source lines as headers (a Python function: the
+lines of its .py file, stax.profile.pyannotate).
 
 Pure: tables + filter + target in, a JSON-ready dict out. Leaf frames are the sampled
 instruction pointers (callers are stored at return address - 1), so only self samples are
@@ -142,7 +143,7 @@ def _hottest(p: Profile, ranked: list[_Ranked], n: int) -> list[dict[str, Any]]:
     landed = [r for r in ranked if r.self_n] or ranked
     for r in landed[:n]:
         f = p.funcs[r.func]
-        out.append({"func": f.name, "binary": f.binary, "addr": f.addr,
+        out.append({"func": f.name, "binary": f.binary, "addr": 0 if f.python else f.addr,
                     "self_samples": r.self_n, "total_samples": r.total_n})
     return out
 
@@ -158,6 +159,10 @@ def annotate(p: Profile, flt: Filter, target: str, exact: bool = False) -> dict[
         base.update({"function": None, "hottest": _hottest(p, ranked, HOTTEST_LISTED)})
         return base
     f = p.funcs[hit.func]
+    if f.python:  # the lines of its .py file, not instructions
+        from stax.profile.pyannotate import annotate_python
+
+        return annotate_python(p, flt, hit.func, base, hit.self_n, hit.self_w, hit.total_n)
     # the binary of the frames: path and build-id as recorded
     bin_counts: dict[int, int] = defaultdict(int)
     for fid, (n, _w) in hit.leaf_frames.items():

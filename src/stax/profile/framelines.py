@@ -9,6 +9,10 @@ pprof do. Results are cached per (binary, offset, return?) and computed only whe
 info gives None, never a guess. Separate debug files are taken from disk (build-id tree,
 ``.gnu_debuglink``, debuginfod's cache) but never fetched over the network from here: a view
 must not wait on it.
+
+A Python frame (stax.profile.pymerge) carries its own line: its file is its function's .py
+file, its line is in its offset (the line it was running, a caller's the line of the call); a
+Python function's first line is its ``addr``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from stax.profile.model import KERNEL_BINARY, UNKNOWN_BINARY
+from stax.profile.model import KERNEL_BINARY, UNKNOWN_BINARY, python_line
 
 if TYPE_CHECKING:
     from stax.profile.model import Binary
@@ -146,7 +150,11 @@ class FrameLines:
         p = self.p
         b = p.frame_binary[fid]
         src = None
-        if b not in (KERNEL_BINARY, UNKNOWN_BINARY) and 0 <= b < len(p.binaries):
+        func = p.frame_func[fid]
+        if func >= 0 and p.funcs[func].python:  # the line is in the frame itself
+            line = python_line(p.frame_offset[fid])
+            src = (p.funcs[func].path, line) if line > 0 else None
+        elif b not in (KERNEL_BINARY, UNKNOWN_BINARY) and 0 <= b < len(p.binaries):
             src = lookup(p.binaries[b], p.frame_offset[fid], ret)
         self._frames[k] = src
         return src
@@ -158,7 +166,9 @@ class FrameLines:
         p = self.p
         f = p.funcs[func]
         src = None
-        if f.resolved and f.path.startswith("/"):
+        if f.python:
+            src = (f.path, f.addr) if f.addr > 0 else None
+        elif f.resolved and f.path.startswith("/"):
             b = self._binary_of(f.path)
             if b is not None:
                 src = lookup_vaddr(p.binaries[b], f.addr)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ANON_PATH", "KERNEL_BINARY", "REGS_ABI_64", "TRUNCATED_NAME", "TRUNCATED_OFFSET",
            "UNKNOWN_BINARY", "Binary", "Func",
-           "Mapping", "MappingLookup", "Process", "Tables", "Thread", "is_anon"]
+           "Mapping", "MappingLookup", "Process", "Tables", "Thread", "is_anon", "python_line"]
 
 KERNEL_BINARY = 0  # binary id reserved for kernel addresses
 UNKNOWN_BINARY = 1  # user addresses outside every known mapping
@@ -98,11 +98,20 @@ class Func:
     size: int
     resolved: bool  # named by a symbol (False: by address; with a size, the extent of its FDE)
     inlined: bool = False  # an inlined subroutine: a level of a frame's inline chain
+    # a Python function (stax.profile.pymerge): ``path`` is its .py file, ``addr`` its first
+    # line, and its frames' offsets are (function id << 32 | line), see python_line()
+    python: bool = False
 
     @property
     def has_extent(self) -> bool:
-        """Its start and size are known: a symbol, or the unwind info of stripped code."""
-        return self.resolved or self.size > 0
+        """Its start and size are known: a symbol, or the unwind info of stripped code (never a
+        Python function: its ``addr`` is a line)."""
+        return not self.python and (self.resolved or self.size > 0)
+
+
+def python_line(offset: int) -> int:
+    """The source line of a Python frame, from its offset in the .py pseudo-binary."""
+    return offset & 0xFFFFFFFF
 
 
 class Tables:

@@ -130,7 +130,7 @@ class PyMerge:
             if func is None:
                 func = self._funcs[fkey] = len(t.funcs)
                 t.funcs.append(Func(f.qualname, os.path.basename(f.filename) or f.filename,
-                                    f.filename, 0, 0, True))
+                                    f.filename, f.firstlineno, 0, True, python=True))
         # the offset in the .py pseudo-binary: the function's id above the line, so two
         # functions running on one line (a lambda and its caller) stay two frames
         fid = t.frame_id(bid, (func << 32) | (max(0, line) & 0xFFFFFFFF))

@@ -13,7 +13,13 @@ import struct
 from dataclasses import dataclass
 
 from stax.pystacks.codeloc import LineRanges, decode_lines, line_at
-from stax.pystacks.layout import FRAME_OWNED_BY_CSTACK, Layout, layout_for, supported_versions
+from stax.pystacks.layout import (
+    FRAME_OWNED_BY_CSTACK,
+    FRAME_OWNED_BY_GENERATOR,
+    Layout,
+    layout_for,
+    supported_versions,
+)
 from stax.pystacks.locate import Interpreter, find_interpreter
 from stax.pystacks.procmem import ProcessMemory, RemoteReadError
 
@@ -26,6 +32,7 @@ _MAX_INTERPRETERS = 64
 _MAX_STR = 4096
 _MAX_LINETABLE = 1 << 20
 _CODE_CACHE = 1 << 14
+_WALK_TRIES = 3  # reads of one thread's stack before it is given up as moving too fast
 
 
 class NotPythonError(Exception):
@@ -134,30 +141,48 @@ class PyStackReader:
         return out
 
     def threads(self) -> list[PyThread]:
-        """Every Python thread's stack, innermost frame first; a thread whose stack could not
-        be read whole gets the frames read before the failure."""
-        L = self.layout
+        """Every Python thread's stack, innermost frame first. The thread runs on while its
+        frames are read, and frames popped and pushed under a walk can splice two stacks that
+        never existed or cut one short: a walk counts only when the thread's current frame is
+        the same after it as before, it followed every link to a code object, and it does not
+        end at a generator's frame (a suspended generator's has no caller; a thread's outermost
+        frame is never one). Else it is tried again; a thread whose stack moved under every try
+        is left out of the result (not read)."""
         out: list[PyThread] = []
         for ts, native, tid in self.thread_states():
+            frames = self._stable_walk(ts)
+            if frames is not None:
+                out.append(PyThread(native, tid, frames))
+        return out
+
+    def _current_frame(self, ts: int) -> int:
+        L = self.layout
+        if L.tstate_cframe < 0:
+            return self.mem.u64(ts + L.tstate_current_frame)
+        cframe = self.mem.u64(ts + L.tstate_cframe)
+        return self.mem.u64(cframe + L.cframe_current_frame) if cframe else 0
+
+    def _stable_walk(self, ts: int) -> list[PyFrame] | None:
+        for _ in range(_WALK_TRIES):
             frames: list[PyFrame] = []
             try:
-                if L.tstate_cframe < 0:
-                    frame = self.mem.u64(ts + L.tstate_current_frame)
-                else:
-                    cframe = self.mem.u64(ts + L.tstate_cframe)
-                    frame = self.mem.u64(cframe + L.cframe_current_frame) if cframe else 0
-                self._walk(frame, frames)
+                top = self._current_frame(ts)
+                whole = self._walk(top, frames)
+                if (whole and self._current_frame(ts) == top
+                        and not (frames and frames[-1].owner == FRAME_OWNED_BY_GENERATOR)):
+                    return frames
             except RemoteReadError:
-                pass
-            out.append(PyThread(native, tid, frames))
-        return out
+                pass  # a pointer read mid-change: try again
+        return None
 
     def stacks_by_tid(self) -> dict[int, PyThread]:
         return {t.native_tid: t for t in self.threads()}
 
     # -- frames ----------------------------------------------------------------------------
 
-    def _walk(self, frame: int, frames: list[PyFrame]) -> None:
+    def _walk(self, frame: int, frames: list[PyFrame]) -> bool:
+        """Append the frames from ``frame`` outwards; False when a link did not lead to a
+        code object or led back into the chain (it changed under the read)."""
         L = self.layout
         seen: set[int] = set()
         while frame and frame not in seen and len(frames) < _MAX_DEPTH:
@@ -176,7 +201,7 @@ class PyStackReader:
             code_addr = _u64(raw, L.frame_code)
             code = self._code(code_addr)
             if code is None:
-                return
+                return False
             index = (_u64(raw, L.frame_prev_instr) - (code_addr + L.code_adaptive)) // 2
             frames.append(
                 PyFrame(
@@ -189,6 +214,7 @@ class PyStackReader:
                 )
             )
             frame = _u64(raw, L.frame_previous)
+        return frame not in seen  # (a loop: links changed under the read)
 
     def _code(self, addr: int) -> _Code | None:
         if not addr:

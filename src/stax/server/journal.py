@@ -35,7 +35,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-from stax.archive.format import ARRAY_CODES, PROFILE_ATTRS, TABLES
+from stax.archive.format import ARRAY_CODES, PROFILE_ATTRS, TABLES, func_row
 from stax.profile.model import is_anon
 
 log = logging.getLogger("stax.server")
@@ -144,8 +144,7 @@ class Journal:
             if not is_anon(p.binaries[p.frame_binary[fid]].path):
                 p.func_of_frame(fid)
         nfuncs = len(p.funcs)
-        funcs = [[f.name, f.binary, f.path, f.addr, f.size, f.resolved]
-                 for f in p.funcs[self.funcs_done:nfuncs]]
+        funcs = [func_row(f) for f in p.funcs[self.funcs_done:nfuncs]]
         if not binaries and not funcs and threads is None and marks is None and all(
                 rows[t] == self.done[t] for t in TABLES):
             return 0

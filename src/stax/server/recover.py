@@ -20,6 +20,7 @@ from stax.archive.format import (
     PROFILE_ATTRS,
     TABLES,
     ArchiveError,
+    func_of_row,
     marks_of,
     save,
 )
@@ -75,7 +76,7 @@ def _chunks(path: str) -> Any:
 def replay(jpath: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """The Profile a journal holds, the run summary it last wrote, and the rest of that file
     (``unwind``: the unwinder's counters then)."""
-    from stax.profile.tables import Binary, Func, Profile, Thread
+    from stax.profile.tables import Binary, Profile, Thread
 
     p = Profile(None)
     p.binaries = []
@@ -97,8 +98,7 @@ def replay(jpath: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
                 arr.frombytes(data[pos:pos + size])
                 pos += size
         p.binaries.extend(Binary(str(b[0]), b[1], int(b[2])) for b in head["binaries"])
-        p.funcs.extend(Func(str(f[0]), str(f[1]), str(f[2]), int(f[3]), int(f[4]), bool(f[5]))
-                       for f in head["funcs"])
+        p.funcs.extend(func_of_row(f) for f in head["funcs"])
         if head["threads"] is not None:
             threads = head["threads"]
         p.counts.update({k: int(v) for k, v in head["counts"].items() if isinstance(v, int)})

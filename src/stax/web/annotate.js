@@ -39,7 +39,7 @@ export async function refreshAnnotate(force) {
     return;
   }
   const sig = JSON.stringify([key, res?.self_samples, res?.total_samples, res?.placed_samples,
-    res?.instructions?.length, res?.total_samples_in_function]);
+    res?.instructions?.length, res?.lines?.length, res?.total_samples_in_function]);
   if (sig === lastSig) return;  // a live refresh that changed nothing here: keep the DOM
   lastSig = sig;
   const top = el.scrollTop;
@@ -76,6 +76,37 @@ const baseName = (f) => String(f).split("/").pop();
 const UNPLACED = { mid_instruction: "inside an instruction", outside_disassembly: "outside the disassembly",
   not_disassembled: "not disassembled", no_address: "no address" };
 
+// A Python function (docs/protocol.md): the lines of its .py file, each with the samples where
+// it was the innermost Python function on that line, and the total with it anywhere on the stack.
+function renderPython(res) {
+  const fn = res.function;
+  const func = `<div class="ann-func" id="annotate-func"><b>${esc(fn.func)}</b> in ${esc(fn.binary)} ` +
+    `<span class="muted">(${esc(baseName(fn.path))}:${fn.first_line}, Python; matched by ${esc(res.matched_by)})</span>` +
+    ` · ${res.python_self_samples ?? 0} samples as the innermost Python function, ${ms(res.python_self_ns)}, ` +
+    `${pct(res.python_self_pct)} of ${res.total_samples} in scope · on the stack in ${res.total_samples_in_function ?? 0}</div>`;
+  const counts = `<div class="ann-counts" id="annotate-counts">lines ${fn.first_line}–${fn.last_line} of ` +
+    `<span title="${esc(fn.path)}">${esc(baseName(fn.path))}</span> · samples: on the line, innermost · ` +
+    `total: the functions it calls included</div>`;
+  const note = res.note ? `<div class="note">${esc(res.note)}</div>` : "";
+  const lines = res.lines || [];
+  rowsHtml = lines.map((r) => [r]);
+  const maxS = lines.reduce((a, r) => Math.max(a, r.samples || 0), 1);
+  rowHtml = ([r]) => {
+    const heat = (r.samples || 0) / maxS;
+    const style = r.samples ? ` style="--heat:${Math.round(15 + 55 * heat)}%"` : "";
+    const text = r.text != null ? esc(r.text) : `<span class="muted">(source not readable)</span>`;
+    return `<tr class="pyline${r.samples ? " hot" : ""}"${style} data-line="${r.line}" data-samples="${r.samples || 0}" ` +
+      `data-total="${r.total_samples || 0}"><td class="addr">${r.line}</td><td class="num">${r.samples || ""}</td>` +
+      `<td class="num">${r.samples ? pct(r.pct) : ""}</td><td class="text">${text}</td>` +
+      `<td class="num muted">${r.total_samples || ""}</td></tr>`;
+  };
+  if (!lines.length) return func + counts + (note || `<div class="note">no lines to show for this function</div>`);
+  return func + counts + note +
+    `<table class="ann" data-rows="${lines.length}" data-lines="${lines.length}"><colgroup><col class="c-n"><col class="c-n"><col class="c-n">` +
+    `<col><col class="c-n"></colgroup><thead><tr><th>line</th><th class="num">samples</th><th class="num">%</th>` +
+    `<th>source</th><th class="num">total</th></tr></thead><tbody></tbody></table>`;
+}
+
 // The annotate result (docs/protocol.md): the matched function, then its instructions in
 // address order under a `file:line` header wherever the source line changes.
 function renderAnnotation(res) {
@@ -88,6 +119,7 @@ function renderAnnotation(res) {
       (hot ? `<h3>Hottest functions</h3><table><thead><tr><th>function</th><th>binary</th><th class="num">self</th>` +
         `<th class="num">total</th></tr></thead><tbody>${hot}</tbody></table>` : "");
   }
+  if (res.language === "python") return renderPython(res);
   const where = [`${hex(fn.addr)}`, fn.size ? `${fn.size} bytes` : null, res.arch].filter(Boolean).join(", ");
   const func = `<div class="ann-func" id="annotate-func"><b>${esc(fn.func)}</b> in ${esc(fn.binary)} ` +
     `<span class="muted">(${esc(where)}; matched by ${esc(res.matched_by)})</span>` +

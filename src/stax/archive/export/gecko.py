@@ -27,7 +27,9 @@ CATEGORIES = [
     {"name": "User", "color": "yellow", "subcategories": ["Other"]},
     {"name": "Kernel", "color": "orange", "subcategories": ["Other"]},
     {"name": "Off-CPU", "color": "blue", "subcategories": ["Other"]},
+    {"name": "Python", "color": "green", "subcategories": ["Other"]},
 ]
+PYTHON_CATEGORY = 4  # a Python function's frames (its .py file and line)
 
 
 def breakpad_id(build_id: str | None) -> str:
@@ -148,7 +150,7 @@ class _Thread:
             entry = self.lines.func(func) if file is not None else None
             fid = self._func(("f", func, file), fn.name, b, file,
                              entry[1] if entry is not None and entry[0] == file else None)
-            cat = 2 if b == KERNEL_BINARY else 1
+            cat = 2 if b == KERNEL_BINARY else PYTHON_CATEGORY if fn.python else 1
             cur = self.push(cur, self.frame(("a", f, ret), fid, p.frame_offset[f], cat,
                                             src[1] if src is not None else None))
             # the functions inlined at this address: one frame each, at the same address

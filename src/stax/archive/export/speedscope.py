@@ -24,13 +24,15 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
     frames: list[dict[str, Any]] = []
     frame_index: dict[Any, int] = {}
 
-    def frame(key: Any, name: str, file: str | None = None) -> int:
+    def frame(key: Any, name: str, file: str | None = None, line: int = 0) -> int:
         i = frame_index.get(key)
         if i is None:
             i = frame_index[key] = len(frames)
             f: dict[str, Any] = {"name": name}
             if file:
                 f["file"] = file
+            if line > 0:
+                f["line"] = line
             frames.append(f)
         return i
 
@@ -43,7 +45,9 @@ def convert(p: Profile, tid: int | None = None, iv: dict[str, Any] | None = None
             for func in paths.func_path(sid):
                 fn = p.funcs[func]
                 name = f"{fn.name} (inlined)" if fn.inlined else fn.name
-                got.append(frame(("f", func), f"{name} ({fn.binary})", fn.path or None))
+                # a Python function: its .py file and first line (a native one: its binary)
+                got.append(frame(("f", func), f"{name} ({fn.binary})", fn.path or None,
+                                 fn.addr if fn.python else 0))
             stack_memo[sid] = got
         return got
 

@@ -1,6 +1,7 @@
-"""``stax annotate TARGET``: one function disassembled, samples per instruction, source lines.
-Thin: calls the ``annotate`` RPC method and prints text (hot instructions coloured on a terminal)
-or ``--json``.
+"""``stax annotate TARGET``: one function disassembled, samples per instruction, source lines
+(a Python function: the lines of its .py file with their samples). Thin: calls the
+``annotate`` RPC method and prints text (hot instructions or lines coloured on a terminal) or
+``--json``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     out = sys.stdout
     color = isatty(out)
     fn = res["function"]
+    if res.get("language") == "python":
+        sys.stdout.write("\n".join(_python_lines(res, args, color)) + "\n")
+        return 0
     lines: list[str] = []
     lines.append(f"matched {_quote(res['target'], res['matched_by'])} -> {esc(fn['func'])} @ "
                  f"0x{fn['addr']:x} ({res['self_samples']} self samples)")
@@ -118,6 +122,49 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _python_lines(res: dict[str, Any], args: argparse.Namespace, color: bool) -> list[str]:
+    """A Python function: its source lines, each with the samples where it was the innermost
+    Python function on that line, and with the functions it calls (total)."""
+    fn, run = res["function"], res["run"]
+    where = f"{esc(os.path.basename(fn['path']))}:{fn['first_line']}"
+    lines = [f"matched {_quote(res['target'], res['matched_by'])} -> {esc(fn['func'])} at "
+             f"{where} (Python; {res['python_self_samples']} samples as the innermost Python "
+             "function)",
+             f"run {run['id']} [{run['state']}] {esc(run['command'])}: {esc(fn['func'])}  "
+             f"({esc(fn['binary'])}), {res['python_self_samples']} of {res['total_samples']} "
+             f"samples ({res['python_self_pct']:.1f}%) in it or the native code it runs, "
+             f"{res['python_self_ns'] / 1e6:.1f} ms on-CPU; "
+             f"{res['total_samples_in_function']} with it on the stack"]
+    if fn.get("disk_path"):
+        lines.append(f"source from {esc(fn['disk_path'])}, lines {fn['first_line']}-"
+                     f"{fn['last_line']}")
+    if res.get("note"):
+        lines.append(f"note: {esc(res['note'])}")
+    if not res["total_samples"] and args.tid is None:
+        lines.append(no_samples_hint(run))
+    rows = res["lines"]
+    width = max([4, *(len(str(r["line"])) for r in rows)])
+    lines.append(f"{'samples':>8} {'%':>6} {'total':>8}  {'line':>{width}}  source")
+    for r in rows:
+        n, pct, tot = r["samples"], r["pct"], r["total_samples"]
+        text = esc((r["text"] or "").rstrip().expandtabs(4))
+        row = (f"{n:8d} {pct:5.1f}%" if n else f"{'.':>8} {'':6}") + (
+            f" {tot:8d}" if tot else f" {'.':>8}") + f"  {r['line']:>{width}}  {text}"
+        if n and pct >= HOT_PCT:
+            row = _paint(row, RED, color)
+        elif n and pct >= WARM_PCT:
+            row = _paint(row, GREEN, color)
+        elif not tot:
+            row = _paint(row, DIM, color)
+        lines.append(row.rstrip())
+    lines.append(f"samples: with {esc(fn['func'])} the innermost Python function, on that line; "
+                 "total: with it on that line anywhere on the stack (the functions it calls "
+                 "included)")
+    if res["unplaced_samples"]:
+        lines.append(f"{res['unplaced_samples']} samples on lines not listed")
+    return lines
+
+
 def _quote(target: str, how: str) -> str:
     return esc(target) if how == "address" else f'"{esc(target)}"'
 
@@ -142,4 +189,5 @@ def _no_match(res: dict[str, Any], args: argparse.Namespace) -> int:
 
 
 ANNOTATE = Command("annotate", "one function disassembled, with samples per instruction and "
-                               "source lines", cmd_annotate, arguments)
+                               "source lines (a Python function: the lines of its .py file "
+                               "with their samples)", cmd_annotate, arguments)
