@@ -138,10 +138,11 @@ class Queries(Base):
         exact = P.boolean(params, "exact", False)
         mode = P.choice(params, "mode", ("cpu", "offcpu", "wall"), "cpu")
         limit = P.integer(params, "limit", 20)
+        expand = P.neighbor_paths(params)
 
         def run(p: Any, flt: views.Filter) -> dict[str, Any]:
             try:
-                return neighbors.neighbors(p, flt, target, exact, mode, limit)
+                return neighbors.neighbors(p, flt, target, exact, mode, limit, expand)
             except neighbors.NeighborsError as e:
                 raise RPCError(E_BAD_REQUEST, str(e)) from None
 
