@@ -1,11 +1,13 @@
 // The annotate panel: the selected function's instructions with their samples, under the source
 // lines they come from (docs/protocol.md describes the annotate result). The table is virtual:
 // only the rows in view (and OVERSCAN either side) are in the DOM, every row ROW_H tall, so a
-// 10,000-instruction function costs no more to show or scroll than a small one.
+// 10,000-instruction function costs no more to show or scroll than a small one. The transforms
+// that choose samples (drop, focus) apply: the server counts only the samples they keep.
 
 import { rpc } from "./api.js";
 import { $, S, scopeParams } from "./state.js";
 import { esc, ms, pct } from "./format.js";
+import { transformParams } from "./transforms.js";
 
 const ROW_H = 18, OVERSCAN = 40;
 let rowsHtml = [];   // every row of the shown annotation: [instruction] or [instruction, source]
@@ -21,13 +23,14 @@ export async function refreshAnnotate(force) {
     S.annotateKey = null; lastSig = null; rowsHtml = [];
     return;
   }
-  const key = JSON.stringify([S.run.id, S.selFunc.func, S.tid, S.range]);
+  const tp = transformParams();
+  const key = JSON.stringify([S.run.id, S.selFunc.func, S.tid, S.range, tp]);
   const now = performance.now();
   // while recording, re-annotate at most every 3 s; otherwise only when the selection changes
   if (!force && key === S.annotateKey && (S.run.state !== "recording" || now - S.annotateAt < 3000)) return;
   S.annotateKey = key; S.annotateAt = now;
   title.textContent = `${S.selFunc.func} (${S.selFunc.binary})`;
-  const p = { ...scopeParams(), target: S.selFunc.func, exact: true };
+  const p = { ...scopeParams(), ...tp, target: S.selFunc.func, exact: true };
   let res;
   try {
     res = await rpc.call("annotate", p);

@@ -2,13 +2,15 @@
 // each stack drawn as boxes from the root down, consecutive samples with the same frames at a
 // depth (and the same frames above it) merged into one box. Its time axis is the timeline's
 // selected range, else the zoomed view, else the whole run; the server thins the samples to
-// about two per pixel. The thread: the one in scope, else the busiest one.
+// about two per pixel. The thread: the one in scope, else the busiest one. The stack transforms
+// apply: a sample they leave out is not drawn, the others with their transformed stacks.
 
 import { rpc } from "./api.js";
 import { $, S } from "./state.js";
 import { esc, ms } from "./format.js";
 import { frameColor } from "./colors.js";
 import { axisSpan, fmtTime, tickSvg } from "./axis.js";
+import { transformParams } from "./transforms.js";
 
 const ROW = 16, AXIS = 16, MIN_PX = 0.3;
 let chart = null;  // {boxes, a, b, W, tid, name}
@@ -25,8 +27,8 @@ export async function fetchStackChart() {
   if (!th) return null;
   const [a, b] = S.range || axisSpan();
   const W = Math.max(200, $("#stackchart").clientWidth || 1000);
-  const res = await rpc.call("samples", { run: S.run.id, tid: th.tid, start_ns: Math.max(0, Math.floor(a)),
-    end_ns: Math.ceil(b), max_samples: Math.min(20000, W * 2) });
+  const res = await rpc.call("samples", { ...transformParams(), run: S.run.id, tid: th.tid,
+    start_ns: Math.max(0, Math.floor(a)), end_ns: Math.ceil(b), max_samples: Math.min(20000, W * 2) });
   return { res, a, b, tid: th.tid, name: th.name || "" };
 }
 

@@ -1,5 +1,7 @@
 // Transforms of the stacks (the Firefox Profiler's): a stack of them, shown as breadcrumbs above
-// the flamegraph, each removable; they scope the flamegraph, the top table and the call tree.
+// the flamegraph, each removable; they scope every panel that shows stacks or functions (the
+// flamegraph, the top table, the call tree, callers/callees, the stack chart, the comparison,
+// and annotate's samples, for a drop or a focus).
 // Added from the context menu (right-click, or the ⋯ key / Shift+F10) of a flamegraph frame or
 // a call-tree row:
 //   focus on subtree   only the stacks through this node, rooted at it (focus_path)
