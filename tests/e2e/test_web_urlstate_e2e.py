@@ -1,7 +1,8 @@
 """The view in the URL (reload, back/forward; the stack transforms too), pause/resume of live
-updates, the export downloads and regex / case-sensitive search, in Debian's Chromium against a real server and
-real recordings of workloads/split.c (work_a, work_b, work_c) and workloads/spin.c. What a
-user sees is checked against the CLI's ``--json``. Screenshots go to build/screenshots."""
+updates, the export downloads and regex / case-sensitive search, in Debian's Chromium against a
+real server and real recordings of workloads/split.c (work_a, work_b, work_c) and
+workloads/spin.c. What a user sees is checked against the CLI's ``--json``. Screenshots go to
+build/screenshots."""
 
 from __future__ import annotations
 
