@@ -4,7 +4,7 @@
 // scope chips), the keyboard and the attach form. Each panel is its own module.
 
 import { rpc, RpcError } from "./api.js";
-import { $, S, scopeParams, stats } from "./state.js";
+import { $, S, scopeParams, stats, yieldToPage } from "./state.js";
 import { esc, ms, secs } from "./format.js";
 import { renderTimeline, setupBrush } from "./timeline.js";
 import { flameTarget, renderFlame, setupFlame } from "./flame.js";
@@ -62,9 +62,15 @@ async function refreshOnce() {
   ]);
   S.run = top.run || S.run;
   S.flame = flame; S.top = top; S.threads = threads; S.timeline = timeline;
-  renderStatus(); renderScope(); renderTimeline(); renderFlame(); renderTop(); renderThreads();
-  renderWakers(wakers); renderIntervals(intervals); renderTracks(tracks);
-  renderStackChart(await fetchStackChart());  // its default thread: the busiest in `threads`
+  // each group of panels in its own task: the browser lays out and paints in between
+  renderStatus(); renderScope(); renderTimeline(); renderFlame();
+  await yieldToPage();
+  renderTop(); renderThreads(); renderWakers(wakers); renderIntervals(intervals);
+  await yieldToPage();
+  renderTracks(tracks);
+  const chart = fetchStackChart();  // its default thread: the busiest in `threads`
+  await yieldToPage();
+  renderStackChart(await chart);
   await Promise.all([refreshAnnotate(false), refreshCallTree(tp), refreshButterfly(false), cmp]);
   stats.renders++;
   if (stats.firstRenderMs === null) stats.firstRenderMs = performance.now();

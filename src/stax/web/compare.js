@@ -8,7 +8,7 @@
 // transforms change.
 
 import { rpc } from "./api.js";
-import { $ } from "./state.js";
+import { $, widthOf } from "./state.js";
 import { esc, ms, pct } from "./format.js";
 import { transformParams } from "./transforms.js";
 
@@ -98,7 +98,7 @@ export function renderCompare() {
 }
 
 function renderDiffFlame(r) {
-  const el = $("#cmp-flame"), W = el.clientWidth || 1000;
+  const el = $("#cmp-flame"), W = widthOf(el) || 1000;
   const roots = r.roots || [];
   const total = roots.reduce((a, n) => a + n.time_ns, 0);
   const out = [], nodes = [];
