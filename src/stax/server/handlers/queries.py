@@ -92,6 +92,7 @@ class Queries(Base):
 
     async def h_annotate(self, params: dict[str, Any]) -> Any:
         from stax.profile import annotate
+        from stax.profile.annotatecounts import with_code_id
 
         target = params.get("target")
         if not isinstance(target, str) or not target.strip():
@@ -100,10 +101,11 @@ class Queries(Base):
         target = P.text(params, "target")
         assert target is not None
         exact = P.boolean(params, "exact", False)
+        known = P.text(params, "code_id")
 
         def run(p: Any, flt: views.Filter) -> dict[str, Any]:
             try:
-                return annotate.annotate(p, flt, target, exact)
+                return with_code_id(annotate.annotate(p, flt, target, exact), known)
             except annotate.AnnotateError as e:
                 raise RPCError(E_BAD_REQUEST, str(e)) from None
 
