@@ -17,7 +17,7 @@ import test_staxd_e2e as base
 from harness import throwaway_user
 from test_staxd_e2e import Staxd, User, _dd
 
-from stax.staxd.daemon import MAX_PER_UID
+from stax.staxd.slots import MAX_PER_UID
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None
                                 or shutil.which("setpriv") is None,

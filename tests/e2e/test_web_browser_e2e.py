@@ -362,9 +362,11 @@ def test_offcpu_threads_reasons_blocked_stack_and_wakers(
     ui.wait("document.querySelector(\".frame[data-name*='nanosleep']\") && "
             "!document.querySelector(\".frame[data-name='waiter']\")")
     assert "off-CPU:" in page.inner_text("#flame-info")
-    flame_w = page.locator("#flame").bounding_box()["width"]
-    nano = page.locator(".frame[data-name*='nanosleep']").first
-    assert nano.bounding_box()["width"] > 0.9 * flame_w  # all of its blocked time is in sleep
+    # all of its blocked time is in sleep (asked of the flamegraph as it finally renders: an
+    # earlier render may still be replaced while the thread's data arrives)
+    ui.wait("(() => { const n = document.querySelector(\".frame[data-name*='nanosleep']\");"
+            " const w = document.querySelector('#flame').getBoundingClientRect().width;"
+            " return n && n.getBoundingClientRect().width > 0.9 * w; })()")
     assert page.locator(".frame[data-name^='burn_cpu']").count() == 0
     assert "sleep" in page.inner_text("#intervals")
     # the waiter was woken by holder releasing the mutex; its intervals say lock

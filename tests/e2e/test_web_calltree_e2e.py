@@ -1,7 +1,9 @@
 """The call tree (normal and inverted) and the callers/callees (butterfly, sandwich) panel of
 the web UI, in Debian's Chromium against a real server and a real recording of
 workloads/split.c (work_a 60%, work_b 30%, work_c 10% of on-CPU time): what a user reads
-matches the CLI's ``--json``. Screenshots go to build/screenshots (see test_web_defects_e2e)."""
+matches the CLI's ``--json``; the sandwich's deeper levels, on tests/workloads/sandwich.c,
+match hand counts over ``stax export --format folded``. Screenshots go to build/screenshots
+(see test_web_defects_e2e)."""
 
 from __future__ import annotations
 
@@ -166,4 +168,86 @@ def test_butterfly_shows_callers_and_callees_and_navigates(
     up1 = cli_json(stax, "neighbors", "--exact", cli_main["callers"][0]["func"])
     assert [x.lstrip("▶▼ ") for x in lvl2] == [c["func"] for c in up1["callers"]], (lvl2, up1)
     shots_of(ui, "#butterfly-panel", tmp_path, "sandwich")
+    assert not ui.errors, ui.errors
+
+
+LEVEL_JS = """(sel) => [...document.querySelectorAll(sel)].map(t => ({
+  func: t.children[2].textContent.replace(/^[▶▼ ]+/, ''), pct: t.children[0].textContent,
+  time: t.children[1].textContent, ns: Number(t.dataset.ns)}))"""
+
+
+def folded_oncpu_ns(stax: Stax) -> list[tuple[list[str], int]]:
+    """The run's on-CPU stacks (root first) and their time in ns, from ``stax export --format
+    folded --mode wall`` (its off-CPU lines end in an ``[off-cpu:…]`` frame: left out)."""
+    out = []
+    for line in stax("export", "--format", "folded", "--mode", "wall", check=True).out.splitlines():
+        stack, _, ns = line.rpartition(" ")
+        frames = stack.split(";")
+        if not frames[-1].startswith("[off-cpu:"):
+            out.append((frames, int(ns)))
+    return out
+
+
+def test_sandwich_levels_are_counted_over_the_actual_stacks(
+        ui: Page, stax: Stax, workloads: dict[str, Path], tmp_path: Path) -> None:
+    stax("record", "-F", "1999", "--", str(workloads["sandwich"]), "1", check=True, timeout=120)
+    stacks = folded_oncpu_ns(stax)
+    # hand counts: hub's callers chain is what precedes its outermost frame, its callees chain
+    # what follows its innermost one
+    hub = sum(ns for fr, ns in stacks if "hub" in fr)
+
+    def up(*chain: str) -> int:
+        k = len(chain)
+        return sum(ns for fr, ns in stacks if "hub" in fr and (i := fr.index("hub")) >= k
+                   and fr[i - k:i] == list(reversed(chain)))
+
+    def down(*chain: str, ends: bool = False) -> int:
+        k = len(chain)
+        return sum(ns for fr, ns in stacks if "hub" in fr
+                   and fr[(j := len(fr) - 1 - fr[::-1].index("hub")) + 1:j + 1 + k] == list(chain)
+                   and (not ends or len(fr) == j + 1 + k))
+
+    # over the whole run, most of mid_x's callers' time is top_2's (other() runs there); on
+    # the paths through hub it is top_1's: a level counted per function would mislead
+    whole = {r["func"]: r["time_ns"] for r in cli_json(stax, "callers", "mid_x", "--exact")
+             ["callers"]}
+    assert whole["top_2"] > whole["top_1"] and up("mid_x", "top_1") > up("mid_x", "top_2")
+
+    ui.open()
+    ui.wait_top("f.includes('hub')")
+    ui.page.click("#top tbody td.fn[title='hub']")
+    ui.wait("document.querySelector('#butterfly tr.bf-up[data-func=\"mid_x\"] .twisty')")
+    # level 2: mid_x's callers on the paths mid_x → hub
+    ui.page.click("#butterfly tr.bf-up[data-func='mid_x'] .twisty")
+    ui.wait("document.querySelector('#butterfly tr.bf-up[aria-level=\"2\"][data-func=\"top_1\"]')")
+    lvl2 = {r["func"]: r for r in ui.page.evaluate(LEVEL_JS, "#butterfly tr.bf-up[aria-level='2']")}
+    assert set(lvl2) == {"top_1", "top_2"}, lvl2
+    for f in ("top_1", "top_2"):
+        want = up("mid_x", f)
+        assert lvl2[f]["ns"] == want, (f, lvl2[f], want)
+        assert lvl2[f]["time"] == f"{want / 1e6:.1f} ms"
+        assert abs(float(lvl2[f]["pct"].rstrip("%")) - 100 * want / hub) < 0.051, (f, lvl2[f])
+    # level 3: top_1's callers on the paths top_1 → mid_x → hub
+    ui.page.click("#butterfly tr.bf-up[aria-level='2'][data-func='top_1'] .twisty")
+    ui.wait("document.querySelector('#butterfly tr.bf-up[aria-level=\"3\"]')")
+    lvl3 = ui.page.evaluate(LEVEL_JS, "#butterfly tr.bf-up[aria-level='3']")
+    assert [r["func"] for r in lvl3] == ["main"], lvl3
+    assert lvl3[0]["ns"] == up("mid_x", "top_1", "main") == up("mid_x", "top_1")
+
+    # the callee side: step_p below hub calls grind only (polish is step_p's callee elsewhere)
+    ui.page.click("#butterfly tr.bf-down[data-func='step_p'] .twisty")
+    ui.wait("document.querySelector("
+            "'#butterfly tr.bf-down[aria-level=\"2\"][data-func=\"grind\"]')")
+    lvl2 = {r["func"]: r for r in ui.page.evaluate(LEVEL_JS,
+                                                   "#butterfly tr.bf-down[aria-level='2']")}
+    assert "polish" not in lvl2 and lvl2["grind"]["ns"] == down("step_p", "grind"), lvl2
+    assert lvl2["grind"]["time"] == f"{down('step_p', 'grind') / 1e6:.1f} ms"
+    # level 3 below grind: its self time (and any kernel frames of interrupts)
+    ui.page.click("#butterfly tr.bf-down[aria-level='2'][data-func='grind'] .twisty")
+    ui.wait("document.querySelector('#butterfly tr.bf-down[aria-level=\"3\"]')")
+    lvl3 = {r["func"]: r for r in ui.page.evaluate(LEVEL_JS,
+                                                   "#butterfly tr.bf-down[aria-level='3']")}
+    assert lvl3["(self)"]["ns"] == down("step_p", "grind", ends=True), lvl3
+    assert sum(r["ns"] for r in lvl3.values()) == down("step_p", "grind")
+    shots_of(ui, "#butterfly-panel", tmp_path, "sandwich-levels")
     assert not ui.errors, ui.errors

@@ -1,10 +1,13 @@
 """Compare two runs in the web UI (the ``compare`` RPC), in Debian's Chromium against a real
 server and two real recordings of workloads/split.c (300 and 600 rounds): the delta table
 matches ``stax compare --run A --run B --json`` and the differential flamegraph colours the
-slower frames red. Screenshots go to build/screenshots (see test_web_defects_e2e)."""
+slower frames red; a comparison with a run still recording (workloads/spin.c, attached) follows
+it as the other panels do, and stops following while live updates are paused. Screenshots go
+to build/screenshots (see test_web_defects_e2e)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,50 @@ def test_delta_table_matches_the_cli_and_the_diff_flame_is_red_where_slower(
     shots_of(ui, "#compare-panel", tmp_path, "compare")
     assert not ui.errors, ui.errors
 
+
+
+def test_compare_follows_a_run_while_it_records_and_respects_pause(
+        ui: Page, stax: Stax, workloads: dict[str, Path], tmp_path: Path) -> None:
+    stax("record", "-F", "1999", "--", str(workloads["split"]), "100", check=True, timeout=120)
+    base = cli_json(stax, "list")["runs"][-1]["id"]
+    target = subprocess.Popen([str(workloads["spin"]), "60"])
+    proc = stax.record_bg("--pid", str(target.pid), samples=10)
+    try:
+        ui.open()
+        ui.wait("document.querySelector('#status').dataset.state === 'recording'")
+        live = cli_json(stax, "status")["active"]["id"]
+        ui.wait("!document.querySelector('#cmp-go').disabled")
+        ui.page.select_option("#cmp-base", str(base))
+        ui.page.select_option("#cmp-cand", str(live))
+        ui.page.click("#cmp-go")
+        ui.wait("document.querySelector('#cmp-info').dataset.live === '1'")
+        assert f"following run {live} while it records" in ui.page.inner_text("#cmp-info")
+        # no click: the candidate's numbers grow with the run, the delta table follows
+        first = int(ui.page.get_attribute("#cmp-info", "data-cand-samples") or 0)
+        ui.wait(f"Number(document.querySelector('#cmp-info').dataset.candSamples) > {first + 200}")
+        ui.wait("document.querySelector('#cmp-table tbody tr[data-func=\"spin_hot\"]')")
+        shots_of(ui, "#compare-panel", tmp_path, "compare-live")
+        # paused: the page stops re-asking, the run goes on
+        ui.page.click("#pause")
+        ui.page.wait_for_timeout(300)  # a refresh already under way ends
+        frozen = ui.page.get_attribute("#cmp-info", "data-cand-samples")
+        updates = int(ui.page.evaluate("window.__stax.updates"))
+        ui.wait(f"window.__stax.updates >= {updates + 4}")
+        assert ui.page.get_attribute("#cmp-info", "data-cand-samples") == frozen
+        assert cli_json(stax, "status")["active"]["samples"] > int(frozen or 0)
+        ui.page.click("#pause")
+        ui.wait(f"Number(document.querySelector('#cmp-info').dataset.candSamples) > {frozen}")
+        # stopped: one last comparison of the whole run, then it stays
+        stax("stop", check=True)
+        ui.wait("document.querySelector('#cmp-info').dataset.live === ''")
+        run = next(r for r in cli_json(stax, "list")["runs"] if r["id"] == live)
+        ui.wait(f"document.querySelector('#cmp-info').dataset.candSamples === '{run['samples']}'")
+        cli = cli_json(stax, "compare", "--run", str(base), "--run", str(live), "-n", "0")
+        rows = ui.page.evaluate(ROWS_JS)
+        assert rows["spin_hot"]["ns"] == next(r for r in cli["regressions"]
+                                              if r["func"] == "spin_hot")["delta_self_ns"]
+    finally:
+        target.kill()
+        target.wait()
+        proc.wait(30)
+    assert not ui.errors, ui.errors

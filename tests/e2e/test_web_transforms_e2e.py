@@ -1,7 +1,8 @@
 """Transforms of the stacks in the web UI (merge, drop, focus on a function or a subtree), in
 Debian's Chromium against a real server and a real recording of workloads/split.c (work_a 60%,
 work_b 30%, work_c 10% of on-CPU time): the breadcrumbs, and the numbers the top table, the
-flamegraph and the call tree show against the CLI's ``--json``. Screenshots go to
+flamegraph, the call tree, the callers/callees panel, the stack chart and annotate show against
+the CLI's ``--json``. Screenshots go to
 build/screenshots (see test_web_defects_e2e)."""
 
 from __future__ import annotations
@@ -190,4 +191,60 @@ def test_collapse_a_library_makes_its_frames_one_node(ui: Page, stax: Stax,
     wait_renders(ui, n)
     assert ui.page.evaluate(CRUMBS_JS) == [f"collapse {name}", "merge recursion"]
     assert int(top_rows(ui)["main"][4]) == cli["main"]["total_samples"]
+    assert not ui.errors, ui.errors
+
+
+BF_ROWS_JS = """(sel) => Object.fromEntries([...document.querySelectorAll(sel)].map(t => [
+  t.children[2].textContent.replace(/^[▶▼ ]+/, ''),
+  {pct: t.children[0].textContent, time: t.children[1].textContent, ns: Number(t.dataset.ns)}]))"""
+
+
+def ms_text(ns: int) -> str:
+    return f"{ns / 1e6:.1f} ms"
+
+
+def test_a_dropped_function_leaves_callers_callees_stack_chart_and_annotate(
+        ui: Page, stax: Stax, split_top: dict[str, Any], tmp_path: Path) -> None:
+    cli = {r["func"]: r for r in split_top["rows"]}
+    left = split_top["total_samples"] - cli["work_a"]["total_samples"]
+    main_nb = cli_json(stax, "neighbors", "main", "--exact", "-n", "0")
+    callees = {r["func"]: r for r in main_nb["callees"]}
+    thread = cli_json(stax, "threads")["rows"][0]  # split has one thread: the stack chart's
+    ui.open()
+    ui.wait("document.querySelector('#stackchart .sc-box[data-func=\"work_a\"]')")
+    ui.page.click("#top tbody td.fn[title='main']")
+    ui.wait("document.querySelector('#butterfly tr.bf-down[data-func=\"work_a\"]')")
+    n = ui.page.evaluate("window.__stax.renders")
+    menu(ui, "#flame .frame[data-name='work_a']", "drop")
+    wait_renders(ui, n)
+    ui.wait("document.querySelector('#butterfly tr.bf-down[data-func=\"work_b\"]') && "
+            "!document.querySelector('#butterfly tr.bf-down[data-func=\"work_a\"]')")
+    # callers/callees of main: work_a is gone; work_b and work_c keep their time (the CLI's),
+    # their shares are of what main has left
+    main_left = main_nb["function"]["time_ns"] - callees["work_a"]["time_ns"]
+    down = ui.page.evaluate(BF_ROWS_JS, "#butterfly tr.bf-down")
+    for f in ("work_b", "work_c"):
+        assert down[f]["ns"] == callees[f]["time_ns"], (f, down[f], callees[f])
+        assert down[f]["time"] == ms_text(callees[f]["time_ns"])
+        assert abs(float(down[f]["pct"].rstrip("%")) - 100 * callees[f]["time_ns"] / main_left) \
+            < 0.051, (f, down[f])
+    assert ui.page.inner_text("#butterfly-title").startswith(f"main — {ms_text(main_left)}")
+    shots_of(ui, "#butterfly-panel", tmp_path, "transforms-butterfly")
+    # the stack chart: no work_a box, and only the samples left
+    ui.wait("!document.querySelector('#stackchart .sc-box[data-func=\"work_a\"]')")
+    assert ui.page.locator("#stackchart .sc-box[data-func='work_b']").count() > 0
+    info = ui.page.inner_text("#stackchart-info")
+    assert f" {thread['samples'] - cli['work_a']['total_samples']} samples" in info, info
+    shots_of(ui, "#stackchart-panel", tmp_path, "transforms-stackchart")
+    # annotate work_b: its own samples, out of those left
+    ui.page.click("#top tbody td.fn[title='work_b']")
+    ui.wait(f"(document.querySelector('#annotate-func')?.textContent || '')"
+            f".includes('of {left} in scope')")
+    text = ui.page.inner_text("#annotate-func")
+    assert f"self {cli['work_b']['self_samples']} samples" in text, text
+    # a drop undone: the panels have work_a again
+    ui.page.click("#transforms button[data-remove='0']")
+    ui.wait("document.querySelector('#stackchart .sc-box[data-func=\"work_a\"]')")
+    ui.wait(f"(document.querySelector('#annotate-func')?.textContent || '')"
+            f".includes('of {split_top['total_samples']} in scope')")
     assert not ui.errors, ui.errors

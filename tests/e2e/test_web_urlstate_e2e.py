@@ -1,7 +1,8 @@
-"""The view in the URL (reload, back/forward), pause/resume of live updates, the export
-downloads and regex / case-sensitive search, in Debian's Chromium against a real server and
-real recordings of workloads/split.c (work_a, work_b, work_c) and workloads/spin.c. What a
-user sees is checked against the CLI's ``--json``. Screenshots go to build/screenshots."""
+"""The view in the URL (reload, back/forward; the stack transforms too), pause/resume of live
+updates, the export downloads and regex / case-sensitive search, in Debian's Chromium against a
+real server and real recordings of workloads/split.c (work_a, work_b, work_c) and
+workloads/spin.c. What a user sees is checked against the CLI's ``--json``. Screenshots go to
+build/screenshots."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from harness import Stax
 from test_web_browser_e2e import CHROMIUM, Page
 from test_web_calltree_e2e import shots_of
 from test_web_defects_e2e import cli_json
+from test_web_transforms_e2e import CRUMBS_JS, menu, top_rows
 
 browser = web.browser
 ui = web.ui
@@ -103,6 +105,85 @@ def test_reload_and_back_forward_keep_the_view(ui: Page, stax: Stax,
     ui.page.go_forward()
     ui.wait(f"document.querySelector('#top-info').textContent.startsWith("
             f"'{win['total_samples']} samples')")
+    assert ui.errors == []
+
+
+VIEW_JS = """() => ({crumbs: [...document.querySelectorAll('#transforms .chip .crumb')]
+  .map(b => b.textContent), info: document.querySelector('#top-info').textContent,
+  flame: document.querySelector('#flame-info').textContent,
+  tree: window.__staxCallTree.tree && window.__staxCallTree.tree.total_samples,
+  roots: (window.__staxCallTree.tree?.roots || []).map(r => r.func),
+  funcs: [...document.querySelectorAll('#top tbody td.fn')].map(e => e.title).sort()})"""
+
+
+def view(ui: Page) -> dict[str, Any]:
+    """What the transforms change: breadcrumbs, the top table's rows and count, the flamegraph's
+    summary and the call tree's total and roots."""
+    return {**ui.page.evaluate(VIEW_JS), "top": top_rows(ui)}
+
+
+def settled(ui: Page, crumbs: list[str], top_pred: str,
+            like: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Wait for a view with these breadcrumbs whose top table satisfies ``top_pred`` and whose
+    call tree (drawn last in a refresh) has the same total as the top table; with ``like``
+    (a view seen before), until the top table lists its functions and counts its samples too.
+    Return the view."""
+    want = json.dumps(crumbs, separators=(",", ":"), ensure_ascii=False)
+    ui.wait(f"JSON.stringify(({CRUMBS_JS})()) === {json.dumps(want)}")
+    if like is not None:
+        funcs = json.dumps(like["funcs"], separators=(",", ":"), ensure_ascii=False)
+        top_pred = (f"({top_pred}) && JSON.stringify(f.slice().sort()) === {json.dumps(funcs)}"
+                    f" && document.querySelector('#top-info').textContent === "
+                    f"{json.dumps(like['info'])}")
+    ui.wait_top(top_pred)
+    ui.wait("window.__staxCallTree.tree && document.querySelector('#top-info').textContent"
+            ".startsWith(window.__staxCallTree.tree.total_samples + ' samples')")
+    return view(ui)
+
+
+def test_transforms_live_in_the_url(ui: Page, stax: Stax, split_top: dict[str, Any],
+                                    tmp_path: Path) -> None:
+    cli = {r["func"]: r for r in split_top["rows"]}
+    total = split_top["total_samples"]
+    ui.open()
+    ui.wait("document.querySelector(\"#flame .frame[data-name='work_c']\")")
+    whole = settled(ui, [], "f.includes('work_a') && f.includes('work_c')")
+    # two transforms, each a history entry, readable in the address bar
+    menu(ui, "#flame .frame[data-name='work_a']", "merge")
+    ui.wait("location.hash.includes('tf=merge:work_a')")
+    merged = settled(ui, ["merge work_a"], "!f.includes('work_a') && f.includes('work_c')")
+    assert merged["top"]["main"][0] != whole["top"]["main"][0]  # work_a's self time is main's
+    menu(ui, "#flame .frame[data-name='work_c']", "drop")
+    ui.wait("location.hash.endsWith('tf=merge:work_a&tf=drop:work_c')")
+    two = settled(ui, ["merge work_a", "drop work_c"], "!f.includes('work_c')")
+    left = total - cli["work_c"]["total_samples"]
+    assert two["info"].startswith(f"{left} samples") and two["tree"] == left, two
+    # reload: the same transforms, the same numbers in the top table, flamegraph and call tree
+    ui.page.reload()
+    ui.wait("window.__stax && window.__stax.renders > 0")
+    assert settled(ui, two["crumbs"], "true", two) == two
+    # a subtree focus (a path of frames, with their binaries) survives a reload too
+    menu(ui, "#flame .frame[data-name='main']", "focus_path")
+    ui.wait("location.hash.includes('tf=path:')")
+    focused = settled(ui, two["crumbs"] + [ui.page.evaluate(CRUMBS_JS)[-1]],
+                      "!f.includes('work_c') && !f.includes('_start')")
+    assert focused["roots"] == ["main"] and focused["crumbs"][-1].endswith("→ main")
+    path = [p for p in ui.page.evaluate("location.hash").split("&") if p.startswith("tf=path:")]
+    # NAME@BINARY nodes (a node in the binary of the one before: NAME alone), as in the crumb
+    nodes = [n.split("@") for n in path[0].removeprefix("tf=path:").split("/")]
+    assert [n[0] for n in nodes] == focused["crumbs"][-1].removeprefix("focus: ").split(" → ")
+    assert nodes[-1] in (["main"], ["main", "split"]) and len(nodes[0]) == 2, path
+    ui.page.reload()
+    ui.wait("window.__stax && window.__stax.renders > 0")
+    assert settled(ui, focused["crumbs"], "true", focused) == focused
+    shots_of(ui, "#flame-panel", tmp_path, "transforms-url")
+    # back undoes one transform at a time, forward redoes it
+    for before in (two, merged, whole):
+        ui.page.go_back()
+        assert settled(ui, before["crumbs"], "true", before) == before
+    assert ui.page.is_hidden("#transforms")
+    ui.page.go_forward()
+    assert settled(ui, merged["crumbs"], "true", merged) == merged
     assert ui.errors == []
 
 

@@ -28,7 +28,8 @@ PARAMS = ("pid", "argv", "frequency", "time_limit_ms", "dwarf_unwind", "daemon_s
           "bucket_ns", "inverted", "per_thread", "max_samples",
           "buckets", "target", "exact", "tid", "start_ns", "end_ns", "exclude", "interval_ms",
           "subscription", "window", "label", "wait_for_run_ms", "stopped_since_ns",
-          "focus", "focus_path", "drop", "collapse_binary", "merge_recursion", "base", "cand")
+          "focus", "focus_path", "drop", "collapse_binary", "merge_recursion", "base", "cand",
+          "expand", "code_id")
 
 EDGE = [0, -1, 1, 2, 100, 10_000, P.MAX_PID, P.MAX_PID + 1, 2**31, 2**62 + 1, 2**63, 2**64,
         -(2**63), 10**20, 10**300, 0.5, -0.0, 1e-300, 1e23, 1e308, -1e308, math.inf, -math.inf,

@@ -21,7 +21,8 @@ from stax.capture import perf
 from stax.capture.broker import BrokerOpener, BrokerRefused, opener_for
 from stax.capture.events import BUILDERS, EventSpec, LocalOpener, build_attr
 from stax.capture.recorder import CaptureError
-from stax.staxd.daemon import Broker, Gone, Peer, Refused, Slots, check_access, peer_of
+from stax.staxd.daemon import Broker, Gone, Peer, Refused, check_access, peer_of
+from stax.staxd.slots import Slots
 
 # --- the parser -------------------------------------------------------------------------------
 
@@ -361,7 +362,7 @@ def test_python_request_round_trip() -> None:
 def test_python_readers_are_limited_per_user(tmp_path: Path) -> None:
     from stax.staxd.pyworkers import Busy, PyWorkers
 
-    w = PyWorkers(per_uid=1, total=2)
+    w = PyWorkers(Slots(total=2, per_uid=1, what="Python stack readers"))
     interp = {"path": "/x/python3.11", "bias": 0, "runtime_addr": 0x1000,
               "version": [3, 11, 2], "code_type_addr": None}
     sleeper = subprocess.Popen(["sleep", "30"])
@@ -369,10 +370,10 @@ def test_python_readers_are_limited_per_user(tmp_path: Path) -> None:
     fds = []
     try:
         fds.append(w.start(1000, wire.PythonRequest(sleeper.pid, 10, interp), pidfd))
-        with pytest.raises(Busy, match="uid 1000"):
+        with pytest.raises(Busy, match="too many Python stack readers from uid 1000"):
             w.start(1000, wire.PythonRequest(sleeper.pid, 10, interp), pidfd)
         fds.append(w.start(0, wire.PythonRequest(sleeper.pid, 10, interp), pidfd))
-        with pytest.raises(Busy, match="already"):
+        with pytest.raises(Busy, match="busy: 2 Python stack readers open"):
             w.start(0, wire.PythonRequest(sleeper.pid, 10, interp), pidfd)
         # nothing readable at that address: it says so, line by line, and ends with its target
         with os.fdopen(os.dup(fds[0]), "rb") as f:

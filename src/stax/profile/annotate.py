@@ -5,6 +5,10 @@ lines of its .py file, stax.profile.pyannotate).
 Pure: tables + filter + target in, a JSON-ready dict out. Leaf frames are the sampled
 instruction pointers (callers are stored at return address - 1), so only self samples are
 placed; a sample that cannot be placed on an instruction boundary is counted, never dropped.
+Of the Filter's transforms, those that choose samples apply (``drop``, ``focus``,
+``focus_path``: the samples they leave out are not counted, and the totals are of the rest);
+``exclude``, ``collapse_binary`` and ``merge_recursion`` only reshape stacks, and an
+instruction's samples stay its own.
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ from typing import Any
 from stax.binaries import Binary, display, locate
 from stax.profile import access, srclines
 from stax.profile.codestore import store_of
-from stax.profile.selection import Filter, FuncPaths, oncpu_weights
+from stax.profile.selection import (
+    Filter,
+    FuncPaths,
+    TransformedPaths,
+    oncpu_weights,
+    transformed_groups,
+)
 from stax.profile.tables import KERNEL_BINARY, UNKNOWN_BINARY, Profile
 
 MIN_CANDIDATES = 256  # the hottest functions a name is matched against (at least)
@@ -53,8 +63,10 @@ def parse_target(target: str) -> int | None:
 
 def _rank(p: Profile, flt: Filter) -> tuple[list[_Ranked], int, int]:
     """Every sampled function, hottest first (self samples, then total samples)."""
-    flt = Filter(tid=flt.tid, start_ns=flt.start_ns, end_ns=flt.end_ns)  # no exclusions here
-    groups, total_n, total_w = oncpu_weights(p, flt)
+    scope = Filter(tid=flt.tid, start_ns=flt.start_ns, end_ns=flt.end_ns)  # no exclusions
+    groups, total_n, total_w = oncpu_weights(p, scope)
+    if flt.drop or flt.focus or flt.focus_path:  # the samples these transforms leave out
+        groups, total_n, total_w = transformed_groups(groups, TransformedPaths(p, flt))
     paths = FuncPaths(p, (), inline=False)  # whole functions: inlined code is their own
     ranked: dict[int, _Ranked] = {}
     for sid, (n, w) in groups.items():

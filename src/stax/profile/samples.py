@@ -4,11 +4,13 @@ A pure view like the others in stax.profile: the samples the filter keeps (threa
 evenly thinned to at most ``max_samples`` when there are more, each as ``[time_ns, stack]`` with
 the stack an index into a table of distinct function paths (root first), whose entries index a
 table of functions. Shared tables keep a reply small: a thread's samples repeat few stacks.
+The Filter's transforms apply as in the other views: the samples a transform leaves out
+(``drop``, ``focus``, ``focus_path``) are not there, the others have their transformed paths.
 """
 
 from __future__ import annotations
 
-from stax.profile.selection import Filter, FuncPaths, keep_mask, sample_columns
+from stax.profile.selection import Filter, keep_mask, query_paths, sample_columns
 from stax.profile.tables import Profile
 
 DEFAULT_MAX = 5000
@@ -24,12 +26,16 @@ def samples(p: Profile, flt: Filter, max_samples: int = DEFAULT_MAX) -> dict:
     _n, base, stacks, _w, tids, times = sample_columns(p)
     keep = keep_mask(flt, base, tids, times)
     stacks, times = stacks[keep], times[keep]
+    paths = query_paths(p, flt)
+    if flt.transforms and len(stacks):  # leave out the samples the transforms drop
+        uniq, inverse = np.unique(stacks, return_inverse=True)
+        kept = np.array([paths.path(int(s)) is not None for s in uniq.tolist()], dtype=bool)
+        stacks, times = stacks[kept[inverse]], times[kept[inverse]]
     order = np.argsort(times, kind="stable")
     stacks, times = stacks[order], times[order]
     total = len(times)
     step = max(1, -(-total // max_samples)) if max_samples > 0 else 1
     stacks, times = stacks[::step], times[::step]
-    paths = FuncPaths(p, flt.exclude, flt.inline)
     stack_ix: dict[int, int] = {}
     func_ix: dict[int, int] = {}
     stack_rows: list[list[int]] = []
@@ -39,7 +45,7 @@ def samples(p: Profile, flt: Filter, max_samples: int = DEFAULT_MAX) -> dict:
         k = stack_ix.get(sid)
         if k is None:
             row = []
-            for func in paths.get(sid):
+            for func in paths.path(sid) or ():
                 f = func_ix.get(func)
                 if f is None:
                     f = func_ix[func] = len(funcs)

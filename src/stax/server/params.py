@@ -129,6 +129,43 @@ def text_list(params: dict[str, Any], name: str) -> list[str]:
     return [_check_text(x, f"{name} items") for x in v]
 
 
+MAX_EXPAND = 200  # paths one `neighbors` request may expand
+
+
+def neighbor_paths(params: dict[str, Any], name: str = "expand"
+                   ) -> list[tuple[str, list[tuple[str, str | None]]]] | None:
+    """``expand`` of ``neighbors``: at most MAX_EXPAND ``{side: "callers" | "callees", path:
+    [{func, binary?}, ...]}`` (a path of 1 to MAX_ITEMS functions; without ``binary``, a name
+    of any binary); None when absent."""
+    v = params.get(name)
+    if v is None:
+        return None
+    if not isinstance(v, list):
+        raise bad(f"{name} must be a list of {{side, path}} objects")
+    if len(v) > MAX_EXPAND:
+        raise bad(f"{name} has too many items (max {MAX_EXPAND})")
+    out = []
+    for item in v:
+        if not isinstance(item, dict):
+            raise bad(f"{name} items must be {{side, path}} objects")
+        side = choice(item, "side", ("callers", "callees"), None)
+        if side is None:
+            raise bad(f"{name} items need a side: callers or callees")
+        nodes = item.get("path")
+        if not isinstance(nodes, list) or not nodes or len(nodes) > MAX_ITEMS:
+            raise bad(f"{name} items need a path: a list of 1 to {MAX_ITEMS} "
+                      "{func, binary} objects")
+        want: list[tuple[str, str | None]] = []
+        for node in nodes:
+            if not isinstance(node, dict):
+                raise bad(f"{name} path items must be {{func, binary}} objects")
+            func = text(node, "func", required=True, empty=False)
+            assert func is not None
+            want.append((func, text(node, "binary")))
+        out.append((side, want))
+    return out
+
+
 def path(params: dict[str, Any], name: str, required: bool = True,
          absolute: bool = False) -> str | None:
     p = text(params, name, required=required, empty=False)

@@ -26,12 +26,11 @@ from stax.capture import brokerwire as wire
 from stax.capture import events, perf
 from stax.capture import recorder as _recorder  # noqa: F401 - loaded before any client thread
 from stax.limits import STAXD_SOCKET as DEFAULT_SOCKET
+from stax.staxd.slots import Slots
 
 log = logging.getLogger("staxd")
 
 IDLE_TIMEOUT_S = 30.0  # a connection that sends nothing for this long is closed
-MAX_CLIENTS = 64  # connections served at once, all users together
-MAX_PER_UID = 8  # connections one user (other than root) may hold at once
 
 
 @dataclass(frozen=True)
@@ -112,41 +111,6 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-class Slots:
-    """Connection slots: ``total`` in all, and at most ``per_uid`` for any one uid but root's,
-    so that one user holding idle connections cannot lock the others out."""
-
-    def __init__(self, total: int = MAX_CLIENTS, per_uid: int = MAX_PER_UID) -> None:
-        self.total = total
-        self.per_uid = per_uid
-        self.used = 0
-        self.by_uid: dict[int, int] = {}
-        self.lock = threading.Lock()
-
-    def take(self, uid: int) -> str | None:
-        """Take a slot for ``uid``: None when it got one, else why not (for the client)."""
-        with self.lock:
-            mine = self.by_uid.get(uid, 0)
-            if uid != 0 and mine >= self.per_uid:
-                return (f"too many connections from uid {uid}: it holds {mine} (staxd serves at "
-                        f"most {self.per_uid} per user at once); close one and retry")
-            if self.used >= self.total:
-                return (f"staxd is busy: {self.used} connections open (at most "
-                        f"{self.total}); retry shortly")
-            self.by_uid[uid] = mine + 1
-            self.used += 1
-            return None
-
-    def give(self, uid: int) -> None:
-        with self.lock:
-            left = self.by_uid.get(uid, 0) - 1
-            if left > 0:
-                self.by_uid[uid] = left
-            else:
-                self.by_uid.pop(uid, None)
-            self.used = max(0, self.used - 1)
-
-
 class Broker:
     """Accepts connections on a Unix socket and answers open requests."""
 
@@ -158,9 +122,9 @@ class Broker:
         self.granted = 0
         self.refused = 0
         self.turned_away: dict[int, int] = {}  # connections refused per uid (for the log)
-        from stax.staxd.pyworkers import PyWorkers
+        from stax.staxd.pyworkers import PER_UID, TOTAL, PyWorkers
 
-        self.pyworkers = PyWorkers()
+        self.pyworkers = PyWorkers(Slots(TOTAL, PER_UID, "Python stack readers"))
 
     # --- socket -------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import sys
 import threading
 
 from stax.capture.brokerwire import PythonRequest
+from stax.staxd.slots import Slots
 
 __all__ = ["PER_UID", "TOTAL", "Busy", "PyWorkers"]
 
@@ -28,27 +29,19 @@ class Busy(Exception):
 
 
 class PyWorkers:
-    def __init__(self, per_uid: int = PER_UID, total: int = TOTAL) -> None:
-        self.per_uid = per_uid
-        self.total = total
-        self.by_uid: dict[int, int] = {}
-        self.lock = threading.Lock()
+    def __init__(self, slots: Slots) -> None:
+        self.slots = slots  # one per running reader
 
     def running(self) -> int:
-        with self.lock:
-            return sum(self.by_uid.values())
+        with self.slots.lock:
+            return self.slots.used
 
     def start(self, uid: int, req: PythonRequest, pidfd: int) -> int:
         """Start one for ``uid`` on ``req.pid`` (``pidfd`` stays the caller's); the read end
         of its output, for the client."""
-        with self.lock:
-            mine = self.by_uid.get(uid, 0)
-            if uid != 0 and mine >= self.per_uid:
-                raise Busy(f"uid {uid} already has {mine} Python stack readers (at most "
-                           f"{self.per_uid} per user)")
-            if sum(self.by_uid.values()) >= self.total:
-                raise Busy(f"staxd runs {self.total} Python stack readers already")
-            self.by_uid[uid] = mine + 1
+        busy = self.slots.take(uid)
+        if busy is not None:
+            raise Busy(busy)
         spec = json.dumps({"pid": req.pid, "hz": req.hz, "interpreter": req.interpreter,
                            "pidfd": pidfd})
         try:
@@ -56,7 +49,7 @@ class PyWorkers:
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL, pass_fds=(pidfd,))
         except OSError:
-            self._done(uid)
+            self.slots.give(uid)
             raise
         assert proc.stdout is not None
         try:
@@ -70,12 +63,4 @@ class PyWorkers:
     def _reap(self, uid: int, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
         log.info("Python stack reader %d for uid %d ended (exit %d)", proc.pid, uid, code)
-        self._done(uid)
-
-    def _done(self, uid: int) -> None:
-        with self.lock:
-            left = self.by_uid.get(uid, 0) - 1
-            if left > 0:
-                self.by_uid[uid] = left
-            else:
-                self.by_uid.pop(uid, None)
+        self.slots.give(uid)

@@ -1,16 +1,48 @@
 // The annotate panel: the selected function's instructions with their samples, under the source
 // lines they come from (docs/protocol.md describes the annotate result). The table is virtual:
 // only the rows in view (and OVERSCAN either side) are in the DOM, every row ROW_H tall, so a
-// 10,000-instruction function costs no more to show or scroll than a small one.
+// 10,000-instruction function costs no more to show or scroll than a small one. The transforms
+// that choose samples (drop, focus) apply: the server counts only the samples they keep.
+// Asked again for the same function (another scope, a live run), the page sends the `code_id`
+// of the disassembly it holds, and the server answers with the changed counts only.
 
 import { rpc } from "./api.js";
 import { $, S, scopeParams } from "./state.js";
 import { esc, ms, pct } from "./format.js";
+import { transformParams } from "./transforms.js";
 
 const ROW_H = 18, OVERSCAN = 40;
 let rowsHtml = [];   // every row of the shown annotation: [instruction] or [instruction, source]
 let rowHtml = () => "";  // a row's HTML, made only when it is drawn
 let lastSig = null;  // what the shown annotation was made from: an identical answer is not redrawn
+// the disassembly held: {fkey, code_id, instructions, sources}, their counts zeroed
+let held = null;
+const asked = { whole: 0, countsOnly: 0 };  // answers of each kind (what tests read)
+window.__staxAnnotate = asked;
+
+// a counts-only answer completed from the held disassembly (null: it cannot be)
+function complete(res, fkey) {
+  if (!res || res.instructions !== null || !res.instruction_counts) {
+    if (res?.instructions) asked.whole++;
+    if (res?.code_id && res.instructions?.length) {
+      const zero = (r) => ({ ...r, samples: 0, self_ns: 0, ...("pct" in r ? { pct: 0 } : {}) });
+      held = { fkey, code_id: res.code_id, instructions: res.instructions.map(zero),
+        sources: (res.sources || []).map(zero) };
+    }
+    return res;
+  }
+  if (!held || held.fkey !== fkey || held.code_id !== res.code_id) return null;
+  asked.countsOnly++;
+  const denom = res.self_samples || 1;
+  const fill = (base, counts, pctOf) => {
+    const out = base.slice();
+    for (const [i, n, w] of counts) out[i] = { ...base[i], samples: n, self_ns: w, ...pctOf(n) };
+    return out;
+  };
+  res.instructions = fill(held.instructions, res.instruction_counts, (n) => ({ pct: 100 * n / denom }));
+  res.sources = fill(held.sources, res.source_counts || [], () => ({}));
+  return res;
+}
 
 // force: annotate now, even if the selection has not changed
 export async function refreshAnnotate(force) {
@@ -21,16 +53,23 @@ export async function refreshAnnotate(force) {
     S.annotateKey = null; lastSig = null; rowsHtml = [];
     return;
   }
-  const key = JSON.stringify([S.run.id, S.selFunc.func, S.tid, S.range]);
+  const tp = transformParams();
+  const key = JSON.stringify([S.run.id, S.selFunc.func, S.tid, S.range, tp]);
   const now = performance.now();
   // while recording, re-annotate at most every 3 s; otherwise only when the selection changes
   if (!force && key === S.annotateKey && (S.run.state !== "recording" || now - S.annotateAt < 3000)) return;
   S.annotateKey = key; S.annotateAt = now;
   title.textContent = `${S.selFunc.func} (${S.selFunc.binary})`;
-  const p = { ...scopeParams(), target: S.selFunc.func, exact: true };
+  const p = { ...scopeParams(), ...tp, target: S.selFunc.func, exact: true };
+  const fkey = JSON.stringify([S.run.id, S.selFunc.func]);
   let res;
   try {
-    res = await rpc.call("annotate", p);
+    if (held?.fkey === fkey) p.code_id = held.code_id;
+    res = complete(await rpc.call("annotate", p), fkey);
+    if (res === null) {  // not the code held after all: the whole answer
+      delete p.code_id; held = null;
+      res = complete(await rpc.call("annotate", p), fkey);
+    }
   } catch (e) {
     if (e.code === "disconnected") return;
     el.innerHTML = e.code === "unknown_method"

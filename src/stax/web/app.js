@@ -4,7 +4,7 @@
 // scope chips), the keyboard and the attach form. Each panel is its own module.
 
 import { rpc, RpcError } from "./api.js";
-import { $, S, scopeParams, stats } from "./state.js";
+import { $, S, scopeParams, stats, yieldToPage } from "./state.js";
 import { esc, ms, secs } from "./format.js";
 import { renderTimeline, setupBrush } from "./timeline.js";
 import { flameTarget, renderFlame, setupFlame } from "./flame.js";
@@ -22,7 +22,7 @@ import { setupSearch } from "./search.js";
 import { setupUrlState } from "./urlstate.js";
 import { setupControls } from "./controls.js";
 import { setupTransforms, transformParams } from "./transforms.js";
-import { renderCompareRuns, setupCompare } from "./compare.js";
+import { refreshCompare, renderCompareRuns, setupCompare } from "./compare.js";
 
 // --- refresh: coalesced, one at a time ---------------------------------------------------------
 
@@ -46,7 +46,8 @@ async function refreshOnce() {
   const id = S.runId ?? list.current ?? (list.runs.length ? list.runs[list.runs.length - 1].id : null);
   S.run = list.runs.find((r) => r.id === id) || null;
   if (!S.run) { renderEmpty(); return; }
-  const p = scopeParams(), tp = { ...p, ...transformParams() };  // transforms: flame, top, call tree
+  const cmp = refreshCompare();  // a shown comparison with a side still recording
+  const p = scopeParams(), tp = { ...p, ...transformParams() };  // the stack transforms
   const tl = { run: S.run.id, buckets: 200 };
   if (S.tid !== null) tl.tid = S.tid;
   if (S.view) { tl.start_ns = Math.floor(S.view[0]); tl.end_ns = Math.ceil(S.view[1]); }
@@ -61,10 +62,16 @@ async function refreshOnce() {
   ]);
   S.run = top.run || S.run;
   S.flame = flame; S.top = top; S.threads = threads; S.timeline = timeline;
-  renderStatus(); renderScope(); renderTimeline(); renderFlame(); renderTop(); renderThreads();
-  renderWakers(wakers); renderIntervals(intervals); renderTracks(tracks);
-  renderStackChart(await fetchStackChart());  // its default thread: the busiest in `threads`
-  await Promise.all([refreshAnnotate(false), refreshCallTree(tp), refreshButterfly(false)]);
+  // each group of panels in its own task: the browser lays out and paints in between
+  renderStatus(); renderScope(); renderTimeline(); renderFlame();
+  await yieldToPage();
+  renderTop(); renderThreads(); renderWakers(wakers); renderIntervals(intervals);
+  await yieldToPage();
+  renderTracks(tracks);
+  const chart = fetchStackChart();  // its default thread: the busiest in `threads`
+  await yieldToPage();
+  renderStackChart(await chart);
+  await Promise.all([refreshAnnotate(false), refreshCallTree(tp), refreshButterfly(false), cmp]);
   stats.renders++;
   if (stats.firstRenderMs === null) stats.firstRenderMs = performance.now();
   document.body.dataset.samples = String(S.run.samples);

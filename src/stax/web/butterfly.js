@@ -2,53 +2,82 @@
 // server's `neighbors`: its callers with the share of its time that came through each above,
 // the function in the middle, its callees (and its self time) below. Click a name to make it
 // the selected function; the triangle of a caller opens that caller's own callers (of a callee,
-// its callees), level by level, as the sandwich's two trees. Deeper levels are the neighbours
-// of that function over the whole scope, not only of the paths through the selected one.
+// its callees), level by level, as the sandwich's two trees. Every level is exact: the server
+// counts it over the stacks holding that very chain of callers (callees) next to the function
+// (`expand`), and every row's share is of the selected function's time. The stack transforms
+// and the scope apply as in the other panels.
 
 import { rpc } from "./api.js";
 import { $, S, scopeParams } from "./state.js";
 import { esc, keyOf, ms, pct } from "./format.js";
 import { binaryChip } from "./colors.js";
+import { transformParams } from "./transforms.js";
 
 const LIMIT = 50;                       // rows per list
-const B = { res: null, key: null, open: new Map() };  // open: "up|down" + path -> neighbors result
+const SEP = "\u0001";                   // joins the frame keys of an opened node's path
+// res: the level-1 answer; open: opened node keys ("up"/"down" + path) -> the level's answer
+// (null until it has come); key: what the opened levels were opened for
+const B = { res: null, key: null, open: new Map() };
 let onSel = () => {};
-let shownKeys = [];                     // the opened-level keys of the rendered triangles
+let shownKeys = [];                     // the node keys of the rendered triangles
 
-async function neighborsOf(func) {
-  return rpc.call("neighbors", { ...scopeParams(), target: func, exact: true, mode: S.mode, limit: LIMIT });
+const SIDE = { up: "callers", down: "callees" };
+// an opened node's key -> {side, path: [{func, binary}]}: the request for its level
+function request(k) {
+  const [dir, ...path] = k.split(SEP);
+  return { side: SIDE[dir], path: path.map((p) => { const [func, binary] = p.split("\u0000"); return { func, binary }; }) };
 }
 
-// force: the selection changed (else a live update re-asks the same function)
+async function neighborsOf(func, keys) {
+  return rpc.call("neighbors", { ...scopeParams(), ...transformParams(), target: func, exact: true,
+    mode: S.mode, limit: LIMIT, expand: keys.map(request) });
+}
+
+// ask for the function and every opened level at once; keys: the levels to ask (default: all)
+async function fetchLevels(keys = [...B.open.keys()]) {
+  const res = await neighborsOf(S.selFunc.func, keys);
+  keys.forEach((k, i) => B.open.set(k, res.expanded?.[i] ?? { rows: [], count: 0 }));
+  return res;
+}
+
+// force: the selection changed (else a live update re-asks the same function and levels)
 export async function refreshButterfly(force) {
   const sel = S.selFunc;
-  const key = sel ? `${keyOf(sel)}\u0000${S.mode}` : null;
+  const key = sel ? JSON.stringify([keyOf(sel), S.mode, transformParams()]) : null;
   if (force || key !== B.key) B.open.clear();
   B.key = key;
   if (!sel || !S.run) { B.res = null; renderButterfly(); return; }
   try {
-    B.res = await neighborsOf(sel.func);
-    for (const [k, v] of B.open) {   // keep opened levels, freshly counted
-      if (v) B.open.set(k, await neighborsOf(k.split("\u0001").pop()));
-    }
+    B.res = await fetchLevels();
   } catch (e) { B.res = { error: e }; }
   renderButterfly();
 }
 
-function row(r, dir, path, depth, total) {
+function row(r, dir, parent, depth) {
   const named = r.func !== "[root]" && r.func !== "(self)";
-  const k = `${dir}\u0001${path}\u0001${r.func}`;
-  const open = B.open.get(k);
+  const k = `${parent}${SEP}${keyOf(r)}`;
+  const level = named ? B.open.get(k) : undefined;
+  const open = level !== undefined;
   const twisty = named ? `<span class="twisty" data-open="${shownKeys.push(k) - 1}">${open ? "▼" : "▶"}</span>` : `<span class="twisty"></span>`;
-  const share = total ? 100 * r.time_ns / total : r.pct;
-  const out = [`<tr class="bf-${dir}" data-func="${named ? esc(r.func) : ""}" data-binary="${esc(r.binary)}" aria-level="${depth + 1}">` +
-    `<td class="num">${pct(share)}</td><td class="num">${ms(r.time_ns)}</td>` +
+  const out = [`<tr class="bf-${dir}" data-func="${named ? esc(r.func) : ""}" data-binary="${esc(r.binary)}" data-ns="${r.time_ns}" aria-level="${depth + 1}">` +
+    `<td class="num">${pct(r.pct)}</td><td class="num">${ms(r.time_ns)}</td>` +
     `<td class="fn" style="--depth:${depth}" title="${esc(r.func)}">${twisty}${named ? `<a href="#" class="bf-go">${esc(r.func)}</a>` : esc(r.func)}</td>` +
     `<td class="bin">${r.binary ? binaryChip(r.binary) : ""}</td></tr>`];
-  if (open && !open.error && open.function) {
-    const list = dir === "up" ? open.callers : open.callees;
-    const sub = `${path}\u0001${r.func}`;
-    for (const c of list) out.push(...row(c, dir, sub, depth + 1, open.function.time_ns));
+  if (level) out.push(...levelRows(level, dir, k, depth + 1));
+  return out;
+}
+
+// the rows of one level: callers (with [root]), or callees and the self time of the level's node
+function levelRows(level, dir, parent, depth) {
+  let list = level.rows || [];
+  if (dir === "down" && level.self_ns) {
+    const self = { func: "(self)", binary: "", time_ns: level.self_ns, samples: level.self_samples,
+      pct: level.pct * level.self_ns / Math.max(1, level.time_ns) };
+    list = [...list, self].sort((a, b) => b.time_ns - a.time_ns);
+  }
+  const out = list.flatMap((r) => row(r, dir, parent, depth));
+  if (level.count > (level.rows || []).length) {
+    out.push(`<tr aria-level="${depth + 1}"><td colspan="4" class="muted fn" style="--depth:${depth}">${level.count - level.rows.length} more</td></tr>`);
   }
   return out;
 }
@@ -71,10 +100,10 @@ export function renderButterfly() {
     return;
   }
   title.textContent = `${f.func} — ${ms(f.time_ns)} (${pct(f.pct)}), self ${ms(f.self_ns)}`;
-  const up = res.callers.flatMap((r) => row(r, "up", "", 0, 0));
+  const up = res.callers.flatMap((r) => row(r, "up", "up", 0));
   const self = { func: "(self)", binary: "", time_ns: f.self_ns, pct: f.self_pct };
   const down = [...res.callees, ...(f.self_ns ? [self] : [])]
-    .sort((a, b) => b.time_ns - a.time_ns).flatMap((r) => row(r, "down", "", 0, 0));
+    .sort((a, b) => b.time_ns - a.time_ns).flatMap((r) => row(r, "down", "down", 0));
   const more = (n, shown, what) => (n > shown ? `<tr><td colspan="4" class="muted">${n - shown} more ${what}</td></tr>` : "");
   box.innerHTML = `<table id="bf-table"><thead><tr><th class="num">%</th><th class="num">time</th><th>function</th><th>binary</th></tr></thead>` +
     `<tbody class="bf-callers"><tr class="bf-head"><td colspan="4">callers (${res.caller_count}) — share of ${esc(f.func)}'s time through each</td></tr>${up.join("")}${more(res.caller_count, res.callers.length, "callers")}</tbody>` +
@@ -89,9 +118,11 @@ export function setupButterfly(on) {
     const tw = ev.target.closest(".twisty[data-open]");
     if (tw) {
       const k = shownKeys[Number(tw.dataset.open)];
-      if (B.open.get(k)) B.open.delete(k);
-      else {
-        try { B.open.set(k, await neighborsOf(k.split("\u0001").pop())); } catch (e) { B.open.set(k, { error: e }); }
+      if (B.open.has(k)) {  // close it and everything opened below it
+        for (const o of [...B.open.keys()]) if (o === k || o.startsWith(k + SEP)) B.open.delete(o);
+      } else {
+        B.open.set(k, null);
+        try { B.res = await fetchLevels([k]); } catch (e) { B.open.delete(k); B.res = { error: e }; }
       }
       renderButterfly();
       return;
@@ -104,3 +135,6 @@ export function setupButterfly(on) {
     onSel();
   });
 }
+
+// what tests read
+window.__staxButterfly = B;

@@ -2,15 +2,19 @@
 // differential flamegraph is the candidate's tree, each frame coloured by its change against
 // the base (red: slower, blue: faster, grey: unchanged or new), and the delta table lists each
 // function's self time in both runs (the rows of `stax compare --json`). Hover a frame for its
-// numbers. Fetched on demand (the compare button, or a change of either run), not every refresh.
+// numbers. Fetched on demand (the compare button, or a change of either run); after that, the
+// page's refresh re-asks it when a side is a run still recording (as the other panels follow a
+// live run, and not while live updates are paused), when a side's state changes, and when the
+// transforms change.
 
 import { rpc } from "./api.js";
-import { $ } from "./state.js";
+import { $, widthOf } from "./state.js";
 import { esc, ms, pct } from "./format.js";
 import { transformParams } from "./transforms.js";
 
 const FRAME_H = 18;
-const C = { res: null, by: "time", runs: [] };  // last result, colour basis, runs listed
+// last result, colour basis, runs listed ("id:state"), what the result was asked for
+const C = { res: null, by: "time", runs: [], key: null, busy: false };
 
 const signed = (v, f) => (v > 0 ? "+" : v < 0 ? "−" : "±") + f(Math.abs(v));
 export const deltaMs = (ns) => signed(ns, ms);
@@ -46,19 +50,38 @@ export function renderCompareRuns(list) {
   else if (!C.res) $("#cmp-info").textContent = "";
 }
 
-async function fetchCompare() {
-  const base = Number($("#cmp-base").value), cand = Number($("#cmp-cand").value);
+const picked = () => [Number($("#cmp-base").value), Number($("#cmp-cand").value)];
+const stateOf = (id) => (C.runs.find((r) => r.startsWith(`${id}:`)) || "").split(":")[1] || "";
+const liveSides = () => picked().filter((id) => stateOf(id) === "recording");
+// what a result depends on: the two runs, their states, the transforms
+const keyNow = () => JSON.stringify([picked(), picked().map(stateOf), transformParams()]);
+
+// live: a refresh re-asks it (the previous numbers stay shown meanwhile)
+async function fetchCompare(live = false) {
+  const [base, cand] = picked();
   const info = $("#cmp-info");
   if (!base || !cand) return;
-  info.textContent = "comparing…";
+  if (!live) info.textContent = "comparing…";
+  const key = keyNow();
+  C.busy = true;
   try {
     C.res = await rpc.call("compare", { base, cand, limit: 0, threshold_pct: 0.05, ...transformParams() });
+    C.key = key;
   } catch (e) {
-    C.res = null; info.textContent = `error: ${e.message}`;
+    if (live && e.code === "disconnected") return;
+    C.res = null; C.key = null; info.textContent = `error: ${e.message}`;
     $("#cmp-flame").innerHTML = ""; $("#cmp-table tbody").innerHTML = "";
     return;
-  }
+  } finally { C.busy = false; }
   renderCompare();
+}
+
+// from the page's refresh (after renderCompareRuns): re-ask a shown comparison when a side
+// records, or what it was asked for has changed
+export async function refreshCompare() {
+  if (!C.res || C.busy) return;
+  if (!liveSides().length && keyNow() === C.key) return;
+  await fetchCompare(true);
 }
 
 export function renderCompare() {
@@ -66,13 +89,16 @@ export function renderCompare() {
   if (!r) return;
   $("#cmp-info").textContent = `run ${r.base.id} → run ${r.cand.id}: on-CPU ${ms(r.base_ns)} → ${ms(r.cand_ns)} ` +
     `(${deltaMs(r.delta_ns)}${r.base_ns ? `, ${signed(100 * r.delta_ns / r.base_ns, (x) => `${x.toFixed(1)}%`)}` : ""}); ` +
-    `${r.functions} functions, ${r.unchanged} unchanged`;
+    `${r.functions} functions, ${r.unchanged} unchanged` +
+    (liveSides().length ? ` · following run ${liveSides().join(" and run ")} while it records` : "");
+  $("#cmp-info").dataset.candSamples = r.cand_samples;
+  $("#cmp-info").dataset.live = liveSides().length ? "1" : "";
   renderDiffFlame(r);
   renderDeltaTable(r);
 }
 
 function renderDiffFlame(r) {
-  const el = $("#cmp-flame"), W = el.clientWidth || 1000;
+  const el = $("#cmp-flame"), W = widthOf(el) || 1000;
   const roots = r.roots || [];
   const total = roots.reduce((a, n) => a + n.time_ns, 0);
   const out = [], nodes = [];
@@ -107,7 +133,7 @@ function renderDeltaTable(r) {
 }
 
 export function setupCompare() {
-  $("#cmp-go").addEventListener("click", fetchCompare);
+  $("#cmp-go").addEventListener("click", () => fetchCompare());
   for (const id of ["#cmp-base", "#cmp-cand"]) $(id).addEventListener("change", () => { if (C.res) fetchCompare(); });
   $("#cmp-by").addEventListener("change", (ev) => { C.by = ev.target.value; if (C.res) renderDiffFlame(C.res); });
   const el = $("#cmp-flame"), tip = $("#tooltip");

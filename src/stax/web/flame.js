@@ -1,7 +1,7 @@
 // The flamegraph (icicle: roots at the top) in three modes (on-CPU, off-CPU, wall): click a
 // frame to zoom into it and select its function, hover for its times, search to highlight.
 
-import { $, S } from "./state.js";
+import { $, S, widthOf } from "./state.js";
 import { esc, keyOf, ms, pct } from "./format.js";
 import { matcher } from "./search.js";
 import { blockedReason, frameColor, legendHtml, reasonColor, reasonLegendHtml } from "./colors.js";
@@ -44,7 +44,7 @@ export function renderFlame() {
     path.push(c); node = c;
   }
   if (path.length !== S.zoom.length) S.zoom = path.map(keyOf);
-  const W = el.clientWidth || 1000;
+  const W = widthOf(el) || 1000;
   const out = [];
   const mt = matcher(), q = !!mt;
   let matchW = 0, matches = 0;

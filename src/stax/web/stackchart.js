@@ -2,13 +2,15 @@
 // each stack drawn as boxes from the root down, consecutive samples with the same frames at a
 // depth (and the same frames above it) merged into one box. Its time axis is the timeline's
 // selected range, else the zoomed view, else the whole run; the server thins the samples to
-// about two per pixel. The thread: the one in scope, else the busiest one.
+// about two per pixel. The thread: the one in scope, else the busiest one. The stack transforms
+// apply: a sample they leave out is not drawn, the others with their transformed stacks.
 
 import { rpc } from "./api.js";
-import { $, S } from "./state.js";
+import { $, S, widthOf } from "./state.js";
 import { esc, ms } from "./format.js";
 import { frameColor } from "./colors.js";
 import { axisSpan, fmtTime, tickSvg } from "./axis.js";
+import { transformParams } from "./transforms.js";
 
 const ROW = 16, AXIS = 16, MIN_PX = 0.3;
 let chart = null;  // {boxes, a, b, W, tid, name}
@@ -24,9 +26,9 @@ export async function fetchStackChart() {
   const th = S.tid !== null ? { tid: S.tid, name: S.threads?.rows?.find((r) => r.tid === S.tid)?.name } : busiest();
   if (!th) return null;
   const [a, b] = S.range || axisSpan();
-  const W = Math.max(200, $("#stackchart").clientWidth || 1000);
-  const res = await rpc.call("samples", { run: S.run.id, tid: th.tid, start_ns: Math.max(0, Math.floor(a)),
-    end_ns: Math.ceil(b), max_samples: Math.min(20000, W * 2) });
+  const W = Math.max(200, widthOf($("#stackchart")) || 1000);
+  const res = await rpc.call("samples", { ...transformParams(), run: S.run.id, tid: th.tid,
+    start_ns: Math.max(0, Math.floor(a)), end_ns: Math.ceil(b), max_samples: Math.min(20000, W * 2) });
   return { res, a, b, tid: th.tid, name: th.name || "" };
 }
 
@@ -60,7 +62,7 @@ export function renderStackChart(fetched) {
   if (fetched !== undefined) chart = fetched;
   const el = $("#stackchart"), info = $("#stackchart-info");
   if (!chart) { el.innerHTML = ""; info.textContent = "no thread with samples in scope"; return; }
-  const { res, a, b } = chart, W = Math.max(200, el.clientWidth || 1000);
+  const { res, a, b } = chart, W = Math.max(200, widthOf(el) || 1000);
   const all = boxes(res, a, b), span = Math.max(1, b - a);
   const depth = all.reduce((m, x) => Math.max(m, x.depth + 1), 0), H = depth * ROW + AXIS;
   const x = (t) => ((t - a) / span) * W;
@@ -89,5 +91,11 @@ export function setupStackChart() {
     tip.style.left = `${Math.min(ev.clientX + 12, innerWidth - 320)}px`; tip.style.top = `${ev.clientY + 14}px`;
   });
   el.addEventListener("mouseleave", () => { tip.hidden = true; });
-  addEventListener("resize", () => renderStackChart());
+  // redrawn at a new width (after widthOf's observer has seen it)
+  let width = null, timer = null;
+  new ResizeObserver(() => {
+    if (el.clientWidth === width) return;
+    width = el.clientWidth;
+    clearTimeout(timer); timer = setTimeout(() => renderStackChart(), 50);
+  }).observe(el);
 }

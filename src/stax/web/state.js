@@ -24,6 +24,26 @@ export const S = {
 export const stats = { renders: 0, firstRenderMs: null, updates: 0, errors: [] };
 window.__stax = stats;
 
+// Let the browser run between two pieces of one refresh (input, painting): no piece of the
+// page's work holds the main thread for long.
+export const yieldToPage = () => (globalThis.scheduler?.yield
+  ? globalThis.scheduler.yield() : new Promise((r) => setTimeout(r, 0)));
+
+// An element's width, without a forced layout on each render: read once, then kept up to date
+// by a ResizeObserver (a read after DOM changes would make the browser lay the page out again).
+const widths = new WeakMap();
+let sizes = null;
+export function widthOf(el) {
+  let w = widths.get(el);
+  if (w === undefined) {
+    sizes ??= new ResizeObserver((es) => { for (const e of es) widths.set(e.target, e.target.clientWidth); });
+    w = el.clientWidth;
+    widths.set(el, w);
+    sizes.observe(el);
+  }
+  return w;
+}
+
 // The run, thread and time range every query is scoped to.
 export function scopeParams() {
   const p = {};

@@ -6,7 +6,7 @@
 // thread's name scopes the panels to it. Zoom/reset narrow the shared axis (S.view).
 
 import { rpc } from "./api.js";
-import { $, S } from "./state.js";
+import { $, S, widthOf } from "./state.js";
 import { esc, ms } from "./format.js";
 import { reasonColor } from "./colors.js";
 import { fmtTime, tickSvg } from "./axis.js";
@@ -36,7 +36,7 @@ export function renderTracks(fetched) {
   if (fetched !== undefined) data = fetched ? { ...fetched } : null;
   const el = $("#tracks");
   if (!data || !data.tl?.threads?.length) { el.innerHTML = ""; return; }
-  const tl = data.tl, W = Math.max(200, el.clientWidth || 1000);
+  const tl = data.tl, W = Math.max(200, widthOf(el) || 1000);
   const a = tl.start_ns, b = tl.start_ns + tl.bucket_ns * tl.counts.length;
   Object.assign(data, { a, b, W });
   const rows = tl.threads, rowOf = new Map(rows.map((r, i) => [r.tid, i]));

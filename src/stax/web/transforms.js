@@ -1,5 +1,7 @@
 // Transforms of the stacks (the Firefox Profiler's): a stack of them, shown as breadcrumbs above
-// the flamegraph, each removable; they scope the flamegraph, the top table and the call tree.
+// the flamegraph, each removable; they scope every panel that shows stacks or functions (the
+// flamegraph, the top table, the call tree, callers/callees, the stack chart, the comparison,
+// and annotate's samples, for a drop or a focus).
 // Added from the context menu (right-click, or the ⋯ key / Shift+F10) of a flamegraph frame or
 // a call-tree row:
 //   focus on subtree   only the stacks through this node, rooted at it (focus_path)
@@ -11,6 +13,8 @@
 // The server applies them in its own order (exclude, drop, collapse, recursion, focus,
 // focus_path, see docs/protocol.md); a subtree path is kept as picked and re-transformed here
 // with the merges, collapses and recursion added after it, so it keeps its meaning.
+// The stack is part of the view in the URL (urlstate.js): one `tf` item per transform, in order
+// (transformItems / setTransformItems).
 
 import { $ } from "./state.js";
 import { esc } from "./format.js";
@@ -30,12 +34,13 @@ const LABEL = {
 };
 
 // a path (root first) as the server sees it once exclude, collapse and recursion are applied
+// (a node's binary may be a file name only: one read back from the URL)
 function transformedPath(path, exclude, collapse, recursion) {
   let out = path.filter((n) => !exclude.some((x) => n.func.includes(x)));
   if (collapse.length) {
     const res = [];
     for (const n of out) {
-      const hit = collapse.includes(n.binary) || collapse.includes(base(n.binary));
+      const hit = n.binary && collapse.some((c) => c === n.binary || base(c) === base(n.binary));
       const m = hit ? { func: base(n.binary), binary: n.binary, lib: true } : n;
       const last = res[res.length - 1];
       if (!(m.lib && last?.lib && last.binary === m.binary)) res.push(m);
@@ -65,12 +70,77 @@ export function transformParams() {
   return p;
 }
 
+// two transforms that do the same (the server matches functions by name, binaries by path)
+function same(a, t) {
+  if (a.type !== t.type) return false;
+  if (a.type === "collapse") return a.binary === t.binary;
+  if (a.type === "focus_path") return a.path.map((n) => n.func).join(SEP) === t.path.map((n) => n.func).join(SEP);
+  return a.type === "recursion" || a.func === t.func;
+}
+
 export function addTransform(t) {
-  const same = (a) => a.type === t.type && a.func === t.func && a.binary === t.binary &&
-    (a.type !== "focus_path" || a.path.map((n) => n.func).join(SEP) === t.path.map((n) => n.func).join(SEP));
-  if (X.list.some(same)) return;
+  if (X.list.some((a) => same(a, t))) return;
   X.list.push(t);
   renderTransforms(); onChange();
+}
+
+// --- in the URL ---------------------------------------------------------------------------------
+// One item per transform: `merge:NAME`, `drop:NAME`, `focus:NAME`, `collapse:BINARY` (its path),
+// `recursion`, and `path:NODE/NODE/…` for a subtree focus, root first, each node `NAME@BINARY`
+// (the binary's file name), or `NAME` when in the binary of the node before. In a path node
+// `%`, `/` and `@` are escaped as %25, %2F, %40 (the URL escapes these `%` again).
+
+const ITEM_TYPES = { merge: "merge", drop: "drop", focus: "focus", collapse: "collapse" };
+const escNode = (s) => String(s).replace(/[%/@]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+export function transformItems() {
+  return X.list.map((t) => {
+    if (t.type === "recursion") return "recursion";
+    if (t.type === "collapse") return `collapse:${t.binary}`;
+    if (t.type !== "focus_path") return `${t.type}:${t.func}`;
+    let prev = null;
+    return "path:" + t.path.map((n) => {
+      const b = base(n.binary || "");
+      const node = escNode(n.func) + (b !== prev ? `@${escNode(b)}` : "");
+      prev = b;
+      return node;
+    }).join("/");
+  });
+}
+
+// one item back to a transform (null: not one)
+function parseItem(item) {
+  if (item === "recursion") return { type: "recursion", func: "", binary: "" };
+  const at = item.indexOf(":");
+  if (at < 1) return null;
+  const kind = item.slice(0, at), rest = item.slice(at + 1);
+  if (!rest) return null;
+  if (kind === "collapse") return { type: "collapse", func: base(rest), binary: rest };
+  if (ITEM_TYPES[kind]) return { type: ITEM_TYPES[kind], func: rest, binary: "" };
+  if (kind !== "path") return null;
+  let prev = "";
+  const path = [];
+  for (const part of rest.split("/")) {
+    const [f, b, extra] = part.split("@");
+    if (!f || extra !== undefined) return null;
+    try {
+      const func = decodeURIComponent(f);
+      if (b !== undefined) prev = decodeURIComponent(b);
+      path.push({ func, binary: prev });
+    } catch { return null; }
+  }
+  const last = path[path.length - 1];
+  return { type: "focus_path", func: last.func, binary: last.binary, path };
+}
+
+// the stack from URL items (those that do not parse are left out); the caller re-queries
+export function setTransformItems(items) {
+  X.list = [];
+  for (const it of items) {
+    const t = parseItem(it);
+    if (t && !X.list.some((a) => same(a, t))) X.list.push(t);
+  }
+  renderTransforms();
 }
 
 export function renderTransforms() {

@@ -138,7 +138,10 @@ def _python_line(py: dict) -> None:
         f"{merged} of {running} samples running Python code have Python frames ({pct}), "
         f"{py.get('python_mismatches', 0)} mismatched, {py.get('python_misses', 0)} without "
         f"a stack read close enough; {py.get('stack_reads', 0)} stack reads at "
-        f"{py.get('stack_reads_hz')} Hz, {py.get('mean_read_us')} us each")
+        f"{py.get('stack_reads_hz')} Hz, {py.get('mean_read_us')} us each"
+        + {"process": " (by stax's stack-reading process)",
+           "staxd": " (by a stack-reading process staxd runs)",
+           "server": " (by the server itself)"}.get(py.get("stack_reader") or "", ""))
 
 
 def cmd_dump(args: argparse.Namespace) -> int:

@@ -92,6 +92,7 @@ class Queries(Base):
 
     async def h_annotate(self, params: dict[str, Any]) -> Any:
         from stax.profile import annotate
+        from stax.profile.annotatecounts import with_code_id
 
         target = params.get("target")
         if not isinstance(target, str) or not target.strip():
@@ -100,10 +101,11 @@ class Queries(Base):
         target = P.text(params, "target")
         assert target is not None
         exact = P.boolean(params, "exact", False)
+        known = P.text(params, "code_id")
 
         def run(p: Any, flt: views.Filter) -> dict[str, Any]:
             try:
-                return annotate.annotate(p, flt, target, exact)
+                return with_code_id(annotate.annotate(p, flt, target, exact), known)
             except annotate.AnnotateError as e:
                 raise RPCError(E_BAD_REQUEST, str(e)) from None
 
@@ -138,10 +140,11 @@ class Queries(Base):
         exact = P.boolean(params, "exact", False)
         mode = P.choice(params, "mode", ("cpu", "offcpu", "wall"), "cpu")
         limit = P.integer(params, "limit", 20)
+        expand = P.neighbor_paths(params)
 
         def run(p: Any, flt: views.Filter) -> dict[str, Any]:
             try:
-                return neighbors.neighbors(p, flt, target, exact, mode, limit)
+                return neighbors.neighbors(p, flt, target, exact, mode, limit, expand)
             except neighbors.NeighborsError as e:
                 raise RPCError(E_BAD_REQUEST, str(e)) from None
 
