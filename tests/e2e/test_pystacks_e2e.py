@@ -237,3 +237,24 @@ def test_stack_reading_process_says_why_it_cannot_read(tmp_path):
     assert stream.start()
     stream.stop()
     time.sleep(0.1)
+
+
+@pytest.mark.skipif(not any("3.13" in p for p in PYTHONS), reason="no CPython 3.13 here")
+def test_a_313_interpreter_describes_its_structs_itself():
+    """The _Py_DebugOffsets at the start of a live 3.13's _PyRuntime, read, give the offsets
+    of stax's 3.13 table (the reader uses the interpreter's own when they differ)."""
+    from stax.pystacks.debugoffsets import from_runtime
+    from stax.pystacks.layout import layout_for
+
+    python = next(p for p in PYTHONS if "3.13" in p)
+    p = subprocess.Popen([python, str(TARGET)], stdout=subprocess.PIPE, text=True)
+    try:
+        main = int(p.stdout.readline().split()[0])
+        with PyStackReader(p.pid) as r:
+            table = layout_for((3, 13))
+            assert from_runtime(r.mem, r.interpreter.runtime_addr, table) == table
+            assert r.layout == table
+            assert [f.qualname for f in _settled(r, main)[main].frames][:2] == ["park", "recurse"]
+    finally:
+        p.kill()
+        p.wait()

@@ -1,7 +1,7 @@
 """Struct layouts of the CPython interpreter per version, as tables of byte offsets (x86-64 and
 other LP64 targets). Only what the frame walk reads is listed. A version without a table is not
-read (3.14+ are not tabled yet; since 3.13 ``_PyRuntime`` starts with ``_Py_DebugOffsets``, from
-which later tables can be filled)."""
+read (3.14+ are not tabled yet). Since 3.13 ``_PyRuntime`` starts with ``_Py_DebugOffsets``: a
+3.13 target's own offsets replace its table where they differ (stax.pystacks.debugoffsets)."""
 
 from __future__ import annotations
 

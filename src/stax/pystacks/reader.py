@@ -89,6 +89,10 @@ class PyStackReader:
                 raise NotPythonError(
                     f"CPython {v} is not supported (supported: {', '.join(supported_versions())})"
                 )
+            if interp.version[:2] >= (3, 13):  # what the interpreter says of itself, if it can
+                from stax.pystacks.debugoffsets import from_runtime
+
+                lay = from_runtime(self.mem, interp.runtime_addr, lay) or lay
         except BaseException:
             self.mem.close()
             raise
