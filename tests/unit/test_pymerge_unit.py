@@ -173,3 +173,20 @@ def test_elf_symbols_of_files_that_are_not_elf(tmp_path) -> None:
     cut.write_bytes(open("/bin/true", "rb").read()[:100])
     with pytest.raises(ValueError):
         read_symbols(str(cut), ("_PyRuntime",))
+
+
+def test_a_thread_back_on_the_cpu_gets_the_stack_read_after_it_woke() -> None:
+    """A snapshot read while the thread slept shows the stack it woke with, which it leaves at
+    once: a sample after the switch-in takes the later snapshot even when the earlier is
+    nearer."""
+    t = Tables()
+    py = t.binary_id(PY, None, 10)
+    ev, main = t.frame_id(py, 0x1500), t.frame_id(py, 0x3000)
+    asleep = (_frame("beta", False), _frame("<module>", True))
+    spinning = (_frame("spin", False), _frame("beta", False), _frame("<module>", True))
+    m = PyMerge(FakeWatch(FakeSampler([(1_000_000, {7: asleep}), (3_000_000, {7: spinning})])))
+    stack = _stack(t, [ev, main])
+    assert [n for n, _b in _names(t, m.apply(t, 7, 1_500_000, stack))][0] == "beta"
+    m.on_switch_in(10, 7, 1_200_000)
+    m.on_switch_in(11, 7, 1_300_000)  # another process's thread: not this one
+    assert [n for n, _b in _names(t, m.apply(t, 7, 1_500_000, stack))][0] == "spin"

@@ -39,6 +39,11 @@ class PyMerge:
         self._frames: dict[tuple[str, str, int, int], int] = {}
         self._funcs: dict[tuple[str, str, int], int] = {}
         self._counted = False
+        self._woke: dict[int, int] = {}  # thread -> its last switch-in
+
+    def on_switch_in(self, pid: int, tid: int, time: int) -> None:
+        if pid == self.pid:
+            self._woke[tid] = time
 
     def on_mmap(self, pid: int, filename: str) -> None:
         if pid == self.pid:
@@ -101,7 +106,8 @@ class PyMerge:
                    time: int) -> list[tuple[PyFrame, ...]]:
         """The thread's Python stacks that may have been running at ``time``, the likeliest
         first: the snapshots either side when they are close enough together (the nearest
-        first; when both show the same functions, they vouch for the stack between them and
+        first, but the later one when the thread came back on the CPU after the earlier was
+        read; when both show the same functions, they vouch for the stack between them and
         the nearest alone is the answer), else the one within a read period or two. The
         sample's native stack picks between them (its interpreter activations must match)."""
         before, after = sampler.around(tid, time)
@@ -110,6 +116,11 @@ class PyMerge:
             if b is not None and a is not None:
                 if _functions(b) == _functions(a):
                     return [b if time - before[0] <= after[0] - time else a]
+                woke = self._woke.get(tid, 0)
+                if before[0] < woke <= time:
+                    # read while the thread was off the CPU: its stack as it woke, which it
+                    # leaves at once (a sleep returns into the caller's next call)
+                    return [a, b]
                 return [b, a] if time - before[0] <= after[0] - time else [a, b]
         tol = self.watch.tolerance_ns(time)
         near = [snap for snap in (before, after)

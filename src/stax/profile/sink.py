@@ -205,6 +205,8 @@ class RecordSink(OffcpuReasons):
         self.counts["switches"] = self.counts.get("switches", 0) + 1
         if not out:
             self.offcpu.switch_in(tid, time)
+            if self.python is not None:
+                self.python.on_switch_in(pid, tid, time)
         elif self.switch_records_stack:
             self._switch_out_record(pid, tid, time, preempt)
 
