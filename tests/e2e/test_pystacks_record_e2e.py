@@ -95,3 +95,30 @@ def test_attach_to_a_running_interpreter(stax: Stax) -> None:
                                             if r["binary"] == "pysplit.py"}
     info = stax("diagnose", "--json", check=True).json()["run"]["python"]
     assert info["python_samples"] > 0.7 * info["python_running"] > 300, info
+
+
+PERF_PYTHONS = [p for p in ("/root/.pyenv/versions/3.12.1/bin/python3.12",
+                            "/root/.pyenv/versions/3.13.0/bin/python3.13",
+                            shutil.which("python3.12") or "", shutil.which("python3.13") or "")
+                if p and os.path.exists(p)][:1]
+
+
+@pytest.mark.skipif(not PERF_PYTHONS, reason="no CPython 3.12+ here")
+def test_x_perf_trampolines_named_and_completed_by_python_frames(stax: Stax) -> None:
+    """``python -X perf`` (3.12+): its trampolines are named from the perf map, and the native
+    walks that stop at them (no unwind information) are completed by the Python frames, so
+    the functions keep their shares under ``<module>``."""
+    r = stax("record", "--", PERF_PYTHONS[0], "-X", "perf", str(TARGET), "3", check=True,
+             timeout=60)
+    measured = json.loads(r.err.strip().splitlines()[0])
+    rows = stax("top", "--json", "-n", "0", "--sort", "total", check=True).json()["rows"]
+    assert any(row["func"] == "py::heavy:" + str(TARGET) for row in rows), rows[:10]
+    py = {row["func"]: row for row in rows if row["binary"] == "pysplit.py"}
+    assert set(FUNCS) | {"<module>"} <= set(py), sorted(py)
+    total = sum(py[f]["total_samples"] for f in FUNCS)
+    for f in FUNCS:
+        assert abs(100 * py[f]["total_samples"] / total - measured[f]) <= 6, (py, measured)
+    # under <module>: the part of the stack the walk could not reach
+    assert py["<module>"]["total_samples"] >= 0.9 * total
+    info = stax("diagnose", "--json", check=True).json()["run"]["python"]
+    assert info["python_samples"] >= 0.8 * info["python_running"] > 300, info

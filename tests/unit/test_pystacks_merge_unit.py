@@ -33,3 +33,21 @@ def test_counts_that_disagree_keep_the_native_stack():
     assert _merge(["main"], []) == ["main"]
     assert activation_runs([_py("a", True), _py("b")]) is None
     assert activation_runs([]) == []
+
+
+def test_a_native_walk_cut_short_is_completed_by_the_python_frames() -> None:
+    def f(q: str, entry: bool) -> PyFrame:
+        return PyFrame(q, "/a.py", 1, 1, entry, 0)
+
+    py = [f("inner", True), f("mid", True), f("outer", False), f("<module>", True)]
+    native = ["leaf", "EVAL", "trampoline"]  # the walk stopped at a trampoline with no CFI
+
+    def is_eval(n: str) -> bool:
+        return n == "EVAL"
+
+    assert merge_stack(native, is_eval, py, lambda p: p.qualname) is None
+    assert merge_stack(native, is_eval, py, lambda p: p.qualname, cut_short=True) == [
+        "leaf", "inner", "trampoline", "mid", "outer", "<module>"]
+    # more activations natively than Python runs, or none at all: no anchor, nothing merged
+    assert merge_stack(["EVAL"] * 4, is_eval, py, lambda p: p.qualname, cut_short=True) is None
+    assert merge_stack(["leaf"], is_eval, py, lambda p: p.qualname, cut_short=True) is None

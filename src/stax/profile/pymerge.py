@@ -61,8 +61,9 @@ class PyMerge:
             self._eval_bins[bid] = interp.eval_offsets if same else None
         return self._eval_bins[bid]
 
-    def apply(self, t: Tables, tid: int, time: int, sid: int) -> int:
-        """The stack ``sid`` of a sample of this process with its Python frames, or ``sid``."""
+    def apply(self, t: Tables, tid: int, time: int, sid: int, cut_short: bool = False) -> int:
+        """The stack ``sid`` of a sample of this process with its Python frames, or ``sid``
+        (``cut_short``: its native walk stopped early; the Python frames complete it)."""
         sampler = self.watch.sampler
         if sampler is None or sid < 0 or self.watch.interpreter is None:
             return sid
@@ -90,7 +91,7 @@ class PyMerge:
             counts["python_misses"] += 1
             return sid
         for py in candidates:
-            merged = merge_stack(native, is_eval, py, lambda f: self._frame(t, f))
+            merged = merge_stack(native, is_eval, py, lambda f: self._frame(t, f), cut_short)
             if merged is not None:
                 break
         else:

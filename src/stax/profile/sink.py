@@ -99,7 +99,9 @@ class RecordSink(OffcpuReasons):
         tid, time = s.tid, s.time
         sid = self.sample_stack(s)
         if self.python is not None and s.pid == self.python.pid:
-            sid = self.python.apply(self, tid, time, sid)
+            cut = (self.unwinder is not None and s.stack is not None
+                   and self.unwinder.last_stop is not None)  # (the walk just made)
+            sid = self.python.apply(self, tid, time, sid, cut)
         if sid < 0:
             self.counts["empty_stacks"] += 1
         self.s_time.append(time)

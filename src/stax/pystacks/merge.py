@@ -37,14 +37,18 @@ def merge_stack(
     is_eval: Callable[[N], bool],
     frames: Sequence[PyFrame],
     make: Callable[[PyFrame], N],
+    cut_short: bool = False,
 ) -> list[N] | None:
     """``native`` (innermost first) with each eval activation replaced by its Python frames
-    made by ``make``; None when the activation counts do not agree."""
+    made by ``make``; None when the activation counts do not agree. ``cut_short``: the native
+    walk stopped before the thread's entry (code without unwind information, such as the
+    trampolines of ``python -X perf``): its activations are the innermost ones, and the Python
+    frames of the others go on above its last frame, completing the stack."""
     runs = activation_runs(frames)
     if runs is None:
         return None
     n_eval = sum(1 for n in native if is_eval(n))
-    if n_eval != len(runs):
+    if n_eval != len(runs) and not (cut_short and 0 < n_eval < len(runs)):
         return None
     out: list[N] = []
     k = 0
@@ -54,4 +58,6 @@ def merge_stack(
             k += 1
         else:
             out.append(n)
+    for run in runs[k:]:
+        out.extend(make(f) for f in run)
     return out
