@@ -33,6 +33,15 @@ def arguments(p: argparse.ArgumentParser) -> None:
     json_flag(p)
 
 
+def _heat(row: str, n: int, pct: float, dim: bool, color: bool) -> str:
+    """A row coloured by its share: hot, warm, or dimmed when nothing ran there."""
+    if n and pct >= HOT_PCT:
+        return _paint(row, RED, color)
+    if n and pct >= WARM_PCT:
+        return _paint(row, GREEN, color)
+    return _paint(row, DIM, color) if dim else row
+
+
 def _paint(text: str, color: str, on: bool) -> str:
     return f"{color}{text}{RESET}" if on else text
 
@@ -91,13 +100,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             code = esc(ins["text"])
             row = (f"{n:8d} {pct:5.1f}%  {ins['addr']:>{width}x}:  {code}" if n
                    else f"{'.':>8} {'':6}  {ins['addr']:>{width}x}:  {code}")
-            if n and pct >= HOT_PCT:
-                row = _paint(row, RED, color)
-            elif n and pct >= WARM_PCT:
-                row = _paint(row, GREEN, color)
-            elif not n:
-                row = _paint(row, DIM, color)
-            lines.append(row)
+            lines.append(_heat(row, n, pct, not n, color))
     if not insns and res.get("addresses"):
         if res.get("binary_missing"):
             lines.append("the binary is missing (or another build): samples per address, "
@@ -150,13 +153,7 @@ def _python_lines(res: dict[str, Any], args: argparse.Namespace, color: bool) ->
         text = esc((r["text"] or "").rstrip().expandtabs(4))
         row = (f"{n:8d} {pct:5.1f}%" if n else f"{'.':>8} {'':6}") + (
             f" {tot:8d}" if tot else f" {'.':>8}") + f"  {r['line']:>{width}}  {text}"
-        if n and pct >= HOT_PCT:
-            row = _paint(row, RED, color)
-        elif n and pct >= WARM_PCT:
-            row = _paint(row, GREEN, color)
-        elif not tot:
-            row = _paint(row, DIM, color)
-        lines.append(row.rstrip())
+        lines.append(_heat(row.rstrip(), n, pct, not tot, color))
     lines.append(f"samples: with {esc(fn['func'])} the innermost Python function, on that line; "
                  "total: with it on that line anywhere on the stack (the functions it calls "
                  "included)")
