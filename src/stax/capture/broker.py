@@ -54,12 +54,17 @@ class BrokerOpener:
         """Send one request; the descriptors, or PerfError / BrokerRefused."""
         from stax.capture import brokerwire as wire
 
+        return self.exchange(wire.encode_request(pid, events), len(events), "events")
+
+    def exchange(self, payload: bytes, want: int, what: str) -> list[int]:
+        """Send one request line and read its answer: the ``want`` descriptors it grants (for
+        ``what``, in messages), or CaptureError / BrokerRefused / PerfError (staxd's errno)."""
         if self.sock is None:
             self.connect()
         assert self.sock is not None
         fds: list[int] = []
         try:
-            self._send(wire.encode_request(pid, events))
+            self._send(payload)
             while b"\n" not in self._buf:
                 data, got, _flags, _addr = socket.recv_fds(
                     self.sock, 65536, MAX_FDS, socket.MSG_CMSG_CLOEXEC)
@@ -80,13 +85,13 @@ class BrokerOpener:
             ok = bool(ans.get("ok"))
         except (ValueError, AttributeError):
             ans, ok = {}, False
-        if ok and len(fds) == len(events):
+        if ok and len(fds) == want:
             return fds
         for fd in fds:
             os.close(fd)
         msg = str(ans.get("error") or "malformed answer")
         if ok:
-            raise CaptureError(f"staxd sent {len(fds)} descriptors for {len(events)} events")
+            raise CaptureError(f"staxd sent {len(fds)} descriptors for {want} {what}")
         if ans.get("refused"):
             raise BrokerRefused(f"staxd refused: {msg}")
         if ans.get("busy"):
@@ -184,36 +189,15 @@ def python_stream(daemon_socket: str, pid: int, hz: int, interpreter: dict[str, 
                   timeout: float = 10.0) -> int:
     """Ask staxd to read the Python stacks of ``pid`` (stax.staxd.pyworkers): the read end of
     the stack-reading process's output (stax.pystacks.worker's lines). CaptureError (staxd's
-    reason, or why it could not be asked) otherwise."""
+    reason, or why it could not be asked) or PerfError (staxd's errno) otherwise."""
     from stax.capture import brokerwire as wire
 
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    fds: list[int] = []
-    buf = b""
     try:
-        s.connect(daemon_socket)
-        s.sendall(wire.encode_python_request(pid, hz, dict(interpreter)))
-        while b"\n" not in buf:
-            data, got, _flags, _addr = socket.recv_fds(s, 65536, 4, socket.MSG_CMSG_CLOEXEC)
-            fds.extend(got)
-            if not data:
-                break
-            buf += data
-    except OSError as e:
-        for fd in fds:
-            os.close(fd)
-        raise CaptureError(f"staxd ({daemon_socket}): {e.strerror or e}") from None
+        opener = BrokerOpener(daemon_socket, timeout)
+    except BrokerUnavailable as e:
+        raise CaptureError(str(e)) from None
+    try:
+        return opener.exchange(wire.encode_python_request(pid, hz, dict(interpreter)), 1,
+                               "Python stack readers")[0]
     finally:
-        s.close()
-    try:
-        ans = json.loads(buf.split(b"\n", 1)[0])
-        ok = bool(ans.get("ok"))
-    except (ValueError, AttributeError):
-        ans, ok = {}, False
-    if ok and len(fds) == 1:
-        return fds[0]
-    for fd in fds:
-        os.close(fd)
-    msg = str(ans.get("error") or "malformed answer")
-    raise CaptureError(f"staxd {'refused' if ans.get('refused') else 'failed'}: {msg}")
+        opener.close()

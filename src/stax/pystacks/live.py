@@ -146,11 +146,9 @@ class PythonWatch:
         from stax.pystacks.stream import PyStackStream
 
         interp = reader.interpreter
-        spec = {"path": interp.path, "bias": interp.bias, "runtime_addr": interp.runtime_addr,
-                "version": list(interp.version), "code_type_addr": interp.code_type_addr}
         try:
-            fd = python_stream(self.daemon_socket, self.pid, self.hz, spec)
-        except CaptureError as e:
+            fd = python_stream(self.daemon_socket, self.pid, self.hz, interp.spec())
+        except (CaptureError, OSError) as e:  # (OSError: staxd's errno, as a PerfError)
             self.problem = f"{why}; {e}"
             return True
         store = SnapshotStore()

@@ -34,6 +34,23 @@ class Interpreter:
     # (path, offset) in that range is one interpreter activation
     eval_offsets: tuple[int, int] | None = None
 
+    def spec(self) -> dict[str, object]:
+        """What a reader needs of it, as JSON values (handed to the stack-reading process,
+        through staxd too: stax.pystacks.worker)."""
+        return {"path": self.path, "bias": self.bias, "runtime_addr": self.runtime_addr,
+                "version": list(self.version), "code_type_addr": self.code_type_addr}
+
+    @classmethod
+    def from_spec(cls, i: dict[str, object]) -> Interpreter:
+        """``spec()`` read back; KeyError / TypeError / ValueError when it is not one."""
+        code_type = i["code_type_addr"]
+        version = tuple(int(v) for v in i["version"])  # type: ignore[attr-defined]
+        if len(version) != 3:
+            raise ValueError("version must be [major, minor, micro]")
+        return cls(str(i["path"]), int(i["bias"]), int(i["runtime_addr"]),  # type: ignore[arg-type]
+                   version,  # type: ignore[arg-type]
+                   None if code_type is None else int(code_type))  # type: ignore[arg-type]
+
 
 def parse_maps(text: str) -> list[MapEntry]:
     out: list[MapEntry] = []

@@ -10,15 +10,14 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import IO
 
 from stax.pystacks.locate import Interpreter
 from stax.pystacks.reader import PyFrame
 from stax.pystacks.sampler import SnapshotStore
+from stax.pystacks.worker import command
 
 __all__ = ["PyStackStream"]
 
@@ -33,7 +32,7 @@ class PyStackStream:
         self.problem: str | None = None
         self.running = False  # snapshots came in
         self._on_first = on_first
-        self._spec = json.dumps({"pid": pid, "hz": hz, "interpreter": asdict(interpreter)})
+        self._command = command(pid, hz, interpreter.spec())
         self._proc: subprocess.Popen[bytes] | None = None
         self._pipe: IO[bytes] | None = None
         self._stopping = False
@@ -49,9 +48,8 @@ class PyStackStream:
         else:
             try:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "stax.pystacks.worker", self._spec],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                    close_fds=True)
+                    self._command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, close_fds=True)
             except OSError as e:
                 self.problem = f"cannot start the stack-reading process: {e.strerror or e}"
                 return False

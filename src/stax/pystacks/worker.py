@@ -26,7 +26,16 @@ import os
 import sys
 import time
 
-__all__ = ["main"]
+__all__ = ["command", "main"]
+
+
+def command(pid: int, hz: float, interpreter: dict[str, object],
+            pidfd: int | None = None) -> list[str]:
+    """The command line that runs it on ``pid`` (``interpreter``: ``Interpreter.spec()``)."""
+    spec: dict[str, object] = {"pid": pid, "hz": hz, "interpreter": interpreter}
+    if pidfd is not None:
+        spec["pidfd"] = pidfd
+    return [sys.executable, "-m", "stax.pystacks.worker", json.dumps(spec)]
 
 
 def _emit(out: object, lines: list[str]) -> bool:
@@ -59,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         pid, hz = int(spec["pid"]), max(1.0, min(float(spec["hz"]), 1000.0))
         pidfd = spec.get("pidfd")
         pidfd = None if pidfd is None else int(pidfd)
-        i = spec["interpreter"]
-        interp = Interpreter(str(i["path"]), int(i["bias"]), int(i["runtime_addr"]),
-                             tuple(int(v) for v in i["version"]),  # type: ignore[arg-type]
-                             None if i["code_type_addr"] is None else int(i["code_type_addr"]))
+        interp = Interpreter.from_spec(spec["interpreter"])
         reader = PyStackReader(pid, interp)
     except (IndexError, KeyError, TypeError, ValueError) as e:
         _emit(out, [json.dumps(["x", f"bad spec: {e}"])])

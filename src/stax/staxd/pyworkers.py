@@ -6,14 +6,13 @@ at once; each is reaped when it ends (its target exited, or its client closed th
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
-import sys
 import threading
 
 from stax.capture.brokerwire import PythonRequest
+from stax.pystacks.worker import command
 from stax.staxd.slots import Slots
 
 __all__ = ["PER_UID", "TOTAL", "Busy", "PyWorkers"]
@@ -42,10 +41,8 @@ class PyWorkers:
         busy = self.slots.take(uid)
         if busy is not None:
             raise Busy(busy)
-        spec = json.dumps({"pid": req.pid, "hz": req.hz, "interpreter": req.interpreter,
-                           "pidfd": pidfd})
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "stax.pystacks.worker", spec],
+            proc = subprocess.Popen(command(req.pid, req.hz, req.interpreter, pidfd),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL, pass_fds=(pidfd,))
         except OSError:
