@@ -251,20 +251,21 @@ class Broker:
             log.info("refused %s: bad request: %s", peer, e)
             conn.sendall(wire.answer_bad(str(e)))
             return
-        if isinstance(req, wire.PythonRequest):
-            self._python(conn, peer, req)
-            return
         if isinstance(req, wire.FormatsRequest):
             formats = {n: events.tracepoint_format(n) for n in req.names}
             log.info("gave %s the formats of %s", peer, ", ".join(req.names))
             conn.sendall(wire.answer_formats(formats))
             return
-        what = (f"pid {req.pid} " + ",".join(f"{ev.spec.kind}@{ev.tid}/cpu{ev.cpu}"
-                                             for ev in req.events[:8])
-                + (f",+{len(req.events) - 8}" if len(req.events) > 8 else ""))
+        if isinstance(req, wire.PythonRequest):
+            what = f"the Python stacks of pid {req.pid}"
+        else:
+            what = (f"pid {req.pid} " + ",".join(f"{ev.spec.kind}@{ev.tid}/cpu{ev.cpu}"
+                                                 for ev in req.events[:8])
+                    + (f",+{len(req.events) - 8}" if len(req.events) > 8 else ""))
         fds: list[int] = []
         try:
-            fds = self._open(peer, req)
+            fds = (self._reader(peer, req) if isinstance(req, wire.PythonRequest)
+                   else self._open(peer, req))
         except Refused as e:
             self.refused += 1
             log.warning("refused %s: %s (asked for %s)", peer, e, what)
@@ -287,41 +288,17 @@ class Broker:
             for fd in fds:
                 os.close(fd)
 
-    def _python(self, conn: socket.socket, peer: Peer, req: wire.PythonRequest) -> None:
-        """Run a stack-reading process on ``req.pid`` and hand over its output."""
-        from stax.staxd.pyworkers import Busy
-
-        fd = -1
+    def _reader(self, peer: Peer, req: wire.PythonRequest) -> list[int]:
+        """A stack-reading process on ``req.pid``: the read end of its output."""
         try:
-            try:
-                pidfd = os.pidfd_open(req.pid)
-            except OSError:
-                raise Gone(f"no process with pid {req.pid}") from None
-            try:
-                check_access(peer, req.pid, req.pid)
-                fd = self.pyworkers.start(peer.uid, req, pidfd)
-            finally:
-                os.close(pidfd)
-        except Refused as e:
-            self.refused += 1
-            log.warning("refused %s: %s (asked for the Python stacks of pid %d)", peer, e,
-                        req.pid)
-            conn.sendall(wire.answer_refused(str(e)))
-            return
-        except (Gone, Busy) as e:
-            conn.sendall(wire.answer_failed(errno.ESRCH if isinstance(e, Gone) else
-                                            errno.EAGAIN, str(e)))
-            return
-        except OSError as e:
-            code = e.errno or errno.EIO
-            conn.sendall(wire.answer_failed(code, e.strerror or os.strerror(code)))
-            return
+            pidfd = os.pidfd_open(req.pid)
+        except OSError:
+            raise Gone(f"no process with pid {req.pid}") from None
         try:
-            self.granted += 1
-            log.info("granted %s: the Python stacks of pid %d", peer, req.pid)
-            socket.send_fds(conn, [wire.answer_ok(1)], [fd])
+            check_access(peer, req.pid, req.pid)
+            return [self.pyworkers.start(peer.uid, req, pidfd)]
         finally:
-            os.close(fd)
+            os.close(pidfd)
 
     def _open(self, peer: Peer, req: wire.Request) -> list[int]:
         try:

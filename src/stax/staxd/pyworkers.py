@@ -6,6 +6,7 @@ at once; each is reaped when it ends (its target exited, or its client closed th
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import subprocess
@@ -23,8 +24,8 @@ PER_UID = 4
 TOTAL = 32
 
 
-class Busy(Exception):
-    """Too many stack-reading processes already; the message says which limit."""
+class Busy(OSError):
+    """Too many stack-reading processes already (EAGAIN); the message says which limit."""
 
 
 class PyWorkers:
@@ -40,7 +41,7 @@ class PyWorkers:
         of its output, for the client."""
         busy = self.slots.take(uid)
         if busy is not None:
-            raise Busy(busy)
+            raise Busy(errno.EAGAIN, busy)
         try:
             proc = subprocess.Popen(command(req.pid, req.hz, req.interpreter, pidfd),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
