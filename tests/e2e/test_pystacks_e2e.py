@@ -258,3 +258,24 @@ def test_a_313_interpreter_describes_its_structs_itself():
     finally:
         p.kill()
         p.wait()
+
+
+@pytest.mark.skipif(not PYTHONS, reason="no CPython 3.11 here")
+def test_stack_reading_process_stops_on_a_target_no_longer_the_requesters():
+    """Run for a requester (staxd passes its uid) that the target does not belong to, as after
+    an exec of a setuid program: it writes no snapshot and ends."""
+    from stax.pystacks.worker import command
+
+    p = subprocess.Popen([PYTHONS[0], str(TARGET)], stdout=subprocess.PIPE, text=True)
+    try:
+        p.stdout.readline()
+        with PyStackReader(p.pid) as r:
+            spec = r.interpreter.spec()
+        assert os.stat(f"/proc/{p.pid}").st_uid != 54321
+        out = subprocess.run(command(p.pid, 100, spec, owner=54321), capture_output=True,
+                             timeout=30)
+        assert out.returncode == 0 and b'"s"' not in out.stdout, out.stdout[:300]
+        assert p.poll() is None  # the target itself runs on
+    finally:
+        p.kill()
+        p.wait()

@@ -5,10 +5,11 @@ never hold up a read: in the server a read waited for the GIL and took 30 times 
 its time stamp said little about when the stacks were read.
 
 SPEC (JSON): ``{"pid", "hz", "interpreter": {path, bias, runtime_addr, version,
-code_type_addr}}``, the interpreter the server located (so it is not looked for again), and
-``"pidfd"``, a descriptor of the target it inherited, when staxd runs it as root: a read is
-only written out when that process had not exited by the end of it, so a pid reused by
-another process is never read for the requester.
+code_type_addr}}``, the interpreter the server located (so it is not looked for again), and,
+when staxd runs it as root, ``"pidfd"``, a descriptor of the target it inherited, and
+``"owner"``, the requester's uid: a read is only written out when that process had not exited
+by the end of it (so a pid reused by another process is never read for the requester) and
+still belongs to the requester (not after it exec'd a setuid or setgid program).
 
 Lines written:
 - ``["c", ID, QUALNAME, FILENAME, FIRSTLINENO]``: a code object seen for the first time;
@@ -30,11 +31,14 @@ __all__ = ["command", "main"]
 
 
 def command(pid: int, hz: float, interpreter: dict[str, object],
-            pidfd: int | None = None) -> list[str]:
-    """The command line that runs it on ``pid`` (``interpreter``: ``Interpreter.spec()``)."""
+            pidfd: int | None = None, owner: int | None = None) -> list[str]:
+    """The command line that runs it on ``pid`` (``interpreter``: ``Interpreter.spec()``;
+    ``pidfd`` and ``owner``, the requester's uid, when staxd runs it as root)."""
     spec: dict[str, object] = {"pid": pid, "hz": hz, "interpreter": interpreter}
     if pidfd is not None:
         spec["pidfd"] = pidfd
+    if owner is not None:
+        spec["owner"] = owner
     return [sys.executable, "-m", "stax.pystacks.worker", json.dumps(spec)]
 
 
@@ -45,6 +49,15 @@ def _emit(out: object, lines: list[str]) -> bool:
     except (BrokenPipeError, ValueError, OSError):
         return False
     return True
+
+
+def _still_theirs(pid: int, owner: int) -> bool:
+    """The target still belongs to ``owner``, as staxd's access check found it: an exec of a
+    setuid or setgid program makes it non-dumpable, and its /proc entry root's."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid == owner
+    except OSError:
+        return False
 
 
 def _exited(pidfd: int) -> bool:
@@ -68,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         pid, hz = int(spec["pid"]), max(1.0, min(float(spec["hz"]), 1000.0))
         pidfd = spec.get("pidfd")
         pidfd = None if pidfd is None else int(pidfd)
+        owner = spec.get("owner")
+        owner = None if owner is None or int(owner) == 0 else int(owner)
         interp = Interpreter.from_spec(spec["interpreter"])
         reader = PyStackReader(pid, interp)
     except (IndexError, KeyError, TypeError, ValueError) as e:
@@ -86,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             threads = reader.threads()
             if pidfd is not None and _exited(pidfd):
                 return 0  # (what was read may be another process's by now)
+            if owner is not None and not _still_theirs(pid, owner):
+                return 0  # it exec'd a setuid program: no longer the requester's to read
         except (RemoteReadError, OSError):
             if (_exited(pidfd) if pidfd is not None else not os.path.exists(f"/proc/{pid}")):
                 return 0

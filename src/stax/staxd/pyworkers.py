@@ -43,7 +43,7 @@ class PyWorkers:
         if busy is not None:
             raise Busy(errno.EAGAIN, busy)
         try:
-            proc = subprocess.Popen(command(req.pid, req.hz, req.interpreter, pidfd),
+            proc = subprocess.Popen(command(req.pid, req.hz, req.interpreter, pidfd, uid),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL, pass_fds=(pidfd,))
         except OSError:
