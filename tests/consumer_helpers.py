@@ -56,20 +56,27 @@ def pprof_format_totals(path: Path) -> dict[str, Any]:
     return res
 
 
-def go_pprof_top(path: Path, index: str, tmp: Path) -> tuple[int, dict[str, int]]:
-    """`go tool pprof -top` of one sample type, every node: (total, flat per function)."""
+def go_pprof(path: Path, tmp: Path, *args: str, timeout: float = 180) -> str:
+    """What Debian's `go tool pprof ARGS PATH` prints (its caches under ``tmp``); the caller
+    has checked that `go` is installed."""
     go = shutil.which("go")
     assert go is not None
     env = dict(os.environ, HOME=str(tmp), GOCACHE=str(tmp / "gocache"), PPROF_TMPDIR=str(tmp))
-    p = subprocess.run([go, "tool", "pprof", "-top", f"-sample_index={index}", "-unit=ns",
-                        "-nodecount=0", "-nodefraction=0", "-edgefraction=0", str(path)],
-                       env=env, capture_output=True, text=True, timeout=180)
+    p = subprocess.run([go, "tool", "pprof", *args, str(path)], env=env, capture_output=True,
+                       text=True, timeout=timeout)
     assert p.returncode == 0, p.stderr
-    m = re.search(r"of (\d+)(?:ns)? total", p.stdout)
-    assert m, p.stdout
+    return p.stdout
+
+
+def go_pprof_top(path: Path, index: str, tmp: Path) -> tuple[int, dict[str, int]]:
+    """`go tool pprof -top` of one sample type, every node: (total, flat per function)."""
+    out = go_pprof(path, tmp, "-top", f"-sample_index={index}", "-unit=ns", "-nodecount=0",
+                   "-nodefraction=0", "-edgefraction=0")
+    m = re.search(r"of (\d+)(?:ns)? total", out)
+    assert m, out
     flat: dict[str, int] = {}
     row = re.compile(r"^\s*(\d+)(?:ns)?\s+[\d.]+%\s+[\d.]+%\s+\d+(?:ns)?\s+[\d.]+%\s+(.+)$")
-    for line in p.stdout.splitlines():
+    for line in out.splitlines():
         r = row.match(line)
         if r and int(r.group(1)):
             name = r.group(2).strip()

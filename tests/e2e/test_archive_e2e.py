@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from archive_helpers import pprof_stacks
+from consumer_helpers import go_pprof
 from harness import Stax, start_server, stop_server
 
 
@@ -265,15 +266,11 @@ def test_pprof_export_reads_in_go_tool_pprof(stax: Stax, workloads: dict[str, Pa
     stax("record", "--", str(workloads["split"]), "500", check=True)
     out = tmp_path / "p.pb.gz"
     stax("export", "--format", "pprof", "-o", str(out), check=True)
-    env = dict(os.environ, HOME=str(tmp_path), GOCACHE=str(tmp_path / "gocache"),
-               PPROF_TMPDIR=str(tmp_path))
     t0 = time.monotonic()
-    p = subprocess.run([go, "tool", "pprof", "-top", "-nodecount=3", str(out)], env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    lines = p.stdout.splitlines()
-    assert any(line.rstrip().endswith("work_a") for line in lines[-3:]), p.stdout
-    assert "Type: cpu" in p.stdout and time.monotonic() - t0 < 120
+    top = go_pprof(out, tmp_path, "-top", "-nodecount=3", timeout=120)
+    lines = top.splitlines()
+    assert any(line.rstrip().endswith("work_a") for line in lines[-3:]), top
+    assert "Type: cpu" in top and time.monotonic() - t0 < 120
 
 
 def test_unreachable_server_attach_records_in_process(stax_noserver: Stax,

@@ -5,12 +5,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from consumer_helpers import go_pprof
 from harness import Stax
 
 SPLIT_C = Path(__file__).resolve().parents[2] / "workloads" / "split.c"
@@ -73,15 +72,9 @@ def test_source_lines_in_views_pprof_and_gecko(stax: Stax, workloads: dict[str, 
     go = shutil.which("go")
     if go is None:
         pytest.skip("go (Debian golang-go) is not installed: no `go tool pprof` to check with")
-    env = dict(os.environ, HOME=str(tmp_path), GOCACHE=str(tmp_path / "gocache"),
-               PPROF_TMPDIR=str(tmp_path))
 
     def pprof(*args: str) -> str:
-        p = subprocess.run([go, "tool", "pprof", "-symbolize=none", *args,
-                            str(tmp_path / "p.pb.gz")], env=env, capture_output=True, text=True,
-                           timeout=120)
-        assert p.returncode == 0, p.stderr
-        return p.stdout
+        return go_pprof(tmp_path / "p.pb.gz", tmp_path, "-symbolize=none", *args, timeout=120)
 
     listing = pprof("-list", "^work_a$")
     assert f"ROUTINE ======================== work_a in {SPLIT_C}" in listing, listing

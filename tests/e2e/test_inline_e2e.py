@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from consumer_helpers import go_pprof
 from harness import ROOT, Stax
 
 CRUNCH = "work::crunch(unsigned long, long)"
@@ -89,9 +89,5 @@ def test_inline_frames_in_exports(stax: Stax, inlined_exe: Path, tmp_path: Path)
     go = shutil.which("go")
     if go is None:
         return
-    env = dict(os.environ, HOME=str(tmp_path), GOCACHE=str(tmp_path / "gocache"),
-               PPROF_TMPDIR=str(tmp_path))
-    p = subprocess.run([go, "tool", "pprof", "-traces", str(out)], env=env,
-                       capture_output=True, text=True, timeout=180)
-    assert p.returncode == 0, p.stderr
-    assert "mix_step" in p.stdout and "(inline)" in p.stdout, p.stdout[:3000]
+    traces = go_pprof(out, tmp_path, "-traces")
+    assert "mix_step" in traces and "(inline)" in traces, traces[:3000]

@@ -10,14 +10,12 @@ after the file is gone."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from consumer_helpers import ProfilerCli, profiler_cli_problem, speedscope_schema
+from consumer_helpers import ProfilerCli, go_pprof, profiler_cli_problem, speedscope_schema
 from harness import Stax
 from python_helpers import PYTHONS, measured, walk, workload
 
@@ -153,14 +151,9 @@ def _go_pprof(tmp: Path, prog: Path, first: int, body: int) -> None:
     go = shutil.which("go")
     if go is None:
         pytest.skip("go (Debian golang-go) is not installed: no `go tool pprof` to check with")
-    env = dict(os.environ, HOME=str(tmp), GOCACHE=str(tmp / "gocache"), PPROF_TMPDIR=str(tmp))
 
     def pprof(*args: str) -> str:
-        p = subprocess.run([go, "tool", "pprof", "-symbolize=none", *args,
-                            str(tmp / "p.pb.gz")], env=env, capture_output=True, text=True,
-                           timeout=180)
-        assert p.returncode == 0, p.stderr
-        return p.stdout
+        return go_pprof(tmp / "p.pb.gz", tmp, "-symbolize=none", *args)
 
     listing = pprof("-list", "^heavy$")
     assert f"ROUTINE ======================== heavy in {prog}" in listing, listing
