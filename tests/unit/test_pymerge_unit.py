@@ -130,7 +130,8 @@ def test_snapshot_store_orders_two_producers_and_forgets_old_ones() -> None:
     assert s.around(7, 150) == ((100, a), (200, b))
     assert s.around(7, 250) == ((200, b), (300, a))
     assert s.at(7, 190, 20) == b and s.at(7, 150, 20) is None and s.at(8, 200, 20) is None
-    assert (s.reads, s.read_ns, s.first_ns, s.latest()) == (3, 30, 100, 300)
+    assert (s.reads, s.read_ns, s.first_ns) == (3, 30, 100)
+    assert s.around(7, 301) == ((300, a), None)  # the newest is the last
     s.add(2_000_000_000, {7: b}, 10)
     assert s.around(7, 150) == (None, (2_000_000_000, b))  # older than the window: gone
 

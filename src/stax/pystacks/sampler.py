@@ -56,11 +56,6 @@ class SnapshotStore:
         with self._lock:
             self.failed_reads += 1
 
-    def latest(self) -> int:
-        """The newest snapshot's stamp (0 with none)."""
-        with self._lock:
-            return self._times[-1] if self._times else 0
-
     def around(self, tid: int, t_ns: int) -> tuple[
             tuple[int, tuple[PyFrame, ...] | None] | None,
             tuple[int, tuple[PyFrame, ...] | None] | None]:
